@@ -1,0 +1,95 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-structured-headers.git", from: "1.7.0"),
+    ],
+    targets: [
+        /// YAML file -> validated, immutable, Sendable model. No NIO.
+        .target(
+            name: "SluiceConfig",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        /// Matching, keys, algorithms, the Store protocol and the memory store. No NIO.
+        .target(
+            name: "SluiceLimiter",
+            dependencies: [
+                "SluiceConfig",
+                .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
+            ]
+        ),
+        /// The NIO pipeline: client side, upstream pool, forwarding, limiting, answers.
+        .target(
+            name: "SluiceProxy",
+            dependencies: [
+                "SluiceConfig",
+                "SluiceLimiter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        /// Thin command line: serve, check, demo.
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceConfig",
+                "SluiceProxy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        /// Real peers for tests: an HTTP upstream, clients, SHA-256. Optimised even in debug
+        /// builds so 50 MB transfers are checked in well under a second.
+        .target(
+            name: "SluiceTestSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: [.unsafeFlags(["-O"])]
+        ),
+        .testTarget(
+            name: "SluiceConfigTests",
+            dependencies: ["SluiceConfig"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "SluiceLimiterTests",
+            dependencies: ["SluiceLimiter", "SluiceConfig"]
+        ),
+        .testTarget(
+            name: "SluiceProxyTests",
+            dependencies: [
+                "SluiceProxy",
+                "SluiceTestSupport",
+                "SluiceConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+    ]
+)

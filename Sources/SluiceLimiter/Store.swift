@@ -1,0 +1,149 @@
+import SluiceConfig
+
+/// One limit of one applicable rule for one request: what a store decides on.
+public struct StoreItem: Sendable {
+    public enum Mode: Sendable, Hashable {
+        /// Check and, if the request is admitted, take `cost` units.
+        case consume
+        /// Check only (`count_when`: the cost is taken later by ``RateLimitStore/commit(_:now:)``).
+        case check
+    }
+
+    /// The storage key of this limit's counter (see ``RateLimiter`` for the layout).
+    public var key: String
+    public var algorithm: Algorithm
+    public var limit: LimitParameters
+    public var cost: Int64
+    public var mode: Mode
+    /// Items of one rule carry the same group; a shadow rule's group is committed on its own.
+    public var group: Int
+    /// `false` for `mode: shadow` rules: their verdict never blocks the request.
+    public var isEnforced: Bool
+    /// The `block_for` penalty-box key of the rule's key, `nil` without `block_for`.
+    public var penaltyKey: String?
+    /// How long a breach blocks `penaltyKey`.
+    public var penaltyNanoseconds: Int64
+
+    public init(
+        key: String,
+        algorithm: Algorithm,
+        limit: LimitParameters,
+        cost: Int64,
+        mode: Mode = .consume,
+        group: Int = 0,
+        isEnforced: Bool = true,
+        penaltyKey: String? = nil,
+        penaltyNanoseconds: Int64 = 0
+    ) {
+        self.key = key
+        self.algorithm = algorithm
+        self.limit = limit
+        self.cost = cost
+        self.mode = mode
+        self.group = group
+        self.isEnforced = isEnforced
+        self.penaltyKey = penaltyKey
+        self.penaltyNanoseconds = penaltyNanoseconds
+    }
+}
+
+/// What a store decided for one ``StoreItem``.
+public struct StoreItemResult: Sendable {
+    public var verdict: StepVerdict
+    /// Quota left (after this request when it was admitted).
+    public var remaining: Int64
+    public var resetNanoseconds: Int64
+    /// Refused because the key sits in the `block_for` penalty box (`verdict` then waits for the block's end).
+    public var isPenaltyBlocked: Bool
+    /// The state to write if the request is counted; internal to the stores.
+    var pending: CounterState?
+
+    public init(verdict: StepVerdict, remaining: Int64, resetNanoseconds: Int64, isPenaltyBlocked: Bool = false) {
+        self.verdict = verdict
+        self.remaining = remaining
+        self.resetNanoseconds = resetNanoseconds
+        self.isPenaltyBlocked = isPenaltyBlocked
+        self.pending = nil
+    }
+
+    static let undecided = StoreItemResult(verdict: .admitted, remaining: 0, resetNanoseconds: 0)
+}
+
+/// The items of one request and, after ``RateLimitStore/decide(_:now:)``, their results.
+///
+/// A caller may keep one batch and ``removeAll()`` it between requests so that deciding allocates nothing once
+/// its arrays have grown.
+public struct DecisionBatch: Sendable {
+    public private(set) var items: [StoreItem]
+    /// One per item, in the same order; filled by the store.
+    public var results: [StoreItemResult]
+    /// `true` when every enforced item admitted the request (then consume items were counted).
+    public var isAdmitted: Bool
+
+    public init(capacity: Int = 4) {
+        self.items = []
+        self.results = []
+        self.items.reserveCapacity(capacity)
+        self.results.reserveCapacity(capacity)
+        self.isAdmitted = true
+    }
+
+    public var isEmpty: Bool { self.items.isEmpty }
+
+    public mutating func append(_ item: StoreItem) {
+        self.items.append(item)
+        self.results.append(.undecided)
+    }
+
+    public mutating func removeAll() {
+        self.items.removeAll(keepingCapacity: true)
+        self.results.removeAll(keepingCapacity: true)
+        self.isAdmitted = true
+    }
+
+    /// Whether every item of `group` admitted the request (a shadow rule is counted only then).
+    func groupAdmitted(_ group: Int) -> Bool {
+        for index in self.items.indices where self.items[index].group == group {
+            if !self.results[index].verdict.isAdmitted { return false }
+        }
+        return true
+    }
+}
+
+/// Where counters live: the memory store, or Redis shared by several instances (SPEC §8).
+///
+/// The contract of ``decide(_:now:)`` is SPEC §2 "Decisions", atomically for the whole request:
+/// 1. every item is checked first; an item whose `penaltyKey` is blocked is denied until the block ends;
+/// 2. the request is admitted when every *enforced* item admits it (``StepVerdict/delayed(nanoseconds:)`` admits);
+/// 3. if admitted, every enforced `.consume` item is counted, and each shadow group whose items all admit is
+///    counted too (a shadow rule counts what it would have let through); if refused, **nothing** is counted, and
+///    each enforced item refused by its algorithm (not by a block) with a `penaltyKey` blocks that key for
+///    `penaltyNanoseconds`. Refusals because of a block never extend it.
+///
+/// The memory store implements this synchronously under its shard locks. An asynchronous store (Redis) runs the
+/// same contract in one Lua script per request (one round trip); it will plug in through an async or
+/// callback-based variant of `decide` — ``RateLimiter`` is split into `prepare` (no I/O), the store call, and
+/// `finish`, so the proxy can run the store call off the event loop and resume with the filled batch.
+public protocol RateLimitStore: AnyObject, Sendable {
+    /// Decides every item of `batch` at once (see the type's documentation) and fills `batch.results`.
+    func decide(_ batch: inout DecisionBatch, now: LimiterInstant)
+
+    /// Takes each item's cost unconditionally (`count_when` after a matching response status).
+    func commit(_ items: [StoreItem], now: LimiterInstant)
+
+    /// The state of one counter without changing it; `nil` when the key is not tracked.
+    func status(of item: StoreItem, now: LimiterInstant) -> StoreItemResult?
+
+    /// The end of the penalty block of `penaltyKey`, `nil` when it is not blocked at `now`.
+    func blockedUntil(_ penaltyKey: String, now: LimiterInstant) -> LimiterInstant?
+
+    /// Forgets a key (admin `DELETE /limits/...`, SPEC §7). Returns whether it was tracked.
+    @discardableResult
+    func reset(_ key: String) -> Bool
+
+    /// Keys tracked now (`sluice_tracked_keys`).
+    var trackedKeys: Int { get }
+
+    /// Keys evicted so far to stay within `max_keys` (`sluice_evictions_total`).
+    var evictions: Int { get }
+}

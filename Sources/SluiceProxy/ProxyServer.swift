@@ -1,0 +1,194 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import SluiceConfig
+
+/// The proxy as a `Service`: binds the listeners, serves until graceful shutdown, then drains
+/// (SPEC §1: stop accepting, let in-flight requests finish up to `timeouts.shutdown`).
+public final class ProxyServer: Service, Sendable {
+    private struct State {
+        var group: MultiThreadedEventLoopGroup?
+        var listeners: [Channel] = []
+        var quiesce: ServerQuiescingHelper?
+        var pools: [NIOLoopBound<UpstreamPool>] = []
+        var stopped = false
+    }
+
+    private let shared: ProxyShared
+    private let state = NIOLockedValueBox(State())
+    private let logger: Logger
+    /// Called with each bound address once it accepts connections.
+    private let onListening: @Sendable (SocketAddress) -> Void
+
+    public init(
+        configuration: SluiceConfiguration,
+        logger: Logger,
+        onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
+    ) {
+        self.logger = logger
+        self.onListening = onListening
+        let accessLog = AccessLog(configuration.server.accessLog)
+        self.shared = ProxyShared(
+            snapshot: ProxySnapshot(configuration: configuration, gate: Self.makeGate(configuration, previous: nil)),
+            logger: logger,
+            accessLog: accessLog
+        )
+    }
+
+    /// The running configuration.
+    public var configuration: SluiceConfiguration { self.shared.current().configuration }
+
+    /// Addresses the listeners are bound to (after ``start()``).
+    public var listeningAddresses: [SocketAddress] {
+        self.state.withLockedValue { $0.listeners.compactMap(\.localAddress) }
+    }
+
+    static func makeGate(_ configuration: SluiceConfiguration, previous: (any RequestGate)?) -> any RequestGate {
+        OpenGate()
+    }
+
+    /// Swaps in a validated configuration (SPEC §6): new requests use it at once, requests in
+    /// flight keep the snapshot they started with.
+    public func reload(_ configuration: SluiceConfiguration) {
+        let previous = self.shared.current()
+        let snapshot = ProxySnapshot(
+            configuration: configuration,
+            gate: Self.makeGate(configuration, previous: previous.gate)
+        )
+        self.shared.replace(with: snapshot)
+    }
+
+    /// Counts a reload that failed validation (SPEC §6); the running configuration stays.
+    public func recordReloadFailure() {
+        self.shared.logger.debug("reload failure recorded")
+    }
+
+    /// Binds every listener; throws if one cannot be bound.
+    public func start() async throws {
+        let configuration = self.shared.current().configuration
+        let threads = configuration.server.threads ?? System.coreCount
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
+        for loop in group.makeIterator() {
+            pools[ObjectIdentifier(loop)] = try await loop.submit {
+                NIOLoopBound(UpstreamPool(eventLoop: loop), eventLoop: loop)
+            }.get()
+        }
+        let quiesce = ServerQuiescingHelper(group: group)
+        self.state.withLockedValue {
+            $0.group = group
+            $0.quiesce = quiesce
+            $0.pools = Array(pools.values)
+        }
+        let shared = self.shared
+        let maxHeaderBytes = configuration.server.maxHeaderBytes
+        let finalPools = pools
+        var listeners: [Channel] = []
+        do {
+            for address in configuration.server.listen {
+                let bootstrap = ServerBootstrap(group: group)
+                    .serverChannelOption(.backlog, value: 1024)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(
+                                quiesce.makeServerChannelHandler(channel: channel)
+                            )
+                        }
+                    }
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(.allowRemoteHalfClosure, value: true)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            let pool = finalPools[ObjectIdentifier(channel.eventLoop)]!.value
+                            try Self.configureClientPipeline(
+                                channel.pipeline.syncOperations,
+                                shared: shared,
+                                pool: pool,
+                                maxHeaderBytes: maxHeaderBytes
+                            )
+                        }
+                    }
+                let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
+                listeners.append(channel)
+            }
+        } catch {
+            for channel in listeners { try? await channel.close() }
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        self.state.withLockedValue { $0.listeners = listeners }
+        for channel in listeners {
+            if let address = channel.localAddress { self.onListening(address) }
+        }
+    }
+
+    /// The client connection's pipeline, assembled in one place.
+    static func configureClientPipeline(
+        _ pipeline: ChannelPipeline.SynchronousOperations,
+        shared: ProxyShared,
+        pool: UpstreamPool,
+        maxHeaderBytes: Int
+    ) throws {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = maxHeaderBytes
+        limits.maxHeaderFieldSize = maxHeaderBytes
+        var encoderConfiguration = HTTPResponseEncoder.Configuration()
+        // ProxyHandler frames every response itself (it knows HEAD, 1.0 clients and upstream framing).
+        encoderConfiguration.automaticallySetFramingHeaders = false
+        try pipeline.addHandler(HTTPResponseEncoder(configuration: encoderConfiguration))
+        try pipeline.addHandler(
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits))
+        )
+        try pipeline.addHandler(HTTPServerPipelineHandler())
+        try pipeline.addHandler(ProxyHandler(shared: shared, pool: pool))
+    }
+
+    public func run() async throws {
+        try await self.start()
+        try? await gracefulShutdown()
+        await self.stop()
+    }
+
+    /// Drains: stop accepting, let in-flight exchanges finish within `timeouts.shutdown`, then close.
+    public func stop() async {
+        let (group, quiesce, listeners, pools) = self.state.withLockedValue { state in
+            let alreadyStopped = state.stopped
+            state.stopped = true
+            return alreadyStopped ? (nil, nil, [], []) : (state.group, state.quiesce, state.listeners, state.pools)
+        }
+        guard let group else { return }
+        self.shared.startDraining()
+        let timeout = self.shared.current().configuration.server.timeouts.shutdown
+        if let quiesce {
+            let promise = group.next().makePromise(of: Void.self)
+            quiesce.initiateShutdown(promise: promise)
+            let drained = promise.futureResult
+            let deadline = group.next().scheduleTask(in: TimeAmount(timeout)) {}
+            // Whichever comes first: every connection closed, or the shutdown timeout.
+            _ = try? await drained.or(deadline.futureResult).get()
+            deadline.cancel()
+        } else {
+            for channel in listeners { try? await channel.close() }
+        }
+        for pool in pools {
+            try? await pool.eventLoop.submit { pool.value.closeAll() }.get()
+        }
+        self.shared.accessLog.flush()
+        try? await group.shutdownGracefully()
+    }
+}
+
+extension EventLoopFuture {
+    /// Completes when either future completes.
+    fileprivate func or(_ other: EventLoopFuture<Void>) -> EventLoopFuture<Void> {
+        let promise = self.eventLoop.makePromise(of: Void.self)
+        self.whenComplete { _ in promise.succeed(()) }
+        other.whenComplete { _ in promise.succeed(()) }
+        return promise.futureResult
+    }
+}

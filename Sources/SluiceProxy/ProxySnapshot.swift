@@ -1,0 +1,76 @@
+import Atomics
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SluiceConfig
+
+/// Everything a request needs from one config, compiled once per load and shared read-only by
+/// every event loop. A request reads the current snapshot once, when its head arrives (SPEC §6:
+/// in-flight requests finish with the config they started with).
+final class ProxySnapshot: Sendable, AtomicReference {
+    let configuration: SluiceConfiguration
+    let gate: any RequestGate
+    let clientIP: ClientIPResolver
+    let targets: [UpstreamTarget]
+    let preserveHost: Bool
+    let scheme: String
+    let maxBodyBytes: Int
+    let maxIdlePerLoop: Int
+    let headerReadTimeout: TimeAmount
+    let idleTimeout: TimeAmount
+    let upstreamConnectTimeout: TimeAmount
+    let upstreamResponseTimeout: TimeAmount
+
+    init(configuration: SluiceConfiguration, gate: any RequestGate) {
+        self.configuration = configuration
+        self.gate = gate
+        let server = configuration.server
+        self.clientIP = ClientIPResolver(trustedProxies: server.trustedProxies, header: server.clientIPHeader)
+        self.targets = configuration.upstream.targets
+        self.preserveHost = configuration.upstream.preserveHost
+        self.scheme = server.tls == nil ? "http" : "https"
+        self.maxBodyBytes = server.maxBodyBytes
+        self.maxIdlePerLoop = configuration.upstream.maxIdlePerLoop
+        self.headerReadTimeout = TimeAmount(server.timeouts.headerRead)
+        self.idleTimeout = TimeAmount(server.timeouts.idle)
+        self.upstreamConnectTimeout = TimeAmount(server.timeouts.upstreamConnect)
+        self.upstreamResponseTimeout = TimeAmount(server.timeouts.upstreamResponse)
+    }
+}
+
+/// State shared by every connection of a server: the current snapshot (swapped on reload),
+/// the draining flag, the logger and the access log.
+final class ProxyShared: Sendable {
+    private let snapshot: ManagedAtomic<ProxySnapshot>
+    private let draining = ManagedAtomic<Bool>(false)
+    let logger: Logger
+    let accessLog: AccessLog
+
+    init(snapshot: ProxySnapshot, logger: Logger, accessLog: AccessLog) {
+        self.snapshot = ManagedAtomic(snapshot)
+        self.logger = logger
+        self.accessLog = accessLog
+    }
+
+    @inline(__always)
+    func current() -> ProxySnapshot {
+        self.snapshot.load(ordering: .acquiring)
+    }
+
+    func replace(with snapshot: ProxySnapshot) {
+        self.snapshot.store(snapshot, ordering: .releasing)
+    }
+
+    var isDraining: Bool { self.draining.load(ordering: .relaxed) }
+
+    func startDraining() {
+        self.draining.store(true, ordering: .relaxed)
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

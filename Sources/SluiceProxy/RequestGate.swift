@@ -1,0 +1,45 @@
+import NIOHTTP1
+import SluiceConfig
+
+/// What the proxy knows about a request when it asks the gate, and what the gate tells the log.
+struct GateContext {
+    var clientIP: IPAddress
+    var peerIP: IPAddress
+    /// The rule that decided (blocked, or the most constrained one), for the access log.
+    var rule: String? = nil
+    /// `admitted`, `limited`, `shadow_limited`, `exempt` or `none`.
+    var decision: String = "none"
+
+    init(clientIP: IPAddress, peerIP: IPAddress) {
+        self.clientIP = clientIP
+        self.peerIP = peerIP
+    }
+}
+
+/// A response the gate produces instead of forwarding (a 429, say).
+struct GateAnswer {
+    var status: HTTPResponseStatus
+    var headers: [(String, String)]
+    var body: String
+}
+
+enum GateVerdict {
+    /// Forward; add these headers to the upstream's response (rate-limit fields).
+    case forward([(String, String)])
+    /// Do not forward; answer this.
+    case answer(GateAnswer)
+}
+
+/// The "decide, then forward or answer" step of the request path.
+///
+/// Called once per request head, on the connection's event loop; must not block.
+protocol RequestGate: Sendable {
+    func decide(head: HTTPRequestHead, context: inout GateContext) -> GateVerdict
+}
+
+/// Forwards everything (no rules).
+struct OpenGate: RequestGate {
+    func decide(head: HTTPRequestHead, context: inout GateContext) -> GateVerdict {
+        .forward([])
+    }
+}

@@ -1,0 +1,111 @@
+import NIOCore
+import NIOHTTP1
+
+/// Relays raw bytes between the two ends of an upgraded connection (WebSocket), with
+/// back-pressure: a side is read only while its partner can take more.
+///
+/// Consumes and produces `ByteBuffer`. When either side closes, the other is closed too.
+final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var partner: TunnelHandler?
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+
+    /// Replaces the HTTP handlers of both channels by a pair of tunnel handlers.
+    ///
+    /// Must run on the shared event loop, after the 101 has been written to the client. Bytes
+    /// the HTTP decoders had already read past the upgrade are forwarded when they are removed.
+    static func join(client: Channel, upstream: Channel) throws {
+        let clientSide = TunnelHandler()
+        let upstreamSide = TunnelHandler()
+        clientSide.partner = upstreamSide
+        upstreamSide.partner = clientSide
+        let c = client.pipeline.syncOperations
+        let u = upstream.pipeline.syncOperations
+        try c.addHandler(clientSide)
+        try u.addHandler(upstreamSide)
+        _ = c.removeHandler(try c.handler(type: ProxyHandler.self))
+        _ = c.removeHandler(try c.handler(type: HTTPServerPipelineHandler.self))
+        _ = c.removeHandler(try c.handler(type: HTTPResponseEncoder.self))
+        _ = c.removeHandler(try c.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
+        _ = u.removeHandler(try u.handler(type: UpstreamHandler.self))
+        _ = u.removeHandler(try u.handler(type: HTTPRequestEncoder.self))
+        _ = u.removeHandler(try u.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
+        // Reads were held back while the HTTP exchange was in progress.
+        client.read()
+        upstream.read()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        self.partner = nil
+    }
+
+    private func partnerWrite(_ data: NIOAny) {
+        self.context?.write(data, promise: nil)
+    }
+
+    private func partnerFlush() {
+        self.context?.flush()
+    }
+
+    private func partnerClose() {
+        self.context?.close(promise: nil)
+    }
+
+    private var partnerIsWritable: Bool {
+        self.context?.channel.isWritable ?? false
+    }
+
+    private func partnerBecameWritable() {
+        if self.pendingRead {
+            self.pendingRead = false
+            self.context?.read()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.partner?.partnerWrite(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.partner?.partnerFlush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.partner?.partnerClose()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            // Half-close travels through the tunnel as a full close of the other side's output.
+            self.partner?.context?.close(mode: .output, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            self.partner?.partnerBecameWritable()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.partner?.partnerIsWritable ?? false {
+            context.read()
+        } else {
+            self.pendingRead = true
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SluiceConfig
+
+/// One keep-alive connection to an upstream target.
+final class UpstreamConnection {
+    let channel: Channel
+    let handler: UpstreamHandler
+    let target: UpstreamTarget
+    /// Set when the connection served a request before (a pooled connection may have gone stale).
+    var reused = false
+
+    init(channel: Channel, handler: UpstreamHandler, target: UpstreamTarget) {
+        self.channel = channel
+        self.handler = handler
+        self.target = target
+    }
+}
+
+/// Idle keep-alive upstream connections of ONE event loop (SPEC §2 `max_idle_per_loop`).
+///
+/// Never shared across loops, so it needs no lock: an exchange takes a connection from its own
+/// loop's pool and gives it back there. LIFO reuse keeps the hottest connections warm and lets
+/// the rest time out on the upstream's side.
+final class UpstreamPool {
+    let eventLoop: EventLoop
+    private var idle: [UpstreamTarget: [UpstreamConnection]] = [:]
+    private var idleCount = 0
+    private var roundRobin = 0
+
+    init(eventLoop: EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    /// Picks the next target round robin.
+    func nextTarget(of targets: [UpstreamTarget]) -> UpstreamTarget {
+        if targets.count == 1 { return targets[0] }
+        self.roundRobin &+= 1
+        return targets[self.roundRobin % targets.count]
+    }
+
+    /// An idle connection to `target`, if one is open.
+    func takeIdle(for target: UpstreamTarget) -> UpstreamConnection? {
+        while var list = self.idle[target], let connection = list.popLast() {
+            self.idle[target] = list
+            self.idleCount -= 1
+            if connection.channel.isActive {
+                connection.handler.onClose = nil
+                return connection
+            }
+        }
+        return nil
+    }
+
+    /// Gives a connection back after a complete exchange, or closes it if the pool is full.
+    func release(_ connection: UpstreamConnection, maxIdle: Int) {
+        guard connection.channel.isActive, self.idleCount < maxIdle else {
+            connection.channel.close(promise: nil)
+            return
+        }
+        connection.handler.delegate = nil
+        connection.reused = true
+        self.idle[connection.target, default: []].append(connection)
+        self.idleCount += 1
+        connection.handler.onClose = { [weak self, weak connection] in
+            guard let self, let connection else { return }
+            self.remove(connection)
+        }
+    }
+
+    private func remove(_ connection: UpstreamConnection) {
+        guard var list = self.idle[connection.target],
+            let index = list.firstIndex(where: { $0 === connection })
+        else { return }
+        list.remove(at: index)
+        self.idle[connection.target] = list
+        self.idleCount -= 1
+    }
+
+    /// Closes every idle connection (shutdown, or a reload that changed the targets).
+    func closeAll() {
+        for (_, list) in self.idle {
+            for c in list { c.channel.close(promise: nil) }
+        }
+        self.idle.removeAll()
+        self.idleCount = 0
+    }
+
+    /// Opens a new connection to `target` on this loop.
+    func connect(to target: UpstreamTarget, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection> {
+        let bootstrap = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.autoRead, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    var encoderConfiguration = HTTPRequestEncoder.Configuration()
+                    encoderConfiguration.automaticallySetFramingHeaders = false
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        leftOverBytesStrategy: .forwardBytes,
+                        enableOutboundHeaderValidation: false,
+                        encoderConfiguration: encoderConfiguration
+                    )
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
+                }
+            }
+        return bootstrap.connect(host: target.host, port: target.port).flatMapThrowing { channel in
+            let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+            return UpstreamConnection(channel: channel, handler: handler, target: target)
+        }
+    }
+}

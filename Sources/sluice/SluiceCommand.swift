@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import SluiceConfig
+import SluiceProxy
+import UnixSignals
+
+/// `sluice` — the command line of SPEC §1. Thin: every piece of work lives in the libraries.
+@main
+struct SluiceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "A rate-limiting reverse proxy.",
+        version: SluiceVersion.string,
+        subcommands: [Serve.self, Check.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+enum SluiceVersion {
+    static let string = "0.1.0"
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: [.short, .long], help: "The YAML configuration file.")
+    var config: String = "config/sluice.yaml"
+}
+
+/// `sluice check --config FILE`: like `nginx -t`.
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate a configuration file.")
+
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        do {
+            _ = try ConfigLoader.load(path: self.options.config)
+            print("ok")
+        } catch {
+            for e in error.errors { print(e.description) }
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// `sluice serve --config FILE` (the default subcommand).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let logger = makeLogger(level: self.logLevel)
+        let configuration: SluiceConfiguration
+        do {
+            configuration = try ConfigLoader.load(path: self.options.config)
+        } catch {
+            for e in error.errors { FileHandle.standardError.write(Data((e.description + "\n").utf8)) }
+            throw ExitCode(1)
+        }
+        try await runProxy(configuration: configuration, path: self.options.config, logger: logger)
+    }
+}
+
+func makeLogger(level: String) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = Logger.Level(rawValue: level) ?? .info
+        return handler
+    }
+    return Logger(label: "sluice")
+}
+
+/// Runs the proxy until SIGTERM/SIGINT, reloading on SIGHUP (SPEC §1, §6).
+func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) async throws {
+    let server = ProxyServer(configuration: configuration, logger: logger) { address in
+        // Written unbuffered so a script waiting for this line sees it at once.
+        FileHandle.standardOutput.write(Data("sluice listening on \(address.hostPortDescription)\n".utf8))
+    }
+    let reloader = ReloadOnSignal(path: path, server: server, logger: logger)
+    let group = ServiceGroup(
+        configuration: .init(
+            services: [
+                .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: reloader),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        )
+    )
+    do {
+        try await group.run()
+    } catch {
+        logger.error("sluice stopped: \(error)")
+        FileHandle.standardError.write(Data("sluice: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// Re-reads the file on SIGHUP; a bad file is logged with its positions and the running config stays.
+struct ReloadOnSignal: Service {
+    let path: String
+    let server: ProxyServer
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            do {
+                let configuration = try ConfigLoader.load(path: self.path)
+                self.server.reload(configuration)
+                self.logger.info("configuration reloaded", metadata: ["file": "\(self.path)"])
+            } catch {
+                for e in error.errors {
+                    self.logger.error("reload failed, keeping the running configuration: \(e.description)")
+                }
+                self.server.recordReloadFailure()
+            }
+        }
+    }
+}
+
+extension SocketAddress {
+    /// `127.0.0.1:8080` / `[::1]:8080`.
+    var hostPortDescription: String {
+        let ip = self.ipAddress ?? "?"
+        let port = self.port ?? 0
+        if case .v6 = self { return "[\(ip)]:\(port)" }
+        return "\(ip):\(port)"
+    }
+}
