@@ -159,6 +159,11 @@ public final class ProxyServer: Service, Sendable {
         let (group, quiesce, listeners, pools) = self.state.withLockedValue { state in
             let alreadyStopped = state.stopped
             state.stopped = true
+            defer {
+                // Released here, while its loop still runs: its deinit completes a promise there.
+                state.quiesce = nil
+                state.pools = []
+            }
             return alreadyStopped ? (nil, nil, [], []) : (state.group, state.quiesce, state.listeners, state.pools)
         }
         guard let group else { return }
@@ -178,6 +183,7 @@ public final class ProxyServer: Service, Sendable {
         for pool in pools {
             try? await pool.eventLoop.submit { pool.value.closeAll() }.get()
         }
+        _ = consume quiesce
         self.shared.accessLog.flush()
         try? await group.shutdownGracefully()
     }
