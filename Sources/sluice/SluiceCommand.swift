@@ -14,7 +14,7 @@ struct SluiceCommand: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "A rate-limiting reverse proxy.",
         version: SluiceVersion.string,
-        subcommands: [Serve.self, Check.self],
+        subcommands: [Serve.self, Check.self, Demo.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -1,0 +1,85 @@
+import SluiceConfig
+
+/// The state of one key of one rule, for `GET /limits/RULE?key=...` (SPEC §7).
+public struct KeyState: Sendable, Hashable {
+    public var rule: String
+    /// The display key as given.
+    public var key: String
+    /// The rule's limits (and any tier limit this key has a counter for); an untracked key shows full quotas.
+    public var limits: [LimitStatus]
+    /// Seconds left in the `block_for` penalty box, `nil` when not blocked.
+    public var blockedForSeconds: Int?
+}
+
+extension RateLimiter {
+    /// Whether a rule of this name exists (unknown rule: 404).
+    public func hasRule(_ name: String) -> Bool {
+        self.rule(named: name) != nil
+    }
+
+    /// The state of a key given in display form (`203.0.113.7|/login`), `nil` for an unknown rule.
+    ///
+    /// The display key is split into as many values as the rule has key parts (only the last may contain `|`); a
+    /// key with too few values, like one never seen, shows full quotas.
+    public func keyState(rule name: String, displayKey: String, now: LimiterInstant) -> KeyState? {
+        guard let rule = self.rule(named: name) else { return nil }
+        var state = KeyState(rule: name, key: displayKey, limits: [], blockedForSeconds: nil)
+        guard let encoded = rule.key.encodedKey(fromDisplayKey: displayKey) else {
+            state.limits = rule.configuration.limits.map {
+                LimitStatus(rule: name, policyName: rule.policyName($0, among: rule.configuration.limits), limit: $0, remaining: $0.count, resetSeconds: 0)
+            }
+            return state
+        }
+        let configured = Set(rule.configuration.limits)
+        for limit in CompiledRule.allLimits(rule.configuration) {
+            let item = self.item(rule, limit: limit, encoded: encoded)
+            let policy = rule.policyName(limit, among: rule.configuration.limits)
+            if let result = self.store.status(of: item, now: now) {
+                state.limits.append(
+                    LimitStatus(
+                        rule: name,
+                        policyName: policy,
+                        limit: limit,
+                        remaining: Int(clamping: result.remaining),
+                        resetSeconds: FixedPoint.ceilSeconds(nanoseconds: result.resetNanoseconds)
+                    )
+                )
+            } else if configured.contains(limit) {
+                state.limits.append(LimitStatus(rule: name, policyName: policy, limit: limit, remaining: limit.count, resetSeconds: 0))
+            }
+        }
+        if let penalty = rule.penaltyKey(namespace: rule.namespace, encodedKey: encoded),
+            let until = self.store.blockedUntil(penalty, now: now)
+        {
+            state.blockedForSeconds = FixedPoint.retryAfterSeconds(
+                nanoseconds: until.nanosecondsSinceEpoch - now.nanosecondsSinceEpoch
+            )
+        }
+        return state
+    }
+
+    /// Forgets every counter and the penalty block of a key (`DELETE /limits/RULE?key=...`); `nil` for an unknown
+    /// rule, else whether anything was tracked.
+    @discardableResult
+    public func resetKey(rule name: String, displayKey: String) -> Bool? {
+        guard let rule = self.rule(named: name) else { return nil }
+        guard let encoded = rule.key.encodedKey(fromDisplayKey: displayKey) else { return false }
+        var removed = false
+        for limit in CompiledRule.allLimits(rule.configuration) {
+            removed = self.store.reset(rule.storageKey(namespace: rule.namespace, limit: limit, encodedKey: encoded)) || removed
+        }
+        if let penalty = rule.penaltyKey(namespace: rule.namespace, encodedKey: encoded) {
+            removed = self.store.reset(penalty) || removed
+        }
+        return removed
+    }
+
+    private func item(_ rule: CompiledRule, limit: RateLimit, encoded: String) -> StoreItem {
+        StoreItem(
+            key: rule.storageKey(namespace: rule.namespace, limit: limit, encodedKey: encoded),
+            algorithm: rule.configuration.algorithm,
+            limit: rule.parameters[limit] ?? LimitParameters(limit),
+            cost: 0
+        )
+    }
+}

@@ -1,0 +1,321 @@
+import SluiceConfig
+
+/// The limiter engine for one configuration snapshot (SPEC §2 "Decisions").
+///
+/// Built once per load (matchers, key builders and storage namespaces are precompiled) and shared read-only by
+/// every event loop; the counters live in the ``RateLimitStore``, which outlives snapshots. The proxy calls
+/// ``evaluate(_:now:)`` once per request head, envoy-style: match rules, derive keys, decide all-or-nothing in the
+/// store, then turn the ``LimitOutcome`` into a forwarded request or a blocked response.
+///
+/// Per request, in file order, every rule whose `match` holds applies:
+/// - a client IP in `exempt` makes the rule `exempt` for this request;
+/// - the key is derived; an absent part applies `on_missing_key` (`skip`: the rule does not apply; `deny`: refused
+///   for good; `fallback`: the fallback parts, and if one of those is absent too the rule is skipped);
+/// - the cost is fixed or read from a header (absent, not an integer or below 1 → `default`; above `max` → `max`);
+/// - limits come from `tiers` (by a key part's value, else `default`, else `limits`);
+/// - a cost above a limit's COUNT refuses the request for good (no `Retry-After`);
+/// - every limit becomes a ``StoreItem`` and the store decides them together.
+/// `mode: shadow` rules are counted but never block: they turn an admitted request into `shadowLimited`.
+///
+/// Decisions where the spec is silent: when two applicable rules produce the same storage key (rules with one
+/// `shared` name, the same key parts and the same limit), the request is counted once for it; a request refused for
+/// good still reports its other limits' numbers (checked without counting) so headers can be sent.
+public final class RateLimiter: Sendable {
+    public let configuration: SluiceConfiguration
+    /// Where the counters live; reused by the next snapshot on reload.
+    public let store: any RateLimitStore
+    let rules: [CompiledRule]
+    private let ruleIndexByName: [String: Int]
+    private let needsPath: Bool
+
+    /// - Parameters:
+    ///   - configuration: the validated snapshot.
+    ///   - store: the counters, usually those of the previous snapshot.
+    public init(configuration: SluiceConfiguration, store: any RateLimitStore) {
+        self.configuration = configuration
+        self.store = store
+        self.rules = configuration.rules.enumerated().map { CompiledRule(index: $0.offset, configuration: $0.element) }
+        var byName: [String: Int] = [:]
+        for rule in self.rules { byName[rule.name] = rule.index }
+        self.ruleIndexByName = byName
+        self.needsPath = self.rules.contains { rule in
+            rule.matcher.needsPath || rule.configuration.key.contains(.path)
+                || rule.configuration.tiers?.by == .path
+                || { if case .fallback(let parts) = rule.configuration.onMissingKey { parts.contains(.path) } else { false } }()
+        }
+    }
+
+    /// The engine of a reloaded configuration (SPEC §6): keeps `previous`'s store, so the counters of rules whose
+    /// name, key and limits are unchanged carry over (their storage keys are the same); without `previous`, a new
+    /// ``MemoryStore`` bounded by `storage.max_keys`.
+    ///
+    /// Counters of changed or removed rules are not deleted; they are never read again and age out of the LRU.
+    public convenience init(configuration: SluiceConfiguration, previous: RateLimiter?) {
+        self.init(
+            configuration: configuration,
+            store: previous?.store ?? MemoryStore(maxKeys: configuration.storage.maxKeys)
+        )
+    }
+
+    /// Decides a request: ``prepare(_:now:)``, the store, ``finish(_:now:)``.
+    public func evaluate<R: RequestAttributes>(_ request: R, now: LimiterInstant) -> LimitOutcome {
+        var prepared = self.prepare(request, now: now)
+        if !prepared.batch.isEmpty {
+            self.store.decide(&prepared.batch, now: now)
+        }
+        return self.finish(prepared, now: now)
+    }
+
+    // MARK: Preparing
+
+    /// A request's applicable rules and store items, before the store decides. No I/O, no locks.
+    public struct PreparedDecision: Sendable {
+        /// Hand this to ``RateLimitStore/decide(_:now:)`` (unless empty), then to ``RateLimiter/finish(_:now:)``.
+        public var batch: DecisionBatch
+        fileprivate var entries: [Entry]
+    }
+
+    fileprivate struct Entry: Sendable {
+        enum Kind: Sendable {
+            case exempt
+            /// Refused whatever the counters say; the text for `{limit}`.
+            case refusedForGood(limit: String)
+            /// Items in the batch, one per limit, in the order of `limits`.
+            case counted(items: [Int], limits: [RateLimit])
+        }
+
+        var rule: Int
+        var kind: Kind
+    }
+
+    /// Matches the rules and derives the store items of `request`.
+    public func prepare<R: RequestAttributes>(_ request: R, now: LimiterInstant) -> PreparedDecision {
+        var batch = DecisionBatch()
+        var entries: [Entry] = []
+        let path = self.needsPath ? PathNormalizer.normalize(request.uri) : "/"
+        var encoded = ""
+        var refusedEnforced = false
+        for rule in self.rules {
+            let configuration = rule.configuration
+            guard rule.matcher.matches(request, path: path) else { continue }
+            if !configuration.exempt.isEmpty, configuration.exempt.contains(where: { $0.contains(request.clientIP) }) {
+                entries.append(Entry(rule: rule.index, kind: .exempt))
+                continue
+            }
+            encoded.removeAll(keepingCapacity: true)
+            var namespace = rule.namespace
+            if !rule.key.appendEncodedKey(for: request, path: path, to: &encoded) {
+                switch configuration.onMissingKey {
+                case .skip:
+                    continue
+                case .deny:
+                    entries.append(Entry(rule: rule.index, kind: .refusedForGood(limit: Self.limitText(configuration.limits))))
+                    refusedEnforced = refusedEnforced || rule.isEnforced
+                    continue
+                case .fallback:
+                    encoded.removeAll(keepingCapacity: true)
+                    guard let fallback = rule.fallback,
+                        fallback.key.appendEncodedKey(for: request, path: path, to: &encoded)
+                    else { continue }
+                    namespace = fallback.namespace
+                }
+            }
+            let cost = Self.cost(of: configuration, request: request)
+            let tierValue = configuration.tiers.flatMap { KeyBuilder.value(of: $0.by, request: request, path: path) }
+            let limits = rule.limits(tierValue: tierValue)
+            if let tooSmall = limits.first(where: { Int64($0.count) < cost }) {
+                entries.append(Entry(rule: rule.index, kind: .refusedForGood(limit: tooSmall.text)))
+                refusedEnforced = refusedEnforced || rule.isEnforced
+                continue
+            }
+            let penaltyKey = rule.penaltyKey(namespace: namespace, encodedKey: encoded)
+            var indices: [Int] = []
+            indices.reserveCapacity(limits.count)
+            for limit in limits {
+                let key = rule.storageKey(namespace: namespace, limit: limit, encodedKey: encoded)
+                if let existing = batch.items.firstIndex(where: { $0.key == key }) {
+                    indices.append(existing)
+                    continue
+                }
+                batch.append(
+                    StoreItem(
+                        key: key,
+                        algorithm: configuration.algorithm,
+                        limit: rule.parameters[limit] ?? LimitParameters(limit, burst: configuration.burst),
+                        cost: cost,
+                        mode: configuration.countWhen == nil ? .consume : .check,
+                        group: rule.index,
+                        isEnforced: rule.isEnforced,
+                        penaltyKey: penaltyKey,
+                        penaltyNanoseconds: rule.penaltyNanoseconds
+                    )
+                )
+                indices.append(batch.items.count - 1)
+            }
+            entries.append(Entry(rule: rule.index, kind: .counted(items: indices, limits: limits)))
+        }
+        if refusedEnforced {
+            // Refused whatever the counters say: look at them for the headers, take nothing (all or nothing).
+            batch.checkOnly()
+        }
+        return PreparedDecision(batch: batch, entries: entries)
+    }
+
+    static func cost<R: RequestAttributes>(of rule: RuleConfiguration, request: R) -> Int64 {
+        switch rule.cost {
+        case .fixed(let units):
+            return Int64(max(1, units))
+        case .header(let name, let defaultUnits, let maxUnits):
+            guard let text = request.header(name), let units = Int64(text.trimmingASCIISpaces()), units >= 1 else {
+                return Int64(defaultUnits)
+            }
+            return min(units, Int64(maxUnits))
+        }
+    }
+
+    private static func limitText(_ limits: [RateLimit]) -> String {
+        limits.map(\.text).joined(separator: ";")
+    }
+
+    // MARK: Finishing
+
+    /// Turns the decided batch into the outcome the proxy acts on.
+    public func finish(_ prepared: PreparedDecision, now: LimiterInstant) -> LimitOutcome {
+        let batch = prepared.batch
+        var statuses: [(status: LimitStatus, rule: Int, order: Int)] = []
+        var ruleDecisions: [RuleDecision] = []
+        ruleDecisions.reserveCapacity(prepared.entries.count)
+        var refusedForGood: (rule: Int, limit: String)?
+        var blocking: (rule: Int, limit: String)?
+        var shadowRule: Int?
+        var anyCounted = false
+        var anyExempt = false
+        var longestRetry: Int64 = 0
+        var longestDelay: Int64 = 0
+        var deferred: [DeferredCharge.Entry] = []
+
+        for entry in prepared.entries {
+            let rule = self.rules[entry.rule]
+            switch entry.kind {
+            case .exempt:
+                anyExempt = true
+                ruleDecisions.append(RuleDecision(rule: rule.name, decision: .exempt))
+            case .refusedForGood(let limit):
+                if rule.isEnforced {
+                    if refusedForGood == nil { refusedForGood = (entry.rule, limit) }
+                    ruleDecisions.append(RuleDecision(rule: rule.name, decision: .limited))
+                } else {
+                    if shadowRule == nil { shadowRule = entry.rule }
+                    ruleDecisions.append(RuleDecision(rule: rule.name, decision: .shadowLimited))
+                }
+            case .counted(let items, let limits):
+                anyCounted = true
+                var admitted = true
+                var worstRetry: Int64 = -1
+                var worstLimit = limits.first?.text ?? ""
+                for (position, itemIndex) in items.enumerated() {
+                    let result = batch.results[itemIndex]
+                    let limit = limits[position]
+                    let status = LimitStatus(
+                        rule: rule.name,
+                        policyName: rule.policyName(limit, among: limits),
+                        limit: limit,
+                        remaining: Int(clamping: result.remaining),
+                        resetSeconds: FixedPoint.ceilSeconds(nanoseconds: result.resetNanoseconds)
+                    )
+                    statuses.append((status, entry.rule, statuses.count))
+                    switch result.verdict {
+                    case .admitted:
+                        break
+                    case .delayed(let wait):
+                        if rule.isEnforced { longestDelay = max(longestDelay, wait) }
+                    case .denied(let retry):
+                        admitted = false
+                        if retry > worstRetry {
+                            worstRetry = retry
+                            worstLimit = limit.text
+                        }
+                    }
+                }
+                if rule.isEnforced {
+                    ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .limited))
+                    if !admitted {
+                        longestRetry = max(longestRetry, worstRetry)
+                        if blocking == nil { blocking = (entry.rule, worstLimit) }
+                    }
+                } else {
+                    ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .shadowLimited))
+                    if !admitted && shadowRule == nil { shadowRule = entry.rule }
+                }
+                if let countWhen = rule.configuration.countWhen, batch.isAdmitted, refusedForGood == nil,
+                    rule.isEnforced || admitted
+                {
+                    var charged = items.map { batch.items[$0] }
+                    for index in charged.indices { charged[index].mode = .consume }
+                    deferred.append(DeferredCharge.Entry(statuses: countWhen, items: charged))
+                }
+            }
+        }
+
+        statuses.sort { ($0.status.remaining, $0.order) < ($1.status.remaining, $1.order) }
+        var outcome = LimitOutcome(decision: .noRule, statuses: statuses.map(\.status), ruleDecisions: ruleDecisions)
+        if let first = statuses.first {
+            outcome.headerMode = self.rules[first.rule].configuration.response.rateLimitHeaders
+        }
+
+        if let refused = refusedForGood {
+            self.setBlocked(&outcome, rule: refused.rule, limit: refused.limit, retryAfter: nil)
+        } else if !batch.isAdmitted, let blocking {
+            let retry = FixedPoint.retryAfterSeconds(nanoseconds: longestRetry)
+            self.setBlocked(&outcome, rule: blocking.rule, limit: blocking.limit, retryAfter: retry)
+        } else if let shadowRule {
+            outcome.decision = .shadowLimited
+            outcome.rule = self.rules[shadowRule].name
+        } else if anyCounted {
+            outcome.decision = .admitted
+        } else if anyExempt {
+            outcome.decision = .exempt
+        }
+        if outcome.decision != .limited {
+            if longestDelay > 0 { outcome.delay = .nanoseconds(longestDelay) }
+            if !deferred.isEmpty { outcome.deferredCharge = DeferredCharge(store: self.store, entries: deferred) }
+        }
+        return outcome
+    }
+
+    private func setBlocked(_ outcome: inout LimitOutcome, rule index: Int, limit: String, retryAfter: Int?) {
+        let rule = self.rules[index].configuration
+        outcome.decision = .limited
+        outcome.rule = rule.name
+        outcome.response = rule.response
+        outcome.retryAfter = retryAfter
+        outcome.deniedLimit = limit
+        outcome.headerMode = rule.response.rateLimitHeaders
+    }
+
+    /// The compiled rule named `name`.
+    func rule(named name: String) -> CompiledRule? {
+        self.ruleIndexByName[name].map { self.rules[$0] }
+    }
+}
+
+extension DecisionBatch {
+    /// Turns every item into a check: the store looks without counting.
+    mutating func checkOnly() {
+        let items = self.items
+        self.removeAll()
+        for var item in items {
+            item.mode = .check
+            self.append(item)
+        }
+    }
+}
+
+extension String {
+    fileprivate func trimmingASCIISpaces() -> Substring {
+        var s = self[...]
+        while let first = s.first, first == " " || first == "\t" { s = s.dropFirst() }
+        while let last = s.last, last == " " || last == "\t" { s = s.dropLast() }
+        return s
+    }
+}
