@@ -81,6 +81,15 @@ let package = Package(
             name: "SluiceLimiterTests",
             dependencies: ["SluiceLimiter", "SluiceConfig"]
         ),
+        /// Black-box tests of the `sluice` binary: command line, signals, limiting end to end.
+        .testTarget(
+            name: "SluiceCLITests",
+            dependencies: [
+                "SluiceTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "SluiceProxyTests",
             dependencies: [

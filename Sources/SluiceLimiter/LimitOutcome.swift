@@ -86,7 +86,8 @@ public struct LimitOutcome: Sendable {
     public var retryAfter: Int?
     /// The text of the limit that refused the request (the body's `{limit}`), e.g. `5/minute`.
     public var deniedLimit: String?
-    /// Limits of every applicable, non-exempt rule, least remaining first (SPEC §5 ordering).
+    /// Limits of every applicable, non-exempt rule: the one with the least remaining quota first (the earliest on
+    /// a tie), then the others in file order (SPEC §5).
     public var statuses: [LimitStatus]
     /// Which rate-limit headers to send: the blocking rule's setting, else that of the rule of `statuses[0]`.
     public var headerMode: ResponseConfiguration.RateLimitHeaders

@@ -182,7 +182,7 @@ public final class RateLimiter: Sendable {
     /// Turns the decided batch into the outcome the proxy acts on.
     public func finish(_ prepared: PreparedDecision, now: LimiterInstant) -> LimitOutcome {
         let batch = prepared.batch
-        var statuses: [(status: LimitStatus, rule: Int, order: Int)] = []
+        var statuses: [(status: LimitStatus, rule: Int)] = []
         var ruleDecisions: [RuleDecision] = []
         ruleDecisions.reserveCapacity(prepared.entries.count)
         var refusedForGood: (rule: Int, limit: String)?
@@ -223,7 +223,7 @@ public final class RateLimiter: Sendable {
                         remaining: Int(clamping: result.remaining),
                         resetSeconds: FixedPoint.ceilSeconds(nanoseconds: result.resetNanoseconds)
                     )
-                    statuses.append((status, entry.rule, statuses.count))
+                    statuses.append((status, entry.rule))
                     switch result.verdict {
                     case .admitted:
                         break
@@ -257,7 +257,12 @@ public final class RateLimiter: Sendable {
             }
         }
 
-        statuses.sort { ($0.status.remaining, $0.order) < ($1.status.remaining, $1.order) }
+        // SPEC §5: the limit with the least remaining quota first (the earliest on a tie), then the others in order.
+        if let least = statuses.indices.min(by: { statuses[$0].status.remaining < statuses[$1].status.remaining }),
+            least > 0
+        {
+            statuses.insert(statuses.remove(at: least), at: 0)
+        }
         var outcome = LimitOutcome(decision: .noRule, statuses: statuses.map(\.status), ruleDecisions: ruleDecisions)
         if let first = statuses.first {
             outcome.headerMode = self.rules[first.rule].configuration.response.rateLimitHeaders

@@ -49,6 +49,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var onReusedConnection = false
         var responseTimer: Scheduled<Void>?
         var extraResponseHeaders: [(String, String)]
+        var responseObserver: (any ResponseStatusObserver)?
         let context: GateContext
 
         init(
@@ -249,10 +250,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             headerValues: config.clientIP.trustedProxies.isEmpty ? [] : head.headers[config.clientIP.header.rawValue]
         )
         var gateContext = GateContext(clientIP: clientIP, peerIP: self.peerIP)
-        var extraHeaders: [(String, String)] = []
+        let plan: ForwardPlan
         switch config.gate.decide(head: head, context: &gateContext) {
-        case .forward(let headers):
-            extraHeaders = headers
+        case .forward(let forwardPlan):
+            plan = forwardPlan
         case .answer(let answer):
             self.answerLocally(answer: answer, head: head)
             return
@@ -265,11 +266,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             upstreamHead: upstreamHead,
             clientHead: head,
             target: target,
-            extraResponseHeaders: extraHeaders,
+            extraResponseHeaders: plan.responseHeaders,
             context: gateContext,
             now: .now()
         )
+        exchange.responseObserver = plan.responseObserver
         self.state = .forwarding(exchange)
+        if let delay = plan.delay {
+            // Held, not rejected: the client is not read meanwhile (no upstream yet).
+            let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
+            let loopBoundExchange = NIOLoopBound(exchange, eventLoop: self.context.eventLoop)
+            self.context.eventLoop.scheduleTask(in: delay) {
+                let this = loopBoundSelf.value
+                guard case .forwarding(let current) = this.state, current === loopBoundExchange.value else { return }
+                this.attachUpstream(current, config: config, allowPooled: true)
+            }
+            return
+        }
         self.attachUpstream(exchange, config: config, allowPooled: true)
     }
 
@@ -488,6 +501,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
             exchange.responseHeadSent = true
             exchange.responseStatus = Int(upstreamHead.status.code)
+            exchange.responseObserver?.upstreamResponded(status: exchange.responseStatus)
             exchange.upstreamReusable = upstreamHead.isKeepAlive
             var head = upstreamHead
             head.version = exchange.clientVersion

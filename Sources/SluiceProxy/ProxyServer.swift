@@ -6,6 +6,7 @@ import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 import SluiceConfig
+import SluiceLimiter
 
 /// The proxy as a `Service`: binds the listeners, serves until graceful shutdown, then drains
 /// (SPEC §1: stop accepting, let in-flight requests finish up to `timeouts.shutdown`).
@@ -33,7 +34,7 @@ public final class ProxyServer: Service, Sendable {
         self.onListening = onListening
         let accessLog = AccessLog(configuration.server.accessLog)
         self.shared = ProxyShared(
-            snapshot: ProxySnapshot(configuration: configuration, gate: Self.makeGate(configuration, previous: nil)),
+            snapshot: ProxySnapshot(configuration: configuration, gate: Self.makeGate(configuration, previous: nil, logger: logger)),
             logger: logger,
             accessLog: accessLog
         )
@@ -47,8 +48,10 @@ public final class ProxyServer: Service, Sendable {
         self.state.withLockedValue { $0.listeners.compactMap(\.localAddress) }
     }
 
-    static func makeGate(_ configuration: SluiceConfiguration, previous: (any RequestGate)?) -> any RequestGate {
-        OpenGate()
+    /// The gate of a configuration; counters of unchanged rules carry over from `previous` (SPEC §6).
+    static func makeGate(_ configuration: SluiceConfiguration, previous: (any RequestGate)?, logger: Logger) -> any RequestGate {
+        let previousLimiter = (previous as? LimiterGate)?.limiter
+        return LimiterGate(limiter: RateLimiter(configuration: configuration, previous: previousLimiter), logger: logger)
     }
 
     /// Swaps in a validated configuration (SPEC §6): new requests use it at once, requests in
@@ -57,7 +60,7 @@ public final class ProxyServer: Service, Sendable {
         let previous = self.shared.current()
         let snapshot = ProxySnapshot(
             configuration: configuration,
-            gate: Self.makeGate(configuration, previous: previous.gate)
+            gate: Self.makeGate(configuration, previous: previous.gate, logger: self.logger)
         )
         self.shared.replace(with: snapshot)
     }

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 import SluiceConfig
 
@@ -23,9 +24,26 @@ struct GateAnswer {
     var body: String
 }
 
+/// How an admitted request is forwarded.
+struct ForwardPlan {
+    /// Headers added to the upstream's response (rate-limit fields).
+    var responseHeaders: [(String, String)] = []
+    /// Hold the request this long before forwarding (gcra `delay`, like nginx `limit_req delay=`).
+    var delay: TimeAmount? = nil
+    /// Told the upstream's status (`count_when` charges quota only for matching statuses).
+    var responseObserver: (any ResponseStatusObserver)? = nil
+
+    static let plain = ForwardPlan()
+}
+
+/// Something that wants to know the status the upstream answered with.
+protocol ResponseStatusObserver: Sendable {
+    func upstreamResponded(status: Int)
+}
+
 enum GateVerdict {
-    /// Forward; add these headers to the upstream's response (rate-limit fields).
-    case forward([(String, String)])
+    /// Forward as the plan says.
+    case forward(ForwardPlan)
     /// Do not forward; answer this.
     case answer(GateAnswer)
 }
@@ -40,6 +58,6 @@ protocol RequestGate: Sendable {
 /// Forwards everything (no rules).
 struct OpenGate: RequestGate {
     func decide(head: HTTPRequestHead, context: inout GateContext) -> GateVerdict {
-        .forward([])
+        .forward(.plain)
     }
 }

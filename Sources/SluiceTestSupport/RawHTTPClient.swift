@@ -122,6 +122,21 @@ public final class RawHTTPClient: @unchecked Sendable {
         return self.state.withLockedValue { $0.received }
     }
 
+    /// Reads and removes exactly `count` raw bytes (for tunnels).
+    public func readBytes(count: Int, timeout: Duration = .seconds(10)) async throws -> [UInt8] {
+        try await self.wait(timeout: timeout) { bytes, closed in bytes.count >= count || closed }
+        return try self.state.withLockedValue { state in
+            guard state.received.count >= count else {
+                throw TimeoutError(description: "connection closed after \(state.received.count) of \(count) bytes")
+            }
+            defer { state.received.removeFirst(count) }
+            return Array(state.received[0..<count])
+        }
+    }
+
+    /// Bytes received and not yet consumed.
+    public var pendingBytes: [UInt8] { self.state.withLockedValue { $0.received } }
+
     /// Reads and removes the next complete response.
     public func readResponse(isHEAD: Bool = false, timeout: Duration = .seconds(10)) async throws -> Response {
         var parsed: Response?

@@ -15,8 +15,18 @@ import NIOPosix
 /// - `GET /chunked` → three chunks, `a`, `bb`, `ccc`
 /// - `GET /close` → `bye` then closes (no Content-Length)
 /// - `GET /status?code=N` → empty response with that status
-/// - `GET /upgrade` → 101, then echoes every byte back (a WebSocket-like tunnel)
+/// - `GET /upgrade` → 101, then echoes every byte back (a WebSocket-like tunnel); a read of
+///   exactly `quit` closes the connection instead
 /// - `POST /slow-upload?ms=N` → reads the body one read per N ms: SHA-256 like /upload
+///   (``slowUploadBytesReceived`` counts what it has read so far)
+/// - `GET /stale` → `stale`, keep-alive; the NEXT request on that connection is read and then
+///   the connection is closed without an answer (an idle connection closed by the upstream
+///   just as a proxy reuses it)
+/// - `GET /idle-close?ms=N` → `idle-close`, keep-alive, then the connection is closed after N ms
+/// - `GET /trailers` → chunked `abc` with trailer `X-Checksum: 42`
+/// - `GET /no-length` → HTTP/1.1 `bye` delimited by close (no Content-Length, no chunked)
+///
+/// ``downloadBytesWritten`` counts `/download` bytes the kernel has accepted.
 public final class TestUpstream: @unchecked Sendable {
     // @unchecked: every mutable field is behind `lock`.
     public let group: EventLoopGroup
@@ -24,10 +34,20 @@ public final class TestUpstream: @unchecked Sendable {
     private let lock = NIOLock()
     private var _connections = 0
     private var _requests: [String] = []
+    private var _requestHeads: [HTTPRequestHead] = []
+    private var _slowUploadBytes = 0
+    private var _downloadBytesWritten = 0
 
     public var port: Int { self.channel.localAddress!.port! }
     public var connectionsAccepted: Int { self.lock.withLock { self._connections } }
     public var requestURIs: [String] { self.lock.withLock { self._requests } }
+    /// Every request head received, in order.
+    public var requestHeads: [HTTPRequestHead] { self.lock.withLock { self._requestHeads } }
+    public var slowUploadBytesReceived: Int { self.lock.withLock { self._slowUploadBytes } }
+    public var downloadBytesWritten: Int { self.lock.withLock { self._downloadBytesWritten } }
+
+    func addSlowUploadBytes(_ n: Int) { self.lock.withLock { self._slowUploadBytes += n } }
+    func addDownloadBytesWritten(_ n: Int) { self.lock.withLock { self._downloadBytesWritten += n } }
 
     public init(group: EventLoopGroup) async throws {
         self.group = group
@@ -47,8 +67,11 @@ public final class TestUpstream: @unchecked Sendable {
         self.channel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
     }
 
-    func recordRequest(_ uri: String) {
-        self.lock.withLock { self._requests.append(uri) }
+    func recordRequest(_ head: HTTPRequestHead) {
+        self.lock.withLock {
+            self._requests.append(head.uri)
+            self._requestHeads.append(head)
+        }
     }
 
     public func close() async {
@@ -79,6 +102,9 @@ private final class UpstreamRouter: ChannelInboundHandler, RemovableChannelHandl
     private var bodyBytes = 0
     private var upgraded = false
     private var slowReadMs = 0
+    private var isSlowUpload = false
+    /// Set by /stale: the next request on this connection is answered by closing it.
+    private var closeOnNextRequest = false
 
     init(connectionID: Int, upstream: TestUpstream) {
         self.connectionID = connectionID
@@ -91,17 +117,23 @@ private final class UpstreamRouter: ChannelInboundHandler, RemovableChannelHandl
             self.head = head
             self.sha = SHA256()
             self.bodyBytes = 0
-            self.upstream.recordRequest(head.uri)
-            if head.uri.hasPrefix("/slow-upload") {
+            self.upstream.recordRequest(head)
+            if self.closeOnNextRequest {
+                context.close(promise: nil)
+                return
+            }
+            self.isSlowUpload = head.uri.hasPrefix("/slow-upload")
+            if self.isSlowUpload {
                 self.slowReadMs = Int(Self.query(head.uri, "ms") ?? "0") ?? 0
                 _ = context.channel.setOption(.autoRead, value: false)
                 self.scheduleSlowRead(context: context)
             }
         case .body(var body):
             self.bodyBytes += body.readableBytes
+            if self.isSlowUpload { self.upstream.addSlowUploadBytes(body.readableBytes) }
             if let bytes = body.readBytes(length: body.readableBytes) { self.sha.update(bytes) }
         case .end:
-            guard let head = self.head else { return }
+            guard let head = self.head, !self.closeOnNextRequest else { return }
             self.respond(context: context, head: head)
         }
     }
@@ -154,6 +186,27 @@ private final class UpstreamRouter: ChannelInboundHandler, RemovableChannelHandl
             self.slowReadMs = 0
             _ = context.channel.setOption(.autoRead, value: true)
             self.send(context, "\(self.sha.finalize().hex) \(self.bodyBytes)", head: head)
+        case "/stale":
+            self.closeOnNextRequest = true
+            self.send(context, "stale", head: head)
+        case "/idle-close":
+            let ms = Int(Self.query(head.uri, "ms") ?? "50") ?? 50
+            self.send(context, "idle-close", head: head)
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(Int64(ms))) {
+                loopBound.value.close(promise: nil)
+            }
+        case "/trailers":
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: ["Transfer-Encoding": "chunked", "Trailer": "X-Checksum"]))), promise: nil)
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "abc")))), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.end(["X-Checksum": "42"])), promise: nil)
+        case "/no-length":
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["Connection": "close"]))), promise: nil)
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "bye")))), promise: nil)
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                loopBound.value.close(promise: nil)
+            }
         case "/conn":
             self.send(context, "\(self.connectionID)", head: head)
         case "/slow":
@@ -213,10 +266,12 @@ private final class UpstreamRouter: ChannelInboundHandler, RemovableChannelHandl
             var buffer = context.channel.allocator.buffer(capacity: n)
             TestPattern.fill(&buffer, from: offset, count: n)
             offset += n
+            let upstream = self.upstream
             if !context.channel.isWritable || offset >= total {
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 let next = offset
                 context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer)))).assumeIsolated().whenSuccess {
+                    upstream.addDownloadBytesWritten(n)
                     let (this, context) = loopBound.value
                     if next >= total {
                         context.writeAndFlush(this.wrapOutboundOut(.end(nil)), promise: nil)
@@ -226,7 +281,9 @@ private final class UpstreamRouter: ChannelInboundHandler, RemovableChannelHandl
                 }
                 return
             }
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer)))).assumeIsolated().whenSuccess {
+                upstream.addDownloadBytesWritten(n)
+            }
         }
         if total == 0 { context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil) }
     }
@@ -236,6 +293,11 @@ private final class EchoHandler: ChannelInboundHandler, RemovableChannelHandler 
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // `quit` ends the tunnel from the upstream's side.
+        if self.unwrapInboundIn(data).readableBytesView.elementsEqual("quit".utf8) {
+            context.close(promise: nil)
+            return
+        }
         context.writeAndFlush(data, promise: nil)
     }
 }

@@ -30,7 +30,7 @@ struct Demo: AsyncParsableCommand {
         )
         let listen = configuration.server.listen.first.map { "\($0.host == "0.0.0.0" ? "127.0.0.1" : $0.host):\($0.port)" }
             ?? "127.0.0.1:8080"
-        print(
+        FileHandle.standardOutput.write(Data(
             """
             Sluice demo: proxy in front of a built-in upstream at \(target).
             Rules come from \(self.config); edit them and run `kill -HUP \(ProcessInfo.processInfo.processIdentifier)` to reload.
@@ -40,8 +40,8 @@ struct Demo: AsyncParsableCommand {
               curl -i -X POST http://\(listen)/login            # 3 per minute per IP
               curl -i -H 'X-Api-Key: demo' http://\(listen)/api/items
             Stop with Ctrl-C.
-            """
-        )
+
+            """.utf8))
         defer { upstream.close(promise: nil) }
         try await runProxy(configuration: configuration, path: self.config, logger: logger)
     }

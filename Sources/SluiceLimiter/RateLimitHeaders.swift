@@ -1,0 +1,101 @@
+import RawStructuredFieldValues
+import SluiceConfig
+
+/// Renders the rate-limit header fields and the blocked response (SPEC §5).
+///
+/// - `draft`: the IETF httpapi fields, as structured-field lists: `RateLimit-Policy: "login";q=5;w=60` (the limit
+///   with the least remaining quota first, then the others) and `RateLimit: "login";r=2;t=37` (that limit only).
+/// - `legacy`: `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix time in seconds) of the
+///   limit with the least remaining quota.
+/// - `both`, or `none`.
+/// Exempt and unmatched requests get none (their outcome has no statuses). Blocked responses also carry
+/// `Retry-After`, except those refused for good, which no wait would admit.
+public enum RateLimitHeaders {
+    /// The header fields to append to the upstream's response of an admitted request, or to a blocked response.
+    ///
+    /// - Parameters:
+    ///   - outcome: the limiter's outcome.
+    ///   - mode: overrides ``LimitOutcome/headerMode``.
+    ///   - now: the time of the decision, for `X-RateLimit-Reset`.
+    public static func fields(
+        for outcome: LimitOutcome,
+        mode: ResponseConfiguration.RateLimitHeaders? = nil,
+        now: LimiterInstant
+    ) -> [(name: String, value: String)] {
+        var fields: [(name: String, value: String)] = []
+        if let primary = outcome.statuses.first {
+            let mode = mode ?? outcome.headerMode
+            if mode == .draft || mode == .both {
+                fields.append(("RateLimit-Policy", self.policyField(outcome.statuses)))
+                fields.append(("RateLimit", self.rateLimitField(primary)))
+            }
+            if mode == .legacy || mode == .both {
+                fields.append(("X-RateLimit-Limit", String(primary.quota)))
+                fields.append(("X-RateLimit-Remaining", String(primary.remaining)))
+                fields.append(("X-RateLimit-Reset", String(now.unixSeconds + Int64(primary.resetSeconds))))
+            }
+        }
+        if outcome.isBlocked, let retryAfter = outcome.retryAfter {
+            fields.append(("Retry-After", String(retryAfter)))
+        }
+        return fields
+    }
+
+    /// `RateLimit-Policy`: every status as `"NAME";q=COUNT;w=WINDOW`, in the given order.
+    public static func policyField(_ statuses: [LimitStatus]) -> String {
+        let list: [ItemOrInnerList] = statuses.map { status in
+            var parameters = OrderedMap<String, RFC9651BareItem>()
+            parameters["q"] = .integer(Int64(status.quota))
+            parameters["w"] = .integer(Int64(status.windowSeconds))
+            return .item(Item(bareItem: .string(status.policyName), parameters: parameters))
+        }
+        return self.serialize(list) ?? statuses.map { "\"\($0.policyName)\";q=\($0.quota);w=\($0.windowSeconds)" }
+            .joined(separator: ", ")
+    }
+
+    /// `RateLimit`: `"NAME";r=REMAINING;t=SECONDS` for one status.
+    public static func rateLimitField(_ status: LimitStatus) -> String {
+        var parameters = OrderedMap<String, RFC9651BareItem>()
+        parameters["r"] = .integer(Int64(status.remaining))
+        parameters["t"] = .integer(Int64(status.resetSeconds))
+        let list: [ItemOrInnerList] = [.item(Item(bareItem: .string(status.policyName), parameters: parameters))]
+        return self.serialize(list) ?? "\"\(status.policyName)\";r=\(status.remaining);t=\(status.resetSeconds)"
+    }
+
+    private static func serialize(_ list: [ItemOrInnerList]) -> String? {
+        var serializer = StructuredFieldValueSerializer()
+        guard let bytes = try? serializer.writeListFieldValue(list) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The body of a blocked response: the rule's `response.body` with `{rule}`, `{retry_after}` (0 when refused
+    /// for good) and `{limit}` filled in.
+    public static func blockedBody(for outcome: LimitOutcome) -> String {
+        let response = outcome.response ?? ResponseConfiguration()
+        return response.body.render(
+            rule: outcome.rule ?? "",
+            retryAfter: outcome.retryAfter,
+            limit: outcome.deniedLimit ?? ""
+        )
+    }
+
+    /// The whole blocked response of a `limited` outcome, `nil` otherwise.
+    ///
+    /// Headers in order: `Content-Type`, the configured extra headers, the rate-limit fields, `Retry-After`.
+    /// The proxy adds `Content-Length` and connection headers.
+    public static func blockedResponse(for outcome: LimitOutcome, now: LimiterInstant) -> BlockedResponse? {
+        guard outcome.isBlocked else { return nil }
+        let response = outcome.response ?? ResponseConfiguration()
+        var headers: [(name: String, value: String)] = [("Content-Type", response.contentType)]
+        for header in response.headers { headers.append((header.name, header.value)) }
+        headers += self.fields(for: outcome, now: now)
+        return BlockedResponse(status: response.status, headers: headers, body: self.blockedBody(for: outcome))
+    }
+}
+
+/// A blocked request's answer (SPEC §2 `response:`, §5).
+public struct BlockedResponse: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: String
+}

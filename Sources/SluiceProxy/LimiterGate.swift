@@ -1,0 +1,73 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import SluiceConfig
+import SluiceLimiter
+
+/// The request gate backed by the limiter engine: match rules, derive keys, decide all or
+/// nothing, and turn the outcome into a forward plan or a blocked answer (SPEC §2, §5).
+struct LimiterGate: RequestGate {
+    let limiter: RateLimiter
+    let logger: Logger
+
+    func decide(head: HTTPRequestHead, context: inout GateContext) -> GateVerdict {
+        let now = LimiterInstant.now()
+        let outcome = self.limiter.evaluate(HeadAttributes(head: head, clientIP: context.clientIP), now: now)
+        context.decision = outcome.decision.rawValue
+        context.rule = outcome.rule ?? outcome.statuses.first?.rule
+        switch outcome.decision {
+        case .noRule, .exempt:
+            return .forward(.plain)
+        case .limited:
+            guard let blocked = RateLimitHeaders.blockedResponse(for: outcome, now: now) else { return .forward(.plain) }
+            return .answer(
+                GateAnswer(
+                    status: HTTPResponseStatus(statusCode: blocked.status),
+                    headers: blocked.headers.map { ($0.name, $0.value) },
+                    body: blocked.body
+                )
+            )
+        case .admitted, .shadowLimited:
+            if outcome.decision == .shadowLimited {
+                self.logger.notice(
+                    "shadow: rule would have limited this request",
+                    metadata: ["rule": "\(outcome.rule ?? "")", "client_ip": "\(context.clientIP)", "path": "\(head.uri)"]
+                )
+            }
+            var plan = ForwardPlan()
+            if !outcome.statuses.isEmpty {
+                plan.responseHeaders = RateLimitHeaders.fields(for: outcome, now: now).map { ($0.name, $0.value) }
+            }
+            if let delay = outcome.delay, delay > .zero {
+                plan.delay = TimeAmount(delay)
+            }
+            if let charge = outcome.deferredCharge {
+                plan.responseObserver = DeferredChargeObserver(charge: charge)
+            }
+            return .forward(plan)
+        }
+    }
+}
+
+/// Takes `count_when` quota once the upstream's status is known.
+private struct DeferredChargeObserver: ResponseStatusObserver {
+    let charge: DeferredCharge
+
+    func upstreamResponded(status: Int) {
+        self.charge.responseReceived(status: status, now: .now())
+    }
+}
+
+/// A request head as the limiter sees it; reads headers in place, copies nothing.
+struct HeadAttributes: RequestAttributes {
+    let head: HTTPRequestHead
+    let clientIP: IPAddress
+
+    var method: String { self.head.method.rawValue }
+    var uri: String { self.head.uri }
+    var host: String? { self.head.headers.first(name: "host") }
+
+    func header(_ name: String) -> String? {
+        self.head.headers.first(name: name)
+    }
+}
