@@ -13,9 +13,9 @@ import SluiceLimiter
 public final class ProxyServer: Service, Sendable {
     private struct State {
         var group: MultiThreadedEventLoopGroup?
-        var listeners: [Channel] = []
+        var listeners: [(ListenAddress, Channel)] = []
         var quiesce: ServerQuiescingHelper?
-        var pools: [NIOLoopBound<UpstreamPool>] = []
+        var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
         var stopped = false
     }
 
@@ -45,7 +45,7 @@ public final class ProxyServer: Service, Sendable {
 
     /// Addresses the listeners are bound to (after ``start()``).
     public var listeningAddresses: [SocketAddress] {
-        self.state.withLockedValue { $0.listeners.compactMap(\.localAddress) }
+        self.state.withLockedValue { $0.listeners.compactMap(\.1.localAddress) }
     }
 
     /// The gate of a configuration; counters of unchanged rules carry over from `previous` (SPEC §6).
@@ -56,13 +56,16 @@ public final class ProxyServer: Service, Sendable {
 
     /// Swaps in a validated configuration (SPEC §6): new requests use it at once, requests in
     /// flight keep the snapshot they started with.
-    public func reload(_ configuration: SluiceConfiguration) {
+    public func reload(_ configuration: SluiceConfiguration) async {
         let previous = self.shared.current()
         let snapshot = ProxySnapshot(
             configuration: configuration,
             gate: Self.makeGate(configuration, previous: previous.gate, logger: self.logger)
         )
         self.shared.replace(with: snapshot)
+        if configuration.server.listen != previous.configuration.server.listen {
+            await self.reconcileListeners(configuration.server.listen)
+        }
     }
 
     /// Counts a reload that failed validation (SPEC §6); the running configuration stays.
@@ -85,47 +88,88 @@ public final class ProxyServer: Service, Sendable {
         self.state.withLockedValue {
             $0.group = group
             $0.quiesce = quiesce
-            $0.pools = Array(pools.values)
+            $0.pools = pools
         }
-        let shared = self.shared
-        let maxHeaderBytes = configuration.server.maxHeaderBytes
-        let finalPools = pools
-        var listeners: [Channel] = []
+        var listeners: [(ListenAddress, Channel)] = []
         do {
             for address in configuration.server.listen {
-                let bootstrap = ServerBootstrap(group: group)
-                    .serverChannelOption(.backlog, value: 1024)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .serverChannelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(
-                                quiesce.makeServerChannelHandler(channel: channel)
-                            )
-                        }
-                    }
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .childChannelOption(.allowRemoteHalfClosure, value: true)
-                    .childChannelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            let pool = finalPools[ObjectIdentifier(channel.eventLoop)]!.value
-                            try Self.configureClientPipeline(
-                                channel.pipeline.syncOperations,
-                                shared: shared,
-                                pool: pool,
-                                maxHeaderBytes: maxHeaderBytes
-                            )
-                        }
-                    }
-                let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
-                listeners.append(channel)
+                listeners.append((address, try await self.bind(address, group: group, quiesce: quiesce, pools: pools)))
             }
         } catch {
-            for channel in listeners { try? await channel.close() }
+            for (_, channel) in listeners { try? await channel.close() }
+            self.state.withLockedValue {
+                $0.quiesce = nil
+                $0.pools = [:]
+            }
             try? await group.shutdownGracefully()
             throw error
         }
         self.state.withLockedValue { $0.listeners = listeners }
-        for channel in listeners {
+        for (_, channel) in listeners {
+            if let address = channel.localAddress { self.onListening(address) }
+        }
+    }
+
+    private func bind(
+        _ address: ListenAddress,
+        group: EventLoopGroup,
+        quiesce: ServerQuiescingHelper,
+        pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
+    ) async throws -> Channel {
+        let shared = self.shared
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pool = pools[ObjectIdentifier(channel.eventLoop)]!.value
+                    try Self.configureClientPipeline(
+                        channel.pipeline.syncOperations,
+                        shared: shared,
+                        pool: pool,
+                        maxHeaderBytes: shared.current().configuration.server.maxHeaderBytes
+                    )
+                }
+            }
+        return try await bootstrap.bind(host: address.host, port: address.port).get()
+    }
+
+    /// Makes the listeners match `addresses` (SPEC §6): binds the new ones first, then closes the
+    /// ones no longer listed. An address that cannot be bound is logged and skipped; the old
+    /// listeners keep serving.
+    private func reconcileListeners(_ addresses: [ListenAddress]) async {
+        let (group, quiesce, pools, current) = self.state.withLockedValue {
+            ($0.group, $0.quiesce, $0.pools, $0.listeners)
+        }
+        guard let group, let quiesce else { return }
+        var next: [(ListenAddress, Channel)] = []
+        var bound: [Channel] = []
+        for address in addresses {
+            if let existing = current.first(where: { $0.0 == address }) {
+                next.append(existing)
+                continue
+            }
+            do {
+                let channel = try await self.bind(address, group: group, quiesce: quiesce, pools: pools)
+                next.append((address, channel))
+                bound.append(channel)
+            } catch {
+                self.logger.error("reload: cannot listen on \(address), keeping the old listeners: \(error)")
+                return
+            }
+        }
+        for (address, channel) in current where !next.contains(where: { $0.0 == address }) {
+            try? await channel.close()
+        }
+        self.state.withLockedValue { $0.listeners = next }
+        for channel in bound {
             if let address = channel.localAddress { self.onListening(address) }
         }
     }
@@ -165,9 +209,10 @@ public final class ProxyServer: Service, Sendable {
             defer {
                 // Released here, while its loop still runs: its deinit completes a promise there.
                 state.quiesce = nil
-                state.pools = []
+                state.pools = [:]
             }
-            return alreadyStopped ? (nil, nil, [], []) : (state.group, state.quiesce, state.listeners, state.pools)
+            return alreadyStopped
+                ? (nil, nil, [], []) : (state.group, state.quiesce, state.listeners.map(\.1), Array(state.pools.values))
         }
         guard let group else { return }
         self.shared.startDraining()

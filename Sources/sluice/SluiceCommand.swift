@@ -76,8 +76,33 @@ func makeLogger(level: String) -> Logger {
     return Logger(label: "sluice")
 }
 
+/// Settings this build parses and validates but cannot serve yet. Refusing to start is better
+/// than serving something else than the file says (plain HTTP instead of TLS, one instance's
+/// counters instead of a shared Redis budget).
+func unsupportedSettings(_ configuration: SluiceConfiguration) -> [String] {
+    var problems: [String] = []
+    if configuration.server.tls != nil {
+        problems.append("server.tls: TLS listeners are not supported by this build yet")
+    }
+    if configuration.upstream.targets.contains(where: { $0.scheme == .https }) {
+        problems.append("upstream: https:// upstreams are not supported by this build yet")
+    }
+    if configuration.storage.kind == .redis {
+        problems.append("storage.kind: redis is not supported by this build yet")
+    }
+    return problems
+}
+
 /// Runs the proxy until SIGTERM/SIGINT, reloading on SIGHUP (SPEC §1, §6).
 func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) async throws {
+    let problems = unsupportedSettings(configuration)
+    guard problems.isEmpty else {
+        for problem in problems { FileHandle.standardError.write(Data("\(path): \(problem)\n".utf8)) }
+        throw ExitCode(1)
+    }
+    if let admin = configuration.server.admin {
+        logger.warning("server.admin (\(admin)) is not served by this build yet; ignoring it")
+    }
     let server = ProxyServer(configuration: configuration, logger: logger) { address in
         // Written unbuffered so a script waiting for this line sees it at once.
         FileHandle.standardOutput.write(Data("sluice listening on \(address.hostPortDescription)\n".utf8))
@@ -113,7 +138,15 @@ struct ReloadOnSignal: Service {
         for await _ in signals.cancelOnGracefulShutdown() {
             do {
                 let configuration = try ConfigLoader.load(path: self.path)
-                self.server.reload(configuration)
+                let problems = unsupportedSettings(configuration)
+                guard problems.isEmpty else {
+                    for problem in problems {
+                        self.logger.error("reload refused, keeping the running configuration: \(self.path): \(problem)")
+                    }
+                    self.server.recordReloadFailure()
+                    continue
+                }
+                await self.server.reload(configuration)
                 self.logger.info("configuration reloaded", metadata: ["file": "\(self.path)"])
             } catch {
                 for e in error.errors {

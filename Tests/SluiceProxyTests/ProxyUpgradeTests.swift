@@ -67,6 +67,7 @@ struct ProxyUpgradeTests {
             try await proxy.expectStillServing()
         }
     }
+
     @Test func refusedUpgradeDoesNotWedgeTheConnection() async throws {
         try await withProxy { proxy in
             let client = try await proxy.client()
