@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
+        /// For Benchmarks/ only: the limiter and the config model, re-exported.
+        .library(name: "SluiceLimiterForBenchmarks", targets: ["SluiceLimiterForBenchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -30,6 +32,10 @@ let package = Package(
                 "SluiceConfig",
                 .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
             ]
+        ),
+        .target(
+            name: "SluiceLimiterForBenchmarks",
+            dependencies: ["SluiceLimiter", "SluiceConfig"]
         ),
         /// The NIO pipeline: client side, upstream pool, forwarding, limiting, answers.
         .target(
