@@ -1,7 +1,12 @@
 // swift-tools-version:6.1
 // Micro-benchmarks (ordo-one/benchmark), kept out of the main package so its build stays fast.
 // Run: cd Benchmarks && swift package --disable-sandbox benchmark
+import Foundation
 import PackageDescription
+
+// A path dependency is named after its folder, which depends on where the repository was cloned.
+let sluicePackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .lastPathComponent.lowercased()
 
 let package = Package(
     name: "SluiceBenchmarks",
@@ -15,7 +20,7 @@ let package = Package(
             name: "LimiterBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "SluiceLimiterForBenchmarks", package: "sluice"),
+                .product(name: "SluiceLimiterForBenchmarks", package: sluicePackage),
             ],
             path: "Benchmarks/LimiterBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -70,13 +70,11 @@ public final class MemoryStore: RateLimitStore {
                 case .blocked(let until)? = tables[self.shardIndex(penalty)]!.pointee.state(forKey: penalty),
                 until > now
             {
-                var result = StoreItemResult(
-                    verdict: .denied(retryAfterNanoseconds: until.nanosecondsSinceEpoch - now.nanosecondsSinceEpoch),
-                    remaining: 0,
-                    resetNanoseconds: until.nanosecondsSinceEpoch - now.nanosecondsSinceEpoch,
-                    isPenaltyBlocked: true
-                )
-                result.pending = nil
+                // Refused until the block ends, and until the algorithm admits the request after that.
+                let state = tables[self.shardIndex(item.key)]!.pointee.state(forKey: item.key)
+                let step = CounterState.step(item.algorithm, state: state, now: now, cost: item.cost, limit: item.limit)
+                var result = StoreItemResult(verdict: step.verdict, remaining: 0, resetNanoseconds: step.resetNanoseconds)
+                result.blockedByBreach(forNanoseconds: until.nanosecondsSinceEpoch - now.nanosecondsSinceEpoch)
                 batch.results[index] = result
             } else {
                 let state = tables[self.shardIndex(item.key)]!.pointee.state(forKey: item.key)
@@ -111,6 +109,9 @@ public final class MemoryStore: RateLimitStore {
                     nanosecondsSinceEpoch: FixedPoint.add(now.nanosecondsSinceEpoch, item.penaltyNanoseconds)
                 )
                 tables[self.shardIndex(penalty)]!.pointee.setState(.blocked(until: until), forKey: penalty)
+                // The breaching request is answered like the ones the block refuses next: its `Retry-After` and
+                // reset wait for the block's end (or the algorithm's own wait, should that be longer).
+                batch.results[index].blockedByBreach(forNanoseconds: item.penaltyNanoseconds)
             }
         }
     }

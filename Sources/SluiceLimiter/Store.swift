@@ -67,6 +67,19 @@ public struct StoreItemResult: Sendable {
     }
 
     static let undecided = StoreItemResult(verdict: .admitted, remaining: 0, resetNanoseconds: 0)
+
+    /// Turns the result of an item whose breach has just blocked its key for `nanoseconds` (`block_for`) into a
+    /// refusal that waits for the block's end, or for the algorithm's own wait when that is longer: the same
+    /// request is admitted only once both allow it (SPEC §2 `Retry-After`).
+    mutating func blockedByBreach(forNanoseconds nanoseconds: Int64) {
+        var wait = nanoseconds
+        if case .denied(let retry) = self.verdict { wait = max(wait, retry) }
+        self.verdict = .denied(retryAfterNanoseconds: wait)
+        self.remaining = 0
+        self.resetNanoseconds = max(self.resetNanoseconds, wait)
+        self.isPenaltyBlocked = true
+        self.pending = nil
+    }
 }
 
 /// The items of one request and, after ``RateLimitStore/decide(_:now:)``, their results.

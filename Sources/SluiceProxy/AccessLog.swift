@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import NIOConcurrencyHelpers
 import NIOHTTP1
@@ -9,6 +10,10 @@ import SluiceConfig
 /// writes the buffer out every 100 ms, so a slow disk or a blocked stdout pipe never stalls
 /// request handling. If the buffer outgrows 8 MiB (the writer cannot keep up), new lines are
 /// dropped and counted rather than growing memory without bound.
+///
+/// The destination follows reloads (SPEC §6): ``reconfigure(_:)`` flushes what is buffered to the
+/// old destination, then switches; lines of requests that started before the reload may land in
+/// either.
 final class AccessLog: Sendable {
     private struct Buffer {
         var bytes: [UInt8] = []
@@ -16,32 +21,58 @@ final class AccessLog: Sendable {
         var stopped = false
     }
 
-    private let enabled: Bool
+    /// Where lines go: the setting it was opened for and its handle (`nil` when off).
+    private struct Destination {
+        var setting: Setting
+        var handle: FileHandle?
+        var writerStarted = false
+    }
+
+    private let enabled = ManagedAtomic<Bool>(false)
     private let buffer = NIOLockedValueBox(Buffer())
-    private let handle: FileHandle?
+    /// Also serialises writes, so a flush and a switch of destination never interleave.
+    private let destination: NIOLockedValueBox<Destination>
     private static let maxBuffered = 8 << 20
 
     init(_ setting: AccessLog.Setting) {
+        self.destination = NIOLockedValueBox(Destination(setting: .off, handle: nil))
+        self.reconfigure(setting)
+    }
+
+    /// Switches to `setting` (on reload); does nothing when it is unchanged.
+    func reconfigure(_ setting: AccessLog.Setting) {
+        let startWriter = self.destination.withLockedValue { destination -> Bool in
+            guard destination.setting != setting else { return false }
+            // Lines buffered so far belong to the old destination.
+            Self.write(self.takeBuffered(), to: destination.handle)
+            if case .file = destination.setting { try? destination.handle?.close() }
+            destination.setting = setting
+            destination.handle = Self.open(setting)
+            self.enabled.store(destination.handle != nil, ordering: .releasing)
+            guard destination.handle != nil, !destination.writerStarted else { return false }
+            destination.writerStarted = true
+            return true
+        }
+        if startWriter {
+            let thread = Thread { [self] in self.writerLoop() }
+            thread.name = "sluice-access-log"
+            thread.start()
+        }
+    }
+
+    private static func open(_ setting: AccessLog.Setting) -> FileHandle? {
         switch setting {
         case .off:
-            self.enabled = false
-            self.handle = nil
+            return nil
         case .stdout:
-            self.enabled = true
-            self.handle = FileHandle.standardOutput
+            return FileHandle.standardOutput
         case .file(let path):
             if !FileManager.default.fileExists(atPath: path) {
                 _ = FileManager.default.createFile(atPath: path, contents: nil)
             }
             let handle = FileHandle(forWritingAtPath: path)
             _ = try? handle?.seekToEnd()
-            self.enabled = handle != nil
-            self.handle = handle
-        }
-        if self.enabled {
-            let thread = Thread { [self] in self.writerLoop() }
-            thread.name = "sluice-access-log"
-            thread.start()
+            return handle
         }
     }
 
@@ -56,7 +87,7 @@ final class AccessLog: Sendable {
         bytesIn: Int,
         bytesOut: Int
     ) {
-        guard self.enabled else { return }
+        guard self.enabled.load(ordering: .relaxed) else { return }
         var line = "{\"time\":\""
         line += Self.timestamp()
         line += "\",\"client_ip\":\"\(exchange.clientIP)\",\"method\":"
@@ -79,12 +110,21 @@ final class AccessLog: Sendable {
 
     /// Writes what is buffered now (tests and shutdown).
     func flush() {
-        let bytes = self.buffer.withLockedValue { buffer -> [UInt8] in
+        self.destination.withLockedValue { destination in
+            Self.write(self.takeBuffered(), to: destination.handle)
+        }
+    }
+
+    private func takeBuffered() -> [UInt8] {
+        self.buffer.withLockedValue { buffer -> [UInt8] in
             defer { buffer.bytes.removeAll(keepingCapacity: true) }
             return buffer.bytes
         }
+    }
+
+    private static func write(_ bytes: [UInt8], to handle: FileHandle?) {
         if !bytes.isEmpty {
-            try? self.handle?.write(contentsOf: bytes)
+            try? handle?.write(contentsOf: bytes)
         }
     }
 

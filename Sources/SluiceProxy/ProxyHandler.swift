@@ -48,6 +48,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         /// The current upstream connection came from the pool (it may have gone stale).
         var onReusedConnection = false
         var responseTimer: Scheduled<Void>?
+        /// The upstream's `101` head, held until its message ends: the tunnel may only replace
+        /// the HTTP handlers once the upstream's decoder has delivered the whole 101 message.
+        var switchingHead: HTTPResponseHead?
         var extraResponseHeaders: [(String, String)]
         var responseObserver: (any ResponseStatusObserver)?
         let context: GateContext
@@ -63,9 +66,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             self.upstreamHead = upstreamHead
             self.clientVersion = clientHead.version
             self.method = clientHead.method
-            self.clientKeepAlive = clientHead.isKeepAlive
-            self.isUpgrade = clientHead.headers.contains(name: "upgrade")
-                && clientHead.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+            // After an upgrade request the client's decoder stops parsing (what follows belongs to
+            // the new protocol), so a refused upgrade must end the connection.
+            self.clientKeepAlive = clientHead.isKeepAlive && !clientHead.isUpgradeRequest
+            self.isUpgrade = clientHead.isUpgradeRequest
             self.expectsContinue = clientHead.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
             self.target = target
             self.extraResponseHeaders = extraResponseHeaders
@@ -343,7 +347,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Builds the upstream head in place: hop-by-hop headers out, X-Forwarded-* in (SPEC §3).
     private func rewriteForUpstream(_ head: inout HTTPRequestHead, target: UpstreamTarget, config: ProxySnapshot) {
-        let isUpgrade = head.headers.contains(name: "upgrade")
+        let isUpgrade = head.isUpgradeRequest
         let clientHost = head.headers.first(name: "host")
         // The decoder only accepts `chunked` as the final coding (and refuses it next to a
         // Content-Length), so a body is either chunked or has a length; framing is explicit
@@ -496,7 +500,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange.responseTimer?.cancel()
             exchange.responseTimer = nil
             if upstreamHead.status == .switchingProtocols {
-                self.startTunnel(exchange, responseHead: upstreamHead)
+                exchange.switchingHead = upstreamHead
                 return
             }
             exchange.responseHeadSent = true
@@ -531,6 +535,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange.responseBytes += body.readableBytes
             self.context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         case .end(let trailers):
+            if let switchingHead = exchange.switchingHead {
+                self.startTunnel(exchange, responseHead: switchingHead)
+                return
+            }
             exchange.responseEnded = true
             self.shared.accessLog.record(
                 exchange: exchange.context,
@@ -636,7 +644,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private func answerLocally(status: HTTPResponseStatus, body: String, head: HTTPRequestHead, close: Bool) {
         let requestEnded = false
-        self.state = .answeredLocally(closeAfter: close || !head.isKeepAlive, requestEnded: requestEnded)
+        let close = close || !head.isKeepAlive || head.isUpgradeRequest
+        self.state = .answeredLocally(closeAfter: close, requestEnded: requestEnded)
         self.shared.accessLog.record(
             exchange: GateContext(clientIP: self.peerIP, peerIP: self.peerIP),
             method: head.method,
@@ -646,7 +655,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             bytesIn: 0,
             bytesOut: body.utf8.count
         )
-        self.writeLocalResponse(status: status, version: head.version, headers: [], body: body, close: close || !head.isKeepAlive)
+        self.writeLocalResponse(status: status, version: head.version, headers: [], body: body, close: close)
     }
 
     private func answerLocally(answer: GateAnswer, head: HTTPRequestHead) {
@@ -654,7 +663,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         // `Expect: 100-continue` client may never send it, so such connections close.
         let hasBody = head.headers.contains(name: "transfer-encoding")
             || (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0) > 0
-        let close = !head.isKeepAlive || hasBody || self.shared.isDraining
+        let close = !head.isKeepAlive || hasBody || self.shared.isDraining || head.isUpgradeRequest
         self.state = .answeredLocally(closeAfter: close, requestEnded: false)
         self.writeLocalResponse(
             status: answer.status,
@@ -818,3 +827,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 }
 
+
+extension HTTPRequestHead {
+    /// An `Upgrade` that counts: the header present AND named in `Connection` (RFC 9110 §7.8).
+    var isUpgradeRequest: Bool {
+        self.headers.contains(name: "upgrade")
+            && self.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+    }
+}

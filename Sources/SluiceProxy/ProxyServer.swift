@@ -63,9 +63,10 @@ public final class ProxyServer: Service, Sendable {
             gate: Self.makeGate(configuration, previous: previous.gate, logger: self.logger)
         )
         self.shared.replace(with: snapshot)
-        if configuration.server.listen != previous.configuration.server.listen {
-            await self.reconcileListeners(configuration.server.listen)
-        }
+        self.shared.accessLog.reconfigure(configuration.server.accessLog)
+        // Compared with the listeners actually bound, not the previous file: a listener that could not be
+        // bound on an earlier reload is tried again.
+        await self.reconcileListeners(configuration.server.listen)
     }
 
     /// Counts a reload that failed validation (SPEC §6); the running configuration stays.
@@ -142,8 +143,8 @@ public final class ProxyServer: Service, Sendable {
     }
 
     /// Makes the listeners match `addresses` (SPEC §6): binds the new ones first, then closes the
-    /// ones no longer listed. An address that cannot be bound is logged and skipped; the old
-    /// listeners keep serving.
+    /// ones no longer listed. When an address cannot be bound, the reason is logged and the listeners
+    /// stay exactly as they were (the next reload tries again).
     private func reconcileListeners(_ addresses: [ListenAddress]) async {
         let (group, quiesce, pools, current) = self.state.withLockedValue {
             ($0.group, $0.quiesce, $0.pools, $0.listeners)
@@ -162,6 +163,8 @@ public final class ProxyServer: Service, Sendable {
                 bound.append(channel)
             } catch {
                 self.logger.error("reload: cannot listen on \(address), keeping the old listeners: \(error)")
+                // All or nothing: the listeners bound so far for this reload are not kept either.
+                for channel in bound { try? await channel.close() }
                 return
             }
         }

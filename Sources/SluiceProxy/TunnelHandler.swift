@@ -27,16 +27,28 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let u = upstream.pipeline.syncOperations
         try c.addHandler(clientSide)
         try u.addHandler(upstreamSide)
+        // Order matters. The encoders and message handlers go first, synchronously. The decoders
+        // leave last: their removal is deferred (it runs on the loop's next tick) and they then
+        // hand their left-over bytes (data sent right behind the upgrade) to the tunnel, which
+        // writes them to the other channel. That write must meet no HTTP handler: the upstream's
+        // response decoder observes writes (it expects request parts), so it is removed first,
+        // before the client's decoder can forward anything towards it.
         _ = c.removeHandler(try c.handler(type: ProxyHandler.self))
         _ = c.removeHandler(try c.handler(type: HTTPServerPipelineHandler.self))
         _ = c.removeHandler(try c.handler(type: HTTPResponseEncoder.self))
-        _ = c.removeHandler(try c.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
         _ = u.removeHandler(try u.handler(type: UpstreamHandler.self))
         _ = u.removeHandler(try u.handler(type: HTTPRequestEncoder.self))
         _ = u.removeHandler(try u.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
-        // Reads were held back while the HTTP exchange was in progress.
-        client.read()
-        upstream.read()
+        _ = c.removeHandler(try c.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
+        // Queued behind both removals: left-overs are written by then, but not flushed (they
+        // arrive without a channelReadComplete).
+        client.eventLoop.assumeIsolated().execute {
+            clientSide.context?.flush()
+            upstreamSide.context?.flush()
+            // Reads were held back while the HTTP exchange was in progress.
+            client.read()
+            upstream.read()
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

@@ -250,6 +250,7 @@ private final class UpstreamRouter: ChannelInboundHandler, RemovableChannelHandl
             if let encoder = try? pipeline.handler(type: HTTPResponseEncoder.self) { _ = pipeline.removeHandler(encoder) }
             if let p = try? pipeline.handler(type: HTTPServerPipelineHandler.self) { _ = pipeline.removeHandler(p) }
             if let e = try? pipeline.handler(type: HTTPServerProtocolErrorHandler.self) { _ = pipeline.removeHandler(e) }
+            if let v = try? pipeline.handler(type: NIOHTTPResponseHeadersValidator.self) { _ = pipeline.removeHandler(v) }
             try? pipeline.addHandler(EchoHandler())
             if let decoder = try? pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) { _ = pipeline.removeHandler(decoder) }
             _ = pipeline.removeHandler(self)

@@ -107,7 +107,10 @@ func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) 
         // Written unbuffered so a script waiting for this line sees it at once.
         FileHandle.standardOutput.write(Data("sluice listening on \(address.hostPortDescription)\n".utf8))
     }
-    let reloader = ReloadOnSignal(path: path, server: server, logger: logger)
+    // SIGHUP is trapped before any listener announces itself: a script that reloads right after the
+    // `listening on` line must neither kill the process (SIGHUP's default action) nor lose the reload.
+    let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
+    let reloader = ReloadOnSignal(path: path, server: server, signals: reloadSignals, logger: logger)
     let group = ServiceGroup(
         configuration: .init(
             services: [
@@ -131,11 +134,12 @@ func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) 
 struct ReloadOnSignal: Service {
     let path: String
     let server: ProxyServer
+    /// Created before the server starts, so no SIGHUP is missed.
+    let signals: UnixSignalsSequence
     let logger: Logger
 
     func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sighup)
-        for await _ in signals.cancelOnGracefulShutdown() {
+        for await _ in self.signals.cancelOnGracefulShutdown() {
             do {
                 let configuration = try ConfigLoader.load(path: self.path)
                 let problems = unsupportedSettings(configuration)

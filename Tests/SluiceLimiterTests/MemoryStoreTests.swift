@@ -63,9 +63,11 @@ import Testing
         item.penaltyKey = "p-block"
         item.penaltyNanoseconds = 300 * oneSecond
         #expect(self.decide(store, [item], now: at(0)).isAdmitted)
+        // The breach itself already waits for the block's end (its window alone would reset at 60).
         let breach = self.decide(store, [item], now: at(10))
-        #expect(breach.results[0].verdict == .denied(retryAfterNanoseconds: 50 * oneSecond))
-        #expect(!breach.results[0].isPenaltyBlocked)
+        #expect(breach.results[0].verdict == .denied(retryAfterNanoseconds: 300 * oneSecond))
+        #expect(breach.results[0].resetNanoseconds == 300 * oneSecond)
+        #expect(breach.results[0].isPenaltyBlocked)
         // The window has reset at 60, but the key is blocked until 310.
         let blocked = self.decide(store, [item], now: at(100))
         #expect(blocked.results[0].isPenaltyBlocked)

@@ -148,7 +148,8 @@ import Testing
         let limiter = self.limiter([rule])
         _ = limiter.evaluate(self.post, now: at(0))
         _ = limiter.evaluate(self.post, now: at(0))
-        #expect(limiter.evaluate(self.post, now: at(1)).retryAfter == 59)
+        // The breach blocks the key for 600 s from now: its own Retry-After says so (not the window's 59).
+        #expect(limiter.evaluate(self.post, now: at(1)).retryAfter == 600)
         // Blocked well after the window reset; refused requests do not extend the block.
         #expect(limiter.evaluate(self.post, now: at(100)).retryAfter == 501)
         #expect(limiter.evaluate(self.post, now: at(500)).retryAfter == 101)

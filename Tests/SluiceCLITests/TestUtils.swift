@@ -1,0 +1,178 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import SluiceTestSupport
+import Testing
+
+/// Shared helpers of the black-box tests: temp config files, a running `sluice serve` in front of
+/// a ``TestUpstream``, and one-shot HTTP requests over real sockets.
+enum E2E {
+    static var group: EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
+
+    /// Writes `yaml` to a fresh temp file and returns its path.
+    static func writeConfig(_ yaml: String, name: String = "sluice") throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID()).yaml").path
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Replaces the file's contents in place (same inode, like an editor saving over it).
+    static func rewrite(_ path: String, _ yaml: String) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: Data(yaml.utf8))
+        try handle.close()
+    }
+
+    /// A config with the usual test server section: loopback port 0, one thread, no access log.
+    static func config(
+        upstreamPort: Int,
+        server: String = "",
+        accessLog: String = "\"off\"",
+        rest: String
+    ) -> String {
+        """
+        version: 1
+        server:
+          listen: "127.0.0.1:0"
+          threads: 1
+          access_log: \(accessLog)
+        \(server)
+        upstream:
+          url: http://127.0.0.1:\(upstreamPort)
+        \(rest)
+        """
+    }
+
+    /// A running `sluice serve` in front of a fresh ``TestUpstream``.
+    struct Running {
+        let process: SluiceProcess
+        let port: Int
+        let upstream: TestUpstream
+        let path: String
+    }
+
+    /// Starts an upstream and `sluice serve --config` with `makeConfig(upstreamPort)`; runs `body`;
+    /// then stops sluice with SIGTERM and expects exit 0.
+    static func withSluice(
+        _ makeConfig: (Int) -> String,
+        arguments: (String) -> [String] = { ["serve", "--config", $0] },
+        _ body: (Running) async throws -> Void
+    ) async throws {
+        let upstream = try await TestUpstream(group: Self.group)
+        let path = try Self.writeConfig(makeConfig(upstream.port))
+        let process = try SluiceProcess(arguments(path))
+        do {
+            let port = try await process.listeningPort()
+            try await body(Running(process: process, port: port, upstream: upstream, path: path))
+            process.signal(SIGTERM)
+            let status = try await process.waitForExit()
+            #expect(status == 0, "sluice exited \(status): \(process.outputSoFar)")
+            await upstream.close()
+            try? FileManager.default.removeItem(atPath: path)
+        } catch {
+            process.process.terminate()
+            await upstream.close()
+            try? FileManager.default.removeItem(atPath: path)
+            throw error
+        }
+    }
+
+    /// Sends one request on a new connection and reads the response.
+    static func request(
+        port: Int,
+        _ target: String,
+        method: String = "GET",
+        headers: [(String, String)] = [],
+        body: String = ""
+    ) async throws -> RawHTTPClient.Response {
+        let client = try await RawHTTPClient.connect(port: port, group: Self.group)
+        let response: RawHTTPClient.Response
+        do {
+            try await client.send(Self.requestText(target, method: method, headers: headers, body: body))
+            response = try await client.readResponse(isHEAD: method == "HEAD")
+        } catch {
+            await client.close()
+            throw error
+        }
+        await client.close()
+        return response
+    }
+
+    static func requestText(
+        _ target: String,
+        method: String = "GET",
+        headers: [(String, String)] = [],
+        body: String = ""
+    ) -> String {
+        var text = "\(method) \(target) HTTP/1.1\r\nHost: test.local\r\n"
+        for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        if !body.isEmpty || method == "POST" { text += "Content-Length: \(body.utf8.count)\r\n" }
+        text += "\r\n" + body
+        return text
+    }
+
+    /// Sends `count` requests, each on its own connection; returns their statuses.
+    static func statuses(
+        port: Int,
+        _ target: String,
+        count: Int,
+        headers: [(String, String)] = []
+    ) async throws -> [Int] {
+        var result: [Int] = []
+        for _ in 0..<count {
+            result.append(try await Self.request(port: port, target, headers: headers).status)
+        }
+        return result
+    }
+
+    /// Polls `condition` every 20 ms until it holds; records an issue and throws after `timeout`.
+    static func eventually(
+        _ what: String,
+        timeout: Duration = .seconds(10),
+        _ condition: () async throws -> Bool
+    ) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while try await !condition() {
+            if ContinuousClock.now > deadline {
+                Issue.record("timed out waiting for: \(what)")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Seconds since the Unix epoch.
+    static var unixNow: Double { Date().timeIntervalSince1970 }
+}
+
+/// `"NAME";r=N;t=T` → (name, r, t).
+struct RateLimitField: Equatable {
+    var name: String
+    var remaining: Int
+    var reset: Int
+
+    init?(_ text: String?) {
+        guard let text else { return nil }
+        let parts = text.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard parts.count == 3, parts[0].hasPrefix("\""), parts[0].hasSuffix("\""),
+            parts[1].hasPrefix("r="), parts[2].hasPrefix("t="),
+            let r = Int(parts[1].dropFirst(2)), let t = Int(parts[2].dropFirst(2))
+        else { return nil }
+        self.name = String(parts[0].dropFirst().dropLast())
+        self.remaining = r
+        self.reset = t
+    }
+}
+
+extension RawHTTPClient.Response {
+    /// Every rate-limit related header present.
+    var rateLimitHeaderNames: [String] {
+        self.headers.map(\.0).filter {
+            ["ratelimit", "ratelimit-policy", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]
+                .contains($0)
+        }
+    }
+
+    var rateLimit: RateLimitField? { RateLimitField(self.header("RateLimit")) }
+}

@@ -1,0 +1,110 @@
+import NIOCore
+import SluiceConfig
+import SluiceTestSupport
+import Testing
+
+/// Timers (SPEC §2 `timeouts`): 408 for a slow head, 504 for a slow upstream, idle keep-alive
+/// connections closed. Timeouts are small so the suite stays fast.
+@Suite("Timeouts", .timeLimit(.minutes(1)))
+struct ProxyTimeoutTests {
+    @Test func slowUpstreamGets504() async throws {
+        try await withProxy({ $0.server.timeouts.upstreamResponse = .milliseconds(300) }) { proxy in
+            let client = try await proxy.client()
+            let start = ContinuousClock.now
+            try await client.send("GET /slow?ms=2000 HTTP/1.1\r\nHost: t\r\n\r\n")
+            let response = try await client.readResponse(timeout: .seconds(3))
+            let elapsed = ContinuousClock.now - start
+            #expect(response.status == 504)
+            #expect(!response.body.isEmpty && response.body.count < 200)
+            #expect(elapsed >= .milliseconds(250) && elapsed < .milliseconds(1500))
+            // The connection stays usable, and the late answer of the abandoned upstream
+            // connection never shows up on it.
+            try await client.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            let next = try await client.readResponse(timeout: .seconds(3))
+            #expect(next.bodyString == "hello")
+            await client.close()
+            try await proxy.expectStillServing()
+        }
+    }
+
+    @Test func upstreamFastEnoughIsNotTimedOut() async throws {
+        try await withProxy({ $0.server.timeouts.upstreamResponse = .milliseconds(500) }) { proxy in
+            let response = try await proxy.get("/slow?ms=100")
+            #expect(response.status == 200)
+            #expect(response.bodyString == "slow")
+        }
+    }
+
+    @Test func idleKeepAliveConnectionIsClosed() async throws {
+        try await withProxy({ $0.server.timeouts.idle = .milliseconds(300) }) { proxy in
+            let client = try await proxy.client()
+            try await client.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await client.readResponse().status == 200)
+            let start = ContinuousClock.now
+            let rest = try await client.waitForClose(timeout: .seconds(3))
+            let elapsed = ContinuousClock.now - start
+            #expect(rest.isEmpty)  // closed silently, no response
+            #expect(elapsed >= .milliseconds(200) && elapsed < .milliseconds(1500))
+            try await proxy.expectStillServing()
+        }
+    }
+
+    @Test func activeConnectionIsNotClosedAsIdle() async throws {
+        try await withProxy({ $0.server.timeouts.idle = .milliseconds(300) }) { proxy in
+            let client = try await proxy.client()
+            // A request that takes longer than `idle` is not idle.
+            try await client.send("GET /slow?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await client.readResponse(timeout: .seconds(3)).bodyString == "slow")
+            await client.close()
+        }
+    }
+
+    @Test func slowlorisGets408() async throws {
+        try await withProxy({ $0.server.timeouts.headerRead = .milliseconds(600) }) { proxy in
+            let client = try await proxy.client()
+            let start = ContinuousClock.now
+            let head = Array("GET /hello HTTP/1.1\r\nHost: t\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n".utf8)
+            // One byte per 100 ms: the head would need ~6 s.
+            let trickle = Task {
+                for byte in head {
+                    if client.isClosed { return }
+                    try? await client.send([byte])
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            let bytes = try await client.waitForClose(timeout: .seconds(3))
+            let elapsed = ContinuousClock.now - start
+            trickle.cancel()
+            let text = String(decoding: bytes, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.1 408"))
+            #expect(elapsed < .milliseconds(600 + 700))
+            #expect(proxy.upstream.requestURIs.isEmpty)
+            try await proxy.expectStillServing()
+        }
+    }
+
+    @Test func slowSecondHeadOnKeepAliveGets408() async throws {
+        try await withProxy({
+            $0.server.timeouts.headerRead = .milliseconds(400)
+            $0.server.timeouts.idle = .seconds(5)
+        }) { proxy in
+            let client = try await proxy.client()
+            try await client.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await client.readResponse().status == 200)
+            // Start a second head, then stall.
+            try await client.send("GET /hel")
+            let start = ContinuousClock.now
+            let bytes = try await client.waitForClose(timeout: .seconds(3))
+            #expect(String(decoding: bytes, as: UTF8.self).hasPrefix("HTTP/1.1 408"))
+            #expect(ContinuousClock.now - start < .milliseconds(1200))
+        }
+    }
+
+    @Test func connectionThatNeverSendsIsClosed() async throws {
+        try await withProxy({ $0.server.timeouts.headerRead = .milliseconds(300) }) { proxy in
+            let client = try await proxy.client()
+            let bytes = try await client.waitForClose(timeout: .seconds(3))
+            #expect(bytes.isEmpty)
+        }
+    }
+}
