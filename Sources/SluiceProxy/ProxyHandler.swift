@@ -109,6 +109,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var idleTimer: Scheduled<Void>?
     /// Bytes of a next request head have arrived while awaiting it.
     private var headBytesSeen = false
+    /// The client shut its side down (half-close): no request follows the current one, so the
+    /// connection closes once the current response is out (HTTPServerPipelineHandler delivers
+    /// this only after every request that arrived before it).
+    private var inputClosed = false
 
     init(shared: ProxyShared, pool: UpstreamPool) {
         self.shared = shared
@@ -182,7 +186,22 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.fireChannelWritabilityChanged()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            self.inputClosed = true
+            if case .awaitingHead = self.state {
+                self.closeAfterPendingWrites()
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if case .closed = self.state {
+            // Already closing (possibly behind an answer still being written): a late error, such
+            // as the decoder refusing data after its own error, must not cut that answer off.
+            return
+        }
         let status: HTTPResponseStatus
         if let parserError = error as? HTTPParserError {
             status = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
@@ -236,6 +255,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
         let config = self.shared.current()
 
+        // A reverse proxy opens no tunnels to arbitrary hosts; the decoder also stops parsing
+        // after a CONNECT (what follows would be tunnel bytes), so the connection closes.
+        if head.method == .CONNECT {
+            self.answerLocally(
+                status: .methodNotAllowed,
+                body: "CONNECT is not supported\n",
+                head: head,
+                close: true,
+                headers: [("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")]
+            )
+            return
+        }
         // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host.
         let hostCount = head.headers[canonicalForm: "host"].count
         if (head.version.major == 1 && head.version.minor >= 1 && hostCount != 1) || hostCount > 1 {
@@ -613,7 +644,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 upstream.channel.close(promise: nil)
             }
         }
-        let keepAlive = exchange.keepClientAlive
+        let keepAlive = exchange.keepClientAlive && !self.inputClosed
         self.state = keepAlive ? .awaitingHead : .closed
         if keepAlive { self.startIdleTimer() }
         if let trailers {
@@ -642,7 +673,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     // MARK: local answers
 
-    private func answerLocally(status: HTTPResponseStatus, body: String, head: HTTPRequestHead, close: Bool) {
+    private func answerLocally(
+        status: HTTPResponseStatus,
+        body: String,
+        head: HTTPRequestHead,
+        close: Bool,
+        headers: [(String, String)] = []
+    ) {
         let requestEnded = false
         let close = close || !head.isKeepAlive || head.isUpgradeRequest
         self.state = .answeredLocally(closeAfter: close, requestEnded: requestEnded)
@@ -655,7 +692,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             bytesIn: 0,
             bytesOut: body.utf8.count
         )
-        self.writeLocalResponse(status: status, version: head.version, headers: [], body: body, close: close)
+        self.writeLocalResponse(status: status, version: head.version, headers: headers, body: body, close: close)
     }
 
     private func answerLocally(answer: GateAnswer, head: HTTPRequestHead) {
@@ -701,7 +738,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         // As in finishExchange: settle the state before the end lets the next request in.
         guard case .answeredLocally(let closeAfter, let requestEnded) = self.state else { return }
-        if closeAfter {
+        if closeAfter || (requestEnded && self.inputClosed) {
             self.state = .closed
             self.writeEndAndClose(nil)
             return
@@ -717,6 +754,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// The request of a local answer ended: wait for the next request.
     private func localResponseMaybeFinished() {
         guard case .answeredLocally(let closeAfter, let requestEnded) = self.state, !closeAfter, requestEnded else {
+            return
+        }
+        if self.inputClosed {
+            self.closeAfterPendingWrites()
             return
         }
         self.state = .awaitingHead
@@ -739,6 +780,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         self.state = .closed
         let loopBoundContext = NIOLoopBound(self.context!, eventLoop: self.context.eventLoop)
         encoderContext.writeAndFlush(NIOAny(buffer)).assumeIsolated().whenComplete { _ in
+            loopBoundContext.value.close(promise: nil)
+        }
+    }
+
+    /// Closes once everything already written is on the wire: an empty write from the front of
+    /// the pipeline completes only after the writes queued before it.
+    private func closeAfterPendingWrites() {
+        self.cancelConnectionTimers()
+        self.state = .closed
+        guard let encoderContext = try? self.context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) else {
+            self.context.close(promise: nil)
+            return
+        }
+        let loopBoundContext = NIOLoopBound(self.context!, eventLoop: self.context.eventLoop)
+        encoderContext.writeAndFlush(NIOAny(ByteBuffer())).assumeIsolated().whenComplete { _ in
             loopBoundContext.value.close(promise: nil)
         }
     }

@@ -24,6 +24,7 @@ import NIOPosix
 ///   just as a proxy reuses it)
 /// - `GET /idle-close?ms=N` → `idle-close`, keep-alive, then the connection is closed after N ms
 /// - `GET /trailers` → chunked `abc` with trailer `X-Checksum: 42`
+/// - `GET /truncated` → declares 100 bytes, sends 5, closes
 /// - `GET /no-length` → HTTP/1.1 `bye` delimited by close (no Content-Length, no chunked)
 ///
 /// ``downloadBytesWritten`` counts `/download` bytes the kernel has accepted.
@@ -205,6 +206,12 @@ private final class UpstreamRouter: ChannelInboundHandler, RemovableChannelHandl
             context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "bye")))), promise: nil)
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                loopBound.value.close(promise: nil)
+            }
+        case "/truncated":
+            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: ["Content-Length": "100"]))), promise: nil)
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "short"))))).assumeIsolated().whenComplete { _ in
                 loopBound.value.close(promise: nil)
             }
         case "/conn":

@@ -153,11 +153,56 @@ struct ProxyErrorTests {
 
     @Test func truncatedUpstreamResponseClosesClient() async throws {
         try await withProxy { proxy in
-            // A download the upstream abandons midway: the client must see the close, never a
-            // short message followed by the next response.
+            // The upstream abandons a response midway: the client must see the close, never a
+            // short message followed by the next response on the same connection.
+            let client = try await proxy.client()
+            try await client.send("GET /truncated HTTP/1.1\r\nHost: t\r\n\r\n")
+            let bytes = try await client.waitForClose(timeout: .seconds(5))
+            let text = String(decoding: bytes, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.1 200"))
+            #expect(text.contains("\r\nContent-Length: 100\r\n"))
+            #expect(text.hasSuffix("short"))
+            await client.close()
+            try await proxy.expectStillServing()
+        }
+    }
+}
+
+/// Connection-level edge cases: half-close, CONNECT.
+@Suite("Connection edges", .timeLimit(.minutes(1)))
+struct ProxyConnectionEdgeTests {
+    @Test func clientHalfCloseAfterRequestGetsResponseThenClose() async throws {
+        try await withProxy { proxy in
             let client = try await proxy.client()
             try await client.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(try await client.readResponse().status == 200)
+            try await client.channel.close(mode: .output)
+            let bytes = try await client.waitForClose(timeout: .seconds(3))
+            let text = String(decoding: bytes, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.1 200"))
+            #expect(text.hasSuffix("hello"))
+            await client.close()
+        }
+    }
+
+    @Test func clientHalfCloseMidBodyIsNotForwardedAsComplete() async throws {
+        try await withProxy { proxy in
+            let client = try await proxy.client()
+            try await client.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly-ten!!")
+            try await client.channel.close(mode: .output)
+            _ = try await client.waitForClose(timeout: .seconds(3))
+            await client.close()
+            try await proxy.expectStillServing()
+        }
+    }
+
+    @Test func connectIsRefused() async throws {
+        try await withProxy { proxy in
+            let client = try await proxy.client()
+            try await client.send("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+            let response = try await client.readResponse(timeout: .seconds(3))
+            #expect(response.status == 405 || response.status == 400)
+            _ = try await client.waitForClose(timeout: .seconds(3))
+            #expect(!proxy.upstream.requestURIs.contains("example.com:443"))
             await client.close()
         }
     }
