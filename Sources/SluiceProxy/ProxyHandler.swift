@@ -290,7 +290,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case .forward(let forwardPlan):
             plan = forwardPlan
         case .answer(let answer):
-            self.answerLocally(answer: answer, head: head)
+            self.answerLocally(answer: answer, head: head, context: gateContext)
             return
         }
 
@@ -695,7 +695,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         self.writeLocalResponse(status: status, version: head.version, headers: headers, body: body, close: close)
     }
 
-    private func answerLocally(answer: GateAnswer, head: HTTPRequestHead) {
+    private func answerLocally(answer: GateAnswer, head: HTTPRequestHead, context gateContext: GateContext) {
+        self.shared.accessLog.record(
+            exchange: gateContext,
+            method: head.method,
+            uri: head.uri,
+            status: Int(answer.status.code),
+            upstreamMs: nil,
+            bytesIn: 0,
+            bytesOut: answer.body.utf8.count
+        )
         // A request with a body we will not forward: reading it to the end costs bandwidth and an
         // `Expect: 100-continue` client may never send it, so such connections close.
         let hasBody = head.headers.contains(name: "transfer-encoding")

@@ -21,6 +21,9 @@ public final class ProxyServer: Service, Sendable {
 
     private let shared: ProxyShared
     private let state = NIOLockedValueBox(State())
+    /// Open client connections, so a drain that outlives `timeouts.shutdown` can close them
+    /// while their loops still run. One lock operation per connection, none per request.
+    private let clients = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
     private let logger: Logger
     /// Called with each bound address once it accepts connections.
     private let onListening: @Sendable (SocketAddress) -> Void
@@ -118,6 +121,7 @@ public final class ProxyServer: Service, Sendable {
         pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
     ) async throws -> Channel {
         let shared = self.shared
+        let clients = self.clients
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -129,7 +133,12 @@ public final class ProxyServer: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let id = ObjectIdentifier(channel)
+                clients.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in
+                    clients.withLockedValue { _ = $0.removeValue(forKey: id) }
+                }
+                return channel.eventLoop.makeCompletedFuture {
                     let pool = pools[ObjectIdentifier(channel.eventLoop)]!.value
                     try Self.configureClientPipeline(
                         channel.pipeline.syncOperations,
@@ -228,6 +237,16 @@ public final class ProxyServer: Service, Sendable {
             // Whichever comes first: every connection closed, or the shutdown timeout.
             _ = try? await drained.or(deadline.futureResult).get()
             deadline.cancel()
+            // Time is up: close what is left while the loops still run, then let the quiescing
+            // helper see every channel gone before the loops stop.
+            let remaining = self.clients.withLockedValue { Array($0.values) }
+            if !remaining.isEmpty {
+                self.logger.warning("shutdown timeout: closing \(remaining.count) connection(s) still in flight")
+                for channel in remaining { channel.close(promise: nil) }
+                let grace = group.next().scheduleTask(in: .seconds(2)) {}
+                _ = try? await drained.or(grace.futureResult).get()
+                grace.cancel()
+            }
         } else {
             for channel in listeners { try? await channel.close() }
         }

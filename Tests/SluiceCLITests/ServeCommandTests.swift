@@ -257,14 +257,10 @@ struct ServeCommandTests {
             #expect(admitted["client_ip"] as? String == "127.0.0.1")
             #expect(admitted["bytes_out"] as? Int == 5)
             #expect(lines.last?["decision"] as? String == "none")
-            // Known bug (reported, ProxyHandler.answerLocally(answer:head:) records nothing): blocked requests
-            // are missing from the access log. Remove `withKnownIssue` once fixed.
-            withKnownIssue("429 answers are not written to the access log") {
-                #expect(lines.count == 3)
-                let limited = lines.first { $0["status"] as? Int == 429 }
-                #expect(limited?["decision"] as? String == "limited")
-                #expect(limited?["rule"] as? String == "per-ip")
-            }
+            #expect(lines.count == 3)
+            let limited = lines.first { $0["status"] as? Int == 429 }
+            #expect(limited?["decision"] as? String == "limited")
+            #expect(limited?["rule"] as? String == "per-ip")
             #expect(!sluice.process.outputSoFar.contains(#""path":"/hello""#))
         }
     }

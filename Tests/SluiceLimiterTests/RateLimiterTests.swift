@@ -64,9 +64,12 @@ import Testing
         rule.algorithm = .fixedWindow
         rule.cost = .header(name: "x-cost", default: 2, max: 5)
         let limiter = self.limiter([rule])
+        var nextHost = 0
         func remaining(_ cost: String?) -> Int? {
+            // A fresh client per call, so each call starts from a full budget.
+            nextHost += 1
             var request = self.post
-            request.clientIP = IPAddress("192.0.2.\(Int.random(in: 1...250))")!
+            request.clientIP = IPAddress("192.0.2.\(nextHost)")!
             if let cost { request.headers = [("X-Cost", cost)] }
             return limiter.evaluate(request, now: at(0)).statuses.first?.remaining
         }
