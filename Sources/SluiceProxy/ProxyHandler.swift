@@ -47,7 +47,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var retried = false
         /// The current upstream connection came from the pool (it may have gone stale).
         var onReusedConnection = false
-        var responseTimer: Scheduled<Void>?
         /// The upstream's `101` head, held until its message ends: the tunnel may only replace
         /// the HTTP handlers once the upstream's decoder has delivered the whole 101 message.
         var switchingHead: HTTPResponseHead?
@@ -105,8 +104,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var context: ChannelHandlerContext!
     private var peerIP = IPAddress(ipv4: 0)
     private var readPending = false
-    private var headTimer: Scheduled<Void>?
-    private var idleTimer: Scheduled<Void>?
+    /// `header_read` (a head is arriving) or `idle` (between requests); see ``ConnectionTimer``.
+    private var connectionTimer = LazyDeadline()
+    private var connectionTimerKind = ConnectionTimer.head
+    /// `upstream_response` for the exchange in flight.
+    private var responseTimer = LazyDeadline()
+
+    private enum ConnectionTimer {
+        case head
+        case idle
+    }
     /// Bytes of a next request head have arrived while awaiting it.
     private var headBytesSeen = false
     /// The client shut its side down (half-close): no request follows the current one, so the
@@ -135,9 +142,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.cancelConnectionTimers()
+        self.connectionTimer.cancel()
+        self.responseTimer.cancel()
         if case .forwarding(let exchange) = self.state {
-            exchange.responseTimer?.cancel()
             if let upstream = exchange.upstream {
                 upstream.handler.delegate = nil
                 upstream.channel.close(promise: nil)
@@ -165,9 +172,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // within header_read, not idle.
             if !self.headBytesSeen {
                 self.headBytesSeen = true
-                self.idleTimer?.cancel()
-                self.idleTimer = nil
-                if self.headTimer == nil { self.startHeadTimer() }
+                if !(self.connectionTimer.isArmed && self.connectionTimerKind == .head) { self.startHeadTimer() }
             }
         case .forwarding(let exchange):
             if let upstream = exchange.upstream, exchange.bodyForwarded || exchange.requestEnded {
@@ -464,26 +469,38 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     private func startResponseTimer(_ exchange: Exchange) {
-        guard exchange.responseTimer == nil, !exchange.responseHeadSent else { return }
-        let timeout = self.shared.current().upstreamResponseTimeout
+        guard !self.responseTimer.isArmed, !exchange.responseHeadSent else { return }
+        let deadline = self.context.eventLoop.now + self.shared.current().upstreamResponseTimeout
+        if self.responseTimer.arm(deadline) {
+            self.responseTimer.taskScheduled(self.scheduleTimerTask(at: deadline, response: true), for: deadline)
+        }
+    }
+
+    private func responseTimerFired() {
+        switch self.responseTimer.taskFired(now: self.context.eventLoop.now) {
+        case .none:
+            return
+        case .reschedule(let deadline):
+            self.responseTimer.taskScheduled(self.scheduleTimerTask(at: deadline, response: true), for: deadline)
+        case .expired:
+            guard case .forwarding(let exchange) = self.state, !exchange.responseHeadSent else { return }
+            self.shared.logger.warning("upstream response timeout", metadata: ["upstream": "\(exchange.target)"])
+            self.abortUpstream(exchange)
+            self.failExchange(exchange, status: .gatewayTimeout, body: "upstream timed out\n")
+        }
+    }
+
+    private func scheduleTimerTask(at deadline: NIODeadline, response: Bool) -> Scheduled<Void> {
         let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
-        let loopBoundExchange = NIOLoopBound(exchange, eventLoop: self.context.eventLoop)
-        exchange.responseTimer = self.context.eventLoop.scheduleTask(in: timeout) {
+        return self.context.eventLoop.scheduleTask(deadline: deadline) {
             let this = loopBoundSelf.value
-            let exchange = loopBoundExchange.value
-            guard case .forwarding(let current) = this.state, current === exchange, !exchange.responseHeadSent else {
-                return
-            }
-            this.shared.logger.warning("upstream response timeout", metadata: ["upstream": "\(exchange.target)"])
-            this.abortUpstream(exchange)
-            this.failExchange(exchange, status: .gatewayTimeout, body: "upstream timed out\n")
+            if response { this.responseTimerFired() } else { this.connectionTimerFired() }
         }
     }
 
     /// Closes the exchange's upstream connection; it can never be reused mid-message.
     private func abortUpstream(_ exchange: Exchange) {
-        exchange.responseTimer?.cancel()
-        exchange.responseTimer = nil
+        self.responseTimer.disarm()
         if let upstream = exchange.upstream {
             upstream.handler.delegate = nil
             upstream.channel.close(promise: nil)
@@ -528,8 +545,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard case .forwarding(let exchange) = self.state else { return }
         switch part {
         case .head(let upstreamHead):
-            exchange.responseTimer?.cancel()
-            exchange.responseTimer = nil
+            self.responseTimer.disarm()
             if upstreamHead.status == .switchingProtocols {
                 exchange.switchingHead = upstreamHead
                 return
@@ -612,8 +628,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         // replaying the request cannot change its meaning.
         if !exchange.retried && exchange.isIdempotent && !exchange.bodyForwarded && exchange.onReusedConnection {
             exchange.retried = true
-            exchange.responseTimer?.cancel()
-            exchange.responseTimer = nil
+            self.responseTimer.disarm()
             if exchange.requestEnded { exchange.buffered.append(.end(nil)) }
             self.attachUpstream(exchange, config: self.shared.current(), allowPooled: false)
             return
@@ -633,8 +648,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// `HTTPServerPipelineHandler` deliver the next pipelined request synchronously, which must
     /// find this handler awaiting a head.
     private func finishExchange(_ exchange: Exchange, writingEnd trailers: HTTPHeaders?? = .none) {
-        exchange.responseTimer?.cancel()
-        exchange.responseTimer = nil
+        self.responseTimer.disarm()
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             if exchange.upstreamReusable {
@@ -820,38 +834,44 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     // MARK: connection timers
 
     private func startHeadTimer() {
-        self.headTimer?.cancel()
-        let timeout = self.shared.current().headerReadTimeout
-        let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
-        self.headTimer = self.context.eventLoop.scheduleTask(in: timeout) {
-            let this = loopBoundSelf.value
-            this.headTimer = nil
-            guard case .awaitingHead = this.state else { return }
-            if this.headBytesSeen {
-                this.writeRawErrorAndClose(.requestTimeout)
-            } else {
-                this.closeClient()
+        self.armConnectionTimer(.head, in: self.shared.current().headerReadTimeout)
+    }
+
+    private func startIdleTimer() {
+        self.armConnectionTimer(.idle, in: self.shared.current().idleTimeout)
+    }
+
+    private func armConnectionTimer(_ kind: ConnectionTimer, in timeout: TimeAmount) {
+        self.connectionTimerKind = kind
+        let deadline = self.context.eventLoop.now + timeout
+        if self.connectionTimer.arm(deadline) {
+            self.connectionTimer.taskScheduled(self.scheduleTimerTask(at: deadline, response: false), for: deadline)
+        }
+    }
+
+    private func connectionTimerFired() {
+        switch self.connectionTimer.taskFired(now: self.context.eventLoop.now) {
+        case .none:
+            return
+        case .reschedule(let deadline):
+            self.connectionTimer.taskScheduled(self.scheduleTimerTask(at: deadline, response: false), for: deadline)
+        case .expired:
+            guard case .awaitingHead = self.state else { return }
+            switch self.connectionTimerKind {
+            case .head:
+                if self.headBytesSeen {
+                    self.writeRawErrorAndClose(.requestTimeout)
+                } else {
+                    self.closeClient()
+                }
+            case .idle:
+                if !self.headBytesSeen { self.closeClient() }
             }
         }
     }
 
-    private func startIdleTimer() {
-        self.idleTimer?.cancel()
-        let timeout = self.shared.current().idleTimeout
-        let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
-        self.idleTimer = self.context.eventLoop.scheduleTask(in: timeout) {
-            let this = loopBoundSelf.value
-            this.idleTimer = nil
-            guard case .awaitingHead = this.state, !this.headBytesSeen else { return }
-            this.closeClient()
-        }
-    }
-
     private func cancelConnectionTimers() {
-        self.headTimer?.cancel()
-        self.headTimer = nil
-        self.idleTimer?.cancel()
-        self.idleTimer = nil
+        self.connectionTimer.disarm()
     }
 
     // MARK: upgrade

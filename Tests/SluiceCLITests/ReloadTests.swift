@@ -246,11 +246,18 @@ struct ReloadTests {
         }
     }
 
+    /// A port that is free now and stays out of the kernel's ephemeral range (32768–60999 on
+    /// Linux), so no client connection of a concurrently running test can take it as its source
+    /// port before the test binds it.
     static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: E2E.group).bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress!.port!
-        try await channel.close()
-        return port
+        for _ in 0..<200 {
+            let candidate = Int.random(in: 20_000..<32_000)
+            if let channel = try? await ServerBootstrap(group: E2E.group).bind(host: "127.0.0.1", port: candidate).get() {
+                try await channel.close()
+                return candidate
+            }
+        }
+        throw CancellationError()
     }
 
     /// SIGHUP as soon as the listening line appears must reload, never kill the process.

@@ -1,0 +1,69 @@
+import NIOCore
+
+/// A deadline re-armed on every request that schedules an event-loop task only when needed.
+///
+/// A keep-alive connection arms and disarms its timers once or twice per request. Scheduling
+/// and cancelling a task each time costs an allocation and a heap operation on the loop;
+/// here arming is a store. The task already pending, when it fires, finds the current
+/// deadline and is scheduled again for the remainder, so a connection that makes thousands of
+/// requests within one timeout period schedules about one task per period.
+struct LazyDeadline {
+    enum FireAction {
+        /// Disarmed meanwhile: nothing to do.
+        case none
+        /// The armed deadline has passed.
+        case expired
+        /// Armed for later: schedule a task for this deadline.
+        case reschedule(NIODeadline)
+    }
+
+    /// `nil` when disarmed.
+    private(set) var deadline: NIODeadline?
+    private var task: Scheduled<Void>?
+    private var taskDeadline: NIODeadline?
+
+    var isArmed: Bool { self.deadline != nil }
+
+    /// Arms for `deadline`; returns `true` when the caller must schedule a task for it (and
+    /// report it with ``taskScheduled(_:for:)``) because no pending task fires early enough.
+    mutating func arm(_ deadline: NIODeadline) -> Bool {
+        self.deadline = deadline
+        if let pending = self.taskDeadline, pending <= deadline {
+            return false
+        }
+        self.task?.cancel()
+        self.task = nil
+        self.taskDeadline = nil
+        return true
+    }
+
+    mutating func taskScheduled(_ task: Scheduled<Void>, for deadline: NIODeadline) {
+        self.task = task
+        self.taskDeadline = deadline
+    }
+
+    /// Disarms without touching the pending task (it will find nothing to do).
+    mutating func disarm() {
+        self.deadline = nil
+    }
+
+    /// Disarms and cancels the pending task (the connection is going away).
+    mutating func cancel() {
+        self.deadline = nil
+        self.task?.cancel()
+        self.task = nil
+        self.taskDeadline = nil
+    }
+
+    /// The pending task fired at `now`.
+    mutating func taskFired(now: NIODeadline) -> FireAction {
+        self.task = nil
+        self.taskDeadline = nil
+        guard let deadline = self.deadline else { return .none }
+        if deadline <= now {
+            self.deadline = nil
+            return .expired
+        }
+        return .reschedule(deadline)
+    }
+}
