@@ -43,6 +43,27 @@ public enum RateLimitHeaders {
 
     /// `RateLimit-Policy`: every status as `"NAME";q=COUNT;w=WINDOW`, in the given order.
     public static func policyField(_ statuses: [LimitStatus]) -> String {
+        // Hot path (every admitted response): policy names are `[a-z0-9_-]` plus digits, for which
+        // the RFC 9651 serialisation is plain text; anything else goes through the serializer.
+        if statuses.allSatisfy({ Self.isPlainString($0.policyName) }) {
+            var field = ""
+            field.reserveCapacity(statuses.count * 24)
+            for (index, status) in statuses.enumerated() {
+                if index > 0 { field += ", " }
+                field += "\""
+                field += status.policyName
+                field += "\";q="
+                field += String(status.quota)
+                field += ";w="
+                field += String(status.windowSeconds)
+            }
+            return field
+        }
+        return self.serializedPolicyField(statuses)
+    }
+
+    /// `RateLimit-Policy` through swift-http-structured-headers (the reference the fast path is tested against).
+    static func serializedPolicyField(_ statuses: [LimitStatus]) -> String {
         let list: [ItemOrInnerList] = statuses.map { status in
             var parameters = OrderedMap<String, RFC9651BareItem>()
             parameters["q"] = .integer(Int64(status.quota))
@@ -55,11 +76,30 @@ public enum RateLimitHeaders {
 
     /// `RateLimit`: `"NAME";r=REMAINING;t=SECONDS` for one status.
     public static func rateLimitField(_ status: LimitStatus) -> String {
+        if Self.isPlainString(status.policyName) && status.remaining >= 0 && status.resetSeconds >= 0 {
+            var field = "\""
+            field += status.policyName
+            field += "\";r="
+            field += String(status.remaining)
+            field += ";t="
+            field += String(status.resetSeconds)
+            return field
+        }
+        return self.serializedRateLimitField(status)
+    }
+
+    /// `RateLimit` through swift-http-structured-headers (the reference the fast path is tested against).
+    static func serializedRateLimitField(_ status: LimitStatus) -> String {
         var parameters = OrderedMap<String, RFC9651BareItem>()
         parameters["r"] = .integer(Int64(status.remaining))
         parameters["t"] = .integer(Int64(status.resetSeconds))
         let list: [ItemOrInnerList] = [.item(Item(bareItem: .string(status.policyName), parameters: parameters))]
         return self.serialize(list) ?? "\"\(status.policyName)\";r=\(status.remaining);t=\(status.resetSeconds)"
+    }
+
+    /// Whether `text` serialises as an sf-string without escapes: printable ASCII but `"` and `\`.
+    static func isPlainString(_ text: String) -> Bool {
+        text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
     }
 
     private static func serialize(_ list: [ItemOrInnerList]) -> String? {

@@ -13,24 +13,27 @@ enum HopByHop {
     ///
     /// - Parameter keepUpgrade: keep `Upgrade` and set `Connection: upgrade` (WebSocket tunnels).
     static func strip(_ headers: inout HTTPHeaders, keepUpgrade: Bool) {
+        // One scan finds which hop-by-hop names are present; most messages carry none, and the
+        // usual upstream response only `Connection: keep-alive`, so `remove` (a scan per name)
+        // runs only for names that are there.
+        var present: UInt16 = 0
+        for (name, _) in headers {
+            if let index = Self.hopByHopIndex(name) { present |= 1 << index }
+        }
+        guard present != 0 else { return }
         var upgrade: [String] = []
         if keepUpgrade {
             upgrade = headers["upgrade"]
         }
-        // Fast path: most requests carry none of these, and `remove` scans the whole list per name.
-        var found = false
-        for (name, _) in headers where Self.isHopByHop(name) {
-            found = true
-            break
-        }
-        guard found else { return }
-        for token in headers[canonicalForm: "connection"] {
-            let t = token.lowercased()
-            if t != "close" && t != "keep-alive" && t != "upgrade" {
-                headers.remove(name: String(t))
+        if present & 1 != 0 {  // connection
+            for token in headers[canonicalForm: "connection"] {
+                let t = token.lowercased()
+                if t != "close" && t != "keep-alive" && t != "upgrade" && Self.hopByHopIndex(String(t)) == nil {
+                    headers.remove(name: String(t))
+                }
             }
         }
-        for name in Self.names {
+        for (index, name) in Self.names.enumerated() where present & (1 << index) != 0 {
             headers.remove(name: name)
         }
         if keepUpgrade && !upgrade.isEmpty {
@@ -41,15 +44,21 @@ enum HopByHop {
 
     @inline(__always)
     static func isHopByHop(_ name: String) -> Bool {
+        self.hopByHopIndex(name) != nil
+    }
+
+    /// The index of `name` in ``names``, compared case-insensitively without allocating.
+    @inline(__always)
+    static func hopByHopIndex(_ name: String) -> Int? {
         // Length filter first: the common headers (host, accept, user-agent...) fail it cheaply.
         switch name.utf8.count {
         case 2, 7, 10, 16, 17, 18, 19:
-            for n in Self.names where n.utf8.count == name.utf8.count && name.lowercased() == n {
-                return true
+            for (index, n) in Self.names.enumerated() where name.equalsLowercasedASCII(n) {
+                return index
             }
-            return false
+            return nil
         default:
-            return false
+            return nil
         }
     }
 }

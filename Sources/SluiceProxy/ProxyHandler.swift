@@ -69,7 +69,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // the new protocol), so a refused upgrade must end the connection.
             self.clientKeepAlive = clientHead.isKeepAlive && !clientHead.isUpgradeRequest
             self.isUpgrade = clientHead.isUpgradeRequest
-            self.expectsContinue = clientHead.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
+            self.expectsContinue =
+                clientHead.headers.contains(name: "expect")
+                && clientHead.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
             self.target = target
             self.extraResponseHeaders = extraResponseHeaders
             self.context = context
@@ -103,6 +105,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var state: State = .awaitingHead
     private var context: ChannelHandlerContext!
     private var peerIP = IPAddress(ipv4: 0)
+    /// `peerIP` as text, formatted once per connection for `X-Forwarded-For`.
+    private var peerText = "0.0.0.0"
     private var readPending = false
     /// `header_read` (a head is arriving) or `idle` (between requests); see ``ConnectionTimer``.
     private var connectionTimer = LazyDeadline()
@@ -131,6 +135,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.peerIP = IPAddress(context.channel.remoteAddress) ?? IPAddress(ipv4: 0)
+        self.peerText = self.peerIP.description
         if context.channel.isActive {
             self.startHeadTimer()
         }
@@ -273,8 +278,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             return
         }
         // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host.
-        let hostCount = head.headers[canonicalForm: "host"].count
-        if (head.version.major == 1 && head.version.minor >= 1 && hostCount != 1) || hostCount > 1 {
+        let hostCount = head.headers.count(name: "host")
+        // A list in one field (`Host: a, b`) is two Hosts as well.
+        let hostIsList = hostCount == 1 && head.headers.first(name: "host")!.utf8.contains(UInt8(ascii: ","))
+        if (head.version.major == 1 && head.version.minor >= 1 && hostCount != 1) || hostCount > 1 || hostIsList {
             self.answerLocally(status: .badRequest, body: "bad request: missing or repeated Host\n", head: head, close: true)
             return
         }
@@ -396,12 +403,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         // Sluice answers `Expect: 100-continue` itself once the request is admitted (like nginx),
         // so the upstream never waits for a continue that is not coming.
         head.headers.remove(name: "expect")
-        let existingXFF = head.headers[canonicalForm: "x-forwarded-for"]
-        let peer = self.peerIP.description
-        if existingXFF.isEmpty {
-            head.headers.add(name: "X-Forwarded-For", value: peer)
+        if head.headers.contains(name: "x-forwarded-for") {
+            let existing = head.headers["x-forwarded-for"].joined(separator: ", ")
+            head.headers.replaceOrAdd(name: "X-Forwarded-For", value: existing + ", " + self.peerText)
         } else {
-            head.headers.replaceOrAdd(name: "X-Forwarded-For", value: existingXFF.joined(separator: ", ") + ", " + peer)
+            head.headers.add(name: "X-Forwarded-For", value: self.peerText)
         }
         head.headers.replaceOrAdd(name: "X-Forwarded-Proto", value: config.scheme)
         if let clientHost {

@@ -24,8 +24,17 @@ final class UpstreamConnection {
 /// loop's pool and gives it back there. LIFO reuse keeps the hottest connections warm and lets
 /// the rest time out on the upstream's side.
 final class UpstreamPool {
+    /// The idle connections to one target. A class, so taking one out of the pool mutates the
+    /// list in place instead of copying it out of the dictionary and back.
+    private final class IdleList {
+        var connections: [UpstreamConnection] = []
+    }
+
     let eventLoop: EventLoop
-    private var idle: [UpstreamTarget: [UpstreamConnection]] = [:]
+    private var idle: [UpstreamTarget: IdleList] = [:]
+    /// The list looked up last: nearly every request goes to the same target.
+    private var lastTarget: UpstreamTarget?
+    private var lastList: IdleList?
     private var idleCount = 0
     private var roundRobin = 0
 
@@ -41,9 +50,23 @@ final class UpstreamPool {
     }
 
     /// An idle connection to `target`, if one is open.
-    func takeIdle(for target: UpstreamTarget) -> UpstreamConnection? {
-        while var list = self.idle[target], let connection = list.popLast() {
+    private func list(for target: UpstreamTarget) -> IdleList {
+        if let lastList = self.lastList, self.lastTarget == target { return lastList }
+        let list: IdleList
+        if let existing = self.idle[target] {
+            list = existing
+        } else {
+            list = IdleList()
             self.idle[target] = list
+        }
+        self.lastTarget = target
+        self.lastList = list
+        return list
+    }
+
+    func takeIdle(for target: UpstreamTarget) -> UpstreamConnection? {
+        let list = self.list(for: target)
+        while let connection = list.connections.popLast() {
             self.idleCount -= 1
             if connection.channel.isActive {
                 connection.handler.onClose = nil
@@ -61,7 +84,7 @@ final class UpstreamPool {
         }
         connection.handler.delegate = nil
         connection.reused = true
-        self.idle[connection.target, default: []].append(connection)
+        self.list(for: connection.target).connections.append(connection)
         self.idleCount += 1
         connection.handler.onClose = { [weak self, weak connection] in
             guard let self, let connection else { return }
@@ -70,20 +93,20 @@ final class UpstreamPool {
     }
 
     private func remove(_ connection: UpstreamConnection) {
-        guard var list = self.idle[connection.target],
-            let index = list.firstIndex(where: { $0 === connection })
-        else { return }
-        list.remove(at: index)
-        self.idle[connection.target] = list
+        let list = self.list(for: connection.target)
+        guard let index = list.connections.firstIndex(where: { $0 === connection }) else { return }
+        list.connections.remove(at: index)
         self.idleCount -= 1
     }
 
     /// Closes every idle connection (shutdown, or a reload that changed the targets).
     func closeAll() {
         for (_, list) in self.idle {
-            for c in list { c.channel.close(promise: nil) }
+            for c in list.connections { c.channel.close(promise: nil) }
         }
         self.idle.removeAll()
+        self.lastTarget = nil
+        self.lastList = nil
         self.idleCount = 0
     }
 

@@ -15,6 +15,19 @@ import Testing
         ])
     }
 
+    /// The hand-written fast path produces exactly what swift-http-structured-headers serialises.
+    @Test(arguments: ["login", "login-60", "api_v2-3600", "a", "x-9-86400"])
+    func fastPathMatchesSerializer(name: String) {
+        for (remaining, reset) in [(0, 0), (2, 37), (99_999, 86_400)] {
+            let statuses = [
+                LimitStatus(rule: "r", policyName: name, limit: limit(5, per: 60), remaining: remaining, resetSeconds: reset),
+                LimitStatus(rule: "r", policyName: name + "-b", limit: limit(100, per: 3600), remaining: 3, resetSeconds: 9),
+            ]
+            #expect(RateLimitHeaders.policyField(statuses) == RateLimitHeaders.serializedPolicyField(statuses))
+            #expect(RateLimitHeaders.rateLimitField(statuses[0]) == RateLimitHeaders.serializedRateLimitField(statuses[0]))
+        }
+    }
+
     @Test func severalLimits() {
         let minute = LimitStatus(rule: "login", policyName: "login-60", limit: limit(5, per: 60), remaining: 0, resetSeconds: 12)
         let hour = LimitStatus(rule: "login", policyName: "login-3600", limit: limit(20, per: 3600), remaining: 14, resetSeconds: 1800)
