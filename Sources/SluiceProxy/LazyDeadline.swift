@@ -8,15 +8,6 @@ import NIOCore
 /// deadline and is scheduled again for the remainder, so a connection that makes thousands of
 /// requests within one timeout period schedules about one task per period.
 struct LazyDeadline {
-    enum FireAction {
-        /// Disarmed meanwhile: nothing to do.
-        case none
-        /// The armed deadline has passed.
-        case expired
-        /// Armed for later: schedule a task for this deadline.
-        case reschedule(NIODeadline)
-    }
-
     /// `nil` when disarmed.
     private(set) var deadline: NIODeadline?
     private var task: Scheduled<Void>?
@@ -24,21 +15,15 @@ struct LazyDeadline {
 
     var isArmed: Bool { self.deadline != nil }
 
-    /// Arms for `deadline`; returns `true` when the caller must schedule a task for it (and
-    /// report it with ``taskScheduled(_:for:)``) because no pending task fires early enough.
-    mutating func arm(_ deadline: NIODeadline) -> Bool {
+    /// Arms for `deadline`, scheduling a task through `schedule` only when no pending task
+    /// fires early enough.
+    mutating func arm(_ deadline: NIODeadline, schedule: (NIODeadline) -> Scheduled<Void>) {
         self.deadline = deadline
         if let pending = self.taskDeadline, pending <= deadline {
-            return false
+            return
         }
         self.task?.cancel()
-        self.task = nil
-        self.taskDeadline = nil
-        return true
-    }
-
-    mutating func taskScheduled(_ task: Scheduled<Void>, for deadline: NIODeadline) {
-        self.task = task
+        self.task = schedule(deadline)
         self.taskDeadline = deadline
     }
 
@@ -55,15 +40,18 @@ struct LazyDeadline {
         self.taskDeadline = nil
     }
 
-    /// The pending task fired at `now`.
-    mutating func taskFired(now: NIODeadline) -> FireAction {
+    /// The pending task fired at `now`: returns `true` when the armed deadline has passed
+    /// (and disarms); re-schedules through `schedule` when it was armed for later.
+    mutating func taskFired(now: NIODeadline, schedule: (NIODeadline) -> Scheduled<Void>) -> Bool {
         self.task = nil
         self.taskDeadline = nil
-        guard let deadline = self.deadline else { return .none }
+        guard let deadline = self.deadline else { return false }
         if deadline <= now {
             self.deadline = nil
-            return .expired
+            return true
         }
-        return .reschedule(deadline)
+        self.task = schedule(deadline)
+        self.taskDeadline = deadline
+        return false
     }
 }

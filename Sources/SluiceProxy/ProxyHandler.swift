@@ -477,23 +477,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func startResponseTimer(_ exchange: Exchange) {
         guard !self.responseTimer.isArmed, !exchange.responseHeadSent else { return }
         let deadline = self.context.eventLoop.now + self.shared.current().upstreamResponseTimeout
-        if self.responseTimer.arm(deadline) {
-            self.responseTimer.taskScheduled(self.scheduleTimerTask(at: deadline, response: true), for: deadline)
-        }
+        self.responseTimer.arm(deadline) { self.scheduleTimerTask(at: $0, response: true) }
     }
 
     private func responseTimerFired() {
-        switch self.responseTimer.taskFired(now: self.context.eventLoop.now) {
-        case .none:
-            return
-        case .reschedule(let deadline):
-            self.responseTimer.taskScheduled(self.scheduleTimerTask(at: deadline, response: true), for: deadline)
-        case .expired:
-            guard case .forwarding(let exchange) = self.state, !exchange.responseHeadSent else { return }
-            self.shared.logger.warning("upstream response timeout", metadata: ["upstream": "\(exchange.target)"])
-            self.abortUpstream(exchange)
-            self.failExchange(exchange, status: .gatewayTimeout, body: "upstream timed out\n")
+        let expired = self.responseTimer.taskFired(now: self.context.eventLoop.now) {
+            self.scheduleTimerTask(at: $0, response: true)
         }
+        guard expired, case .forwarding(let exchange) = self.state, !exchange.responseHeadSent else { return }
+        self.shared.logger.warning("upstream response timeout", metadata: ["upstream": "\(exchange.target)"])
+        self.abortUpstream(exchange)
+        self.failExchange(exchange, status: .gatewayTimeout, body: "upstream timed out\n")
     }
 
     private func scheduleTimerTask(at deadline: NIODeadline, response: Bool) -> Scheduled<Void> {
@@ -850,29 +844,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func armConnectionTimer(_ kind: ConnectionTimer, in timeout: TimeAmount) {
         self.connectionTimerKind = kind
         let deadline = self.context.eventLoop.now + timeout
-        if self.connectionTimer.arm(deadline) {
-            self.connectionTimer.taskScheduled(self.scheduleTimerTask(at: deadline, response: false), for: deadline)
-        }
+        self.connectionTimer.arm(deadline) { self.scheduleTimerTask(at: $0, response: false) }
     }
 
     private func connectionTimerFired() {
-        switch self.connectionTimer.taskFired(now: self.context.eventLoop.now) {
-        case .none:
-            return
-        case .reschedule(let deadline):
-            self.connectionTimer.taskScheduled(self.scheduleTimerTask(at: deadline, response: false), for: deadline)
-        case .expired:
-            guard case .awaitingHead = self.state else { return }
-            switch self.connectionTimerKind {
-            case .head:
-                if self.headBytesSeen {
-                    self.writeRawErrorAndClose(.requestTimeout)
-                } else {
-                    self.closeClient()
-                }
-            case .idle:
-                if !self.headBytesSeen { self.closeClient() }
+        let expired = self.connectionTimer.taskFired(now: self.context.eventLoop.now) {
+            self.scheduleTimerTask(at: $0, response: false)
+        }
+        guard expired, case .awaitingHead = self.state else { return }
+        switch self.connectionTimerKind {
+        case .head:
+            if self.headBytesSeen {
+                self.writeRawErrorAndClose(.requestTimeout)
+            } else {
+                self.closeClient()
             }
+        case .idle:
+            if !self.headBytesSeen { self.closeClient() }
         }
     }
 
