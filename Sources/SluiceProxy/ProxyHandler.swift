@@ -100,6 +100,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case closed
     }
 
+    /// Largest request body read and dropped after a local answer to keep the connection open.
+    static let maxDiscardedBodyBytes = 64 * 1024
+
     private let shared: ProxyShared
     private let pool: UpstreamPool
     private var state: State = .awaitingHead
@@ -719,11 +722,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             bytesIn: 0,
             bytesOut: answer.body.utf8.count
         )
-        // A request with a body we will not forward: reading it to the end costs bandwidth and an
-        // `Expect: 100-continue` client may never send it, so such connections close.
-        let hasBody = head.headers.contains(name: "transfer-encoding")
-            || (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0) > 0
-        let close = !head.isKeepAlive || hasBody || self.shared.isDraining || head.isUpgradeRequest
+        // The body of a request that is not forwarded is read and dropped (like nginx) when it is
+        // small and announced; a chunked or large body, or one the client will only send after a
+        // `100 Continue`, is not worth reading or waiting for: such connections close.
+        let declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
+        let expectsContinue = head.headers.contains(name: "expect")
+        let bodyNotWorthReading =
+            head.headers.contains(name: "transfer-encoding") || declaredLength > Self.maxDiscardedBodyBytes
+            || (declaredLength > 0 && expectsContinue)
+        let close = !head.isKeepAlive || bodyNotWorthReading || self.shared.isDraining || head.isUpgradeRequest
         self.state = .answeredLocally(closeAfter: close, requestEnded: false)
         self.writeLocalResponse(
             status: answer.status,
