@@ -1,3 +1,4 @@
+import Atomics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -24,6 +25,8 @@ public final class ProxyServer: Service, Sendable {
     /// Open client connections, so a drain that outlives `timeouts.shutdown` can close them
     /// while their loops still run. One lock operation per connection, none per request.
     private let clients = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
+    private let reloadSuccesses = ManagedAtomic<Int>(0)
+    private let reloadFailures = ManagedAtomic<Int>(0)
     private let logger: Logger
     /// Called with each bound address once it accepts connections.
     private let onListening: @Sendable (SocketAddress) -> Void
@@ -60,6 +63,7 @@ public final class ProxyServer: Service, Sendable {
     /// Swaps in a validated configuration (SPEC §6): new requests use it at once, requests in
     /// flight keep the snapshot they started with.
     public func reload(_ configuration: SluiceConfiguration) async {
+        self.reloadSuccesses.wrappingIncrement(ordering: .relaxed)
         let previous = self.shared.current()
         let snapshot = ProxySnapshot(
             configuration: configuration,
@@ -74,7 +78,12 @@ public final class ProxyServer: Service, Sendable {
 
     /// Counts a reload that failed validation (SPEC §6); the running configuration stays.
     public func recordReloadFailure() {
-        self.shared.logger.debug("reload failure recorded")
+        self.reloadFailures.wrappingIncrement(ordering: .relaxed)
+    }
+
+    /// Reloads applied and refused since start (for `sluice_config_reloads_total{result}`).
+    public var reloadCounts: (success: Int, failure: Int) {
+        (self.reloadSuccesses.load(ordering: .relaxed), self.reloadFailures.load(ordering: .relaxed))
     }
 
     /// Binds every listener; throws if one cannot be bound.
