@@ -91,6 +91,18 @@ public final class ProxyServer: Service, Sendable {
         let configuration = self.shared.current().configuration
         let threads = configuration.server.threads ?? System.coreCount
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        do {
+            try await self.bindListeners(configuration.server.listen, group: group)
+        } catch {
+            // `bindListeners` has released everything that completes work on the loops.
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// Creates the per-loop pools and the quiescing helper and binds every listener; on failure
+    /// undoes all of it (while the loops still run) and rethrows.
+    private func bindListeners(_ addresses: [ListenAddress], group: MultiThreadedEventLoopGroup) async throws {
         var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
         for loop in group.makeIterator() {
             pools[ObjectIdentifier(loop)] = try await loop.submit {
@@ -105,16 +117,19 @@ public final class ProxyServer: Service, Sendable {
         }
         var listeners: [(ListenAddress, Channel)] = []
         do {
-            for address in configuration.server.listen {
+            for address in addresses {
                 listeners.append((address, try await self.bind(address, group: group, quiesce: quiesce, pools: pools)))
             }
         } catch {
             for (_, channel) in listeners { try? await channel.close() }
+            let quiesced = group.next().makePromise(of: Void.self)
+            quiesce.initiateShutdown(promise: quiesced)
+            try? await quiesced.futureResult.get()
             self.state.withLockedValue {
+                $0.group = nil
                 $0.quiesce = nil
                 $0.pools = [:]
             }
-            try? await group.shutdownGracefully()
             throw error
         }
         self.state.withLockedValue { $0.listeners = listeners }
@@ -131,7 +146,16 @@ public final class ProxyServer: Service, Sendable {
     ) async throws -> Channel {
         let shared = self.shared
         let clients = self.clients
-        let bootstrap = ServerBootstrap(group: group)
+        // An IPv6 listener accepts IPv6 only (nginx's `ipv6only=on`), so `0.0.0.0:P` and `[::]:P`
+        // can both be listed; NIO's default would make `[::]` take IPv4 too and the pair clash.
+        var bootstrap = ServerBootstrap(group: group)
+        if address.host.contains(":") {
+            bootstrap = bootstrap.serverChannelOption(
+                ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only),
+                value: 1
+            )
+        }
+        bootstrap = bootstrap
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
@@ -157,7 +181,11 @@ public final class ProxyServer: Service, Sendable {
                     )
                 }
             }
-        return try await bootstrap.bind(host: address.host, port: address.port).get()
+        do {
+            return try await bootstrap.bind(host: address.host, port: address.port).get()
+        } catch {
+            throw ListenError(address: address, underlying: error)
+        }
     }
 
     /// Makes the listeners match `addresses` (SPEC §6): binds the new ones first, then closes the
@@ -180,7 +208,7 @@ public final class ProxyServer: Service, Sendable {
                 next.append((address, channel))
                 bound.append(channel)
             } catch {
-                self.logger.error("reload: cannot listen on \(address), keeping the old listeners: \(error)")
+                self.logger.error("reload: \(error); keeping the old listeners")
                 // All or nothing: the listeners bound so far for this reload are not kept either.
                 for channel in bound { try? await channel.close() }
                 return
@@ -275,5 +303,18 @@ extension EventLoopFuture {
         self.whenComplete { _ in promise.succeed(()) }
         other.whenComplete { _ in promise.succeed(()) }
         return promise.futureResult
+    }
+}
+
+/// A listener that could not be bound, with the address the operator wrote.
+public struct ListenError: Error, CustomStringConvertible {
+    public var address: ListenAddress
+    public var underlying: Error
+
+    public var description: String {
+        if let io = self.underlying as? IOError {
+            return "cannot listen on \(self.address): \(String(cString: strerror(io.errnoCode)))"
+        }
+        return "cannot listen on \(self.address): \(self.underlying)"
     }
 }
