@@ -202,8 +202,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
             self.inputClosed = true
-            if case .awaitingHead = self.state {
+            switch self.state {
+            case .awaitingHead:
                 self.closeAfterPendingWrites()
+            case .closed:
+                // A lingering close: the client has finished sending.
+                context.close(promise: nil)
+            default:
+                break
             }
         }
         context.fireUserInboundEventTriggered(event)
@@ -668,7 +674,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if keepAlive {
                 self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
             } else {
-                self.writeEndAndClose(trailers)
+                self.writeEndAndClose(trailers, linger: !exchange.requestEnded && !self.inputClosed)
                 return
             }
         }
@@ -680,13 +686,32 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// Writes the response's end, then closes once it is flushed.
-    private func writeEndAndClose(_ trailers: HTTPHeaders?) {
+    ///
+    /// - Parameter linger: the client may still be sending a request body we did not read. Closing
+    ///   at once would make the kernel answer its data with a reset, which can destroy the response
+    ///   before the client reads it. So, like nginx's lingering close, only our side is shut, the
+    ///   rest of the upload is read and dropped, and the connection closes when the client is done
+    ///   or after ``lingerTimeout``.
+    private func writeEndAndClose(_ trailers: HTTPHeaders?, linger: Bool = false) {
         self.cancelConnectionTimers()
         let loopBoundContext = NIOLoopBound(self.context!, eventLoop: self.context.eventLoop)
-        self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
-            loopBoundContext.value.close(promise: nil)
+        let written = self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)))
+        guard linger else {
+            written.assumeIsolated().whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+            return
+        }
+        let timeout = Self.lingerTimeout
+        written.assumeIsolated().whenComplete { _ in
+            let context = loopBoundContext.value
+            context.close(mode: .output, promise: nil)
+            context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+                loopBoundContext.value.close(promise: nil)
+            }
         }
     }
+
+    /// How long a closing connection keeps reading off an unread request body.
+    static let lingerTimeout = TimeAmount.seconds(2)
 
     // MARK: local answers
 
@@ -770,7 +795,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard case .answeredLocally(let closeAfter, let requestEnded) = self.state else { return }
         if closeAfter || (requestEnded && self.inputClosed) {
             self.state = .closed
-            self.writeEndAndClose(nil)
+            self.writeEndAndClose(nil, linger: !requestEnded && !self.inputClosed)
             return
         }
         if requestEnded {

@@ -60,3 +60,24 @@ struct ProxyLocalAnswerTests {
         }
     }
 }
+
+@Suite("Lingering close", .timeLimit(.minutes(1)))
+struct ProxyLingeringCloseTests {
+    /// A client still uploading when its 413 is sent reads the 413 (the rest of the upload is
+    /// read off instead of being answered with a reset), and the connection ends afterwards.
+    @Test func tooLargeUploadStillGetsItsAnswer() async throws {
+        try await withProxy({ $0.server.maxBodyBytes = 100_000 }) { proxy in
+            let client = try await proxy.client()
+            try await client.send("POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            let chunk = Array("10000\r\n".utf8) + [UInt8](repeating: 0x61, count: 0x10000) + Array("\r\n".utf8)
+            // Far past the limit: the 413 is sent while these are still arriving.
+            for _ in 0..<32 {
+                try await client.send(chunk)
+            }
+            let response = try await client.readResponse()
+            #expect(response.status == 413)
+            _ = try await client.waitForClose(timeout: .seconds(5))
+            await client.close()
+        }
+    }
+}
