@@ -39,12 +39,18 @@ func eventually(
     }
 }
 
-/// A loopback port nothing listens on (bound, then closed).
+/// A loopback port nothing listens on (bound, then closed). Taken outside the kernel's
+/// ephemeral range (32768–60999), where the port-0 listeners of concurrently running tests
+/// could otherwise be given the same port.
 func closedPort() async throws -> Int {
-    let channel = try await ServerBootstrap(group: ProxyHarness.group).bind(host: "127.0.0.1", port: 0).get()
-    let port = channel.localAddress!.port!
-    try await channel.close()
-    return port
+    for _ in 0..<200 {
+        let candidate = Int.random(in: 20_000..<32_000)
+        if let channel = try? await ServerBootstrap(group: ProxyHarness.group).bind(host: "127.0.0.1", port: candidate).get() {
+            try await channel.close()
+            return candidate
+        }
+    }
+    throw CancellationError()
 }
 
 extension ProxyHarness {
