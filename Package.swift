@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "sluice",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         /// For Benchmarks/ only: the limiter and the config model, re-exported.

@@ -23,7 +23,7 @@ struct LimiterGate: RequestGate {
             return .answer(
                 GateAnswer(
                     status: HTTPResponseStatus(statusCode: blocked.status),
-                    headers: blocked.headers.map { ($0.name, $0.value) },
+                    headers: blocked.headers,
                     body: blocked.body
                 )
             )
@@ -36,7 +36,7 @@ struct LimiterGate: RequestGate {
             }
             var plan = ForwardPlan()
             if !outcome.statuses.isEmpty {
-                plan.responseHeaders = RateLimitHeaders.fields(for: outcome, now: now).map { ($0.name, $0.value) }
+                plan.responseHeaders = RateLimitHeaders.fields(for: outcome, now: now)
             }
             if let delay = outcome.delay, delay > .zero {
                 plan.delay = TimeAmount(delay)

@@ -50,7 +50,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         /// The upstream's `101` head, held until its message ends: the tunnel may only replace
         /// the HTTP handlers once the upstream's decoder has delivered the whole 101 message.
         var switchingHead: HTTPResponseHead?
-        var extraResponseHeaders: [(String, String)]
+        var extraResponseHeaders: [(name: String, value: String)]
         var responseObserver: (any ResponseStatusObserver)?
         let context: GateContext
 
@@ -58,7 +58,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             upstreamHead: HTTPRequestHead,
             clientHead: HTTPRequestHead,
             target: UpstreamTarget,
-            extraResponseHeaders: [(String, String)],
+            extraResponseHeaders: [(name: String, value: String)],
             context: GateContext,
             now: NIODeadline
         ) {
@@ -720,7 +720,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         body: String,
         head: HTTPRequestHead,
         close: Bool,
-        headers: [(String, String)] = []
+        headers: [(name: String, value: String)] = []
     ) {
         let requestEnded = false
         let close = close || !head.isKeepAlive || head.isUpgradeRequest
@@ -769,7 +769,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func writeLocalResponse(
         status: HTTPResponseStatus,
         version: HTTPVersion,
-        headers extra: [(String, String)],
+        headers extra: [(name: String, value: String)],
         body: String,
         close: Bool
     ) {

@@ -20,14 +20,14 @@ struct GateContext {
 /// A response the gate produces instead of forwarding (a 429, say).
 struct GateAnswer {
     var status: HTTPResponseStatus
-    var headers: [(String, String)]
+    var headers: [(name: String, value: String)]
     var body: String
 }
 
 /// How an admitted request is forwarded.
 struct ForwardPlan {
     /// Headers added to the upstream's response (rate-limit fields).
-    var responseHeaders: [(String, String)] = []
+    var responseHeaders: [(name: String, value: String)] = []
     /// Hold the request this long before forwarding (gcra `delay`, like nginx `limit_req delay=`).
     var delay: TimeAmount? = nil
     /// Told the upstream's status (`count_when` charges quota only for matching statuses).
