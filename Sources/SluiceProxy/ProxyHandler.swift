@@ -22,7 +22,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     typealias OutboundOut = HTTPServerResponsePart
 
     /// One request and its response.
-    private final class Exchange {
+    final class Exchange {
         /// The head as it goes to the upstream (rewritten).
         var upstreamHead: HTTPRequestHead
         let clientVersion: HTTPVersion
@@ -87,7 +87,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// Where the connection is in its request/response cycle.
-    private enum State {
+    enum State {
         /// Waiting for the next request head (idle keep-alive, or a head arriving slowly).
         case awaitingHead
         /// A request is being forwarded (its upstream may still be connecting).
@@ -103,30 +103,30 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Largest request body read and dropped after a local answer to keep the connection open.
     static let maxDiscardedBodyBytes = 64 * 1024
 
-    private let shared: ProxyShared
-    private let pool: UpstreamPool
-    private var state: State = .awaitingHead
-    private var context: ChannelHandlerContext!
-    private var peerIP = IPAddress(ipv4: 0)
+    let shared: ProxyShared
+    let pool: UpstreamPool
+    var state: State = .awaitingHead
+    var context: ChannelHandlerContext!
+    var peerIP = IPAddress(ipv4: 0)
     /// `peerIP` as text, formatted once per connection for `X-Forwarded-For`.
-    private var peerText = "0.0.0.0"
-    private var readPending = false
+    var peerText = "0.0.0.0"
+    var readPending = false
     /// `header_read` (a head is arriving) or `idle` (between requests); see ``ConnectionTimer``.
-    private var connectionTimer = LazyDeadline()
-    private var connectionTimerKind = ConnectionTimer.head
+    var connectionTimer = LazyDeadline()
+    var connectionTimerKind = ConnectionTimer.head
     /// `upstream_response` for the exchange in flight.
-    private var responseTimer = LazyDeadline()
+    var responseTimer = LazyDeadline()
 
-    private enum ConnectionTimer {
+    enum ConnectionTimer {
         case head
         case idle
     }
     /// Bytes of a next request head have arrived while awaiting it.
-    private var headBytesSeen = false
+    var headBytesSeen = false
     /// The client shut its side down (half-close): no request follows the current one, so the
     /// connection closes once the current response is out (HTTPServerPipelineHandler delivers
     /// this only after every request that arrived before it).
-    private var inputClosed = false
+    var inputClosed = false
 
     init(shared: ProxyShared, pool: UpstreamPool) {
         self.shared = shared
@@ -256,7 +256,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.read()
     }
 
-    private func resumeClientReading() {
+    func resumeClientReading() {
         guard self.readPending else { return }
         self.readPending = false
         self.context.read()
@@ -264,7 +264,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     // MARK: request
 
-    private func requestHeadReceived(_ head: HTTPRequestHead) {
+    func requestHeadReceived(_ head: HTTPRequestHead) {
         self.cancelConnectionTimers()
         self.headBytesSeen = false
         guard case .awaitingHead = self.state else {
@@ -342,7 +342,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         self.attachUpstream(exchange, config: config, allowPooled: true)
     }
 
-    private func requestBodyReceived(_ body: ByteBuffer) {
+    func requestBodyReceived(_ body: ByteBuffer) {
         switch self.state {
         case .forwarding(let exchange):
             exchange.requestBodyBytes += body.readableBytes
@@ -378,7 +378,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    private func requestEndReceived(_ trailers: HTTPHeaders?) {
+    func requestEndReceived(_ trailers: HTTPHeaders?) {
         switch self.state {
         case .forwarding(let exchange):
             exchange.requestEnded = true
@@ -398,7 +398,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// Builds the upstream head in place: hop-by-hop headers out, X-Forwarded-* in (SPEC §3).
-    private func rewriteForUpstream(_ head: inout HTTPRequestHead, target: UpstreamTarget, config: ProxySnapshot) {
+    func rewriteForUpstream(_ head: inout HTTPRequestHead, target: UpstreamTarget, config: ProxySnapshot) {
         let isUpgrade = head.isUpgradeRequest
         let clientHost = head.headers.first(name: "host")
         // The decoder only accepts `chunked` as the final coding (and refuses it next to a
@@ -426,515 +426,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             head.headers.replaceOrAdd(name: "Host", value: target.hostHeader)
         }
         head.version = .http1_1
-    }
-
-    // MARK: upstream connection
-
-    private func attachUpstream(_ exchange: Exchange, config: ProxySnapshot, allowPooled: Bool) {
-        if allowPooled, let connection = self.pool.takeIdle(for: exchange.target) {
-            self.upstreamAttached(connection, to: exchange)
-            return
-        }
-        let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
-        let loopBoundExchange = NIOLoopBound(exchange, eventLoop: self.context.eventLoop)
-        self.pool.connect(to: exchange.target, timeout: config.upstreamConnectTimeout).assumeIsolated().whenComplete {
-            result in
-            let this = loopBoundSelf.value
-            let exchange = loopBoundExchange.value
-            switch result {
-            case .success(let connection):
-                guard case .forwarding(let current) = this.state, current === exchange else {
-                    connection.channel.close(promise: nil)
-                    return
-                }
-                this.upstreamAttached(connection, to: exchange)
-            case .failure(let error):
-                guard case .forwarding(let current) = this.state, current === exchange else { return }
-                this.shared.logger.warning(
-                    "upstream connect failed",
-                    metadata: ["upstream": "\(exchange.target)", "error": "\(error)"]
-                )
-                this.failExchange(exchange, status: .badGateway, body: "upstream unreachable\n")
-            }
-        }
-    }
-
-    private func upstreamAttached(_ connection: UpstreamConnection, to exchange: Exchange) {
-        exchange.upstream = connection
-        exchange.onReusedConnection = connection.reused
-        connection.handler.delegate = self
-        if exchange.expectsContinue && !exchange.requestEnded {
-            self.context.writeAndFlush(
-                self.wrapOutboundOut(.head(HTTPResponseHead(version: exchange.clientVersion, status: .continue))),
-                promise: nil
-            )
-        }
-        connection.channel.write(HTTPClientRequestPart.head(exchange.upstreamHead), promise: nil)
-        let buffered = exchange.buffered
-        exchange.buffered.removeAll()
-        for part in buffered {
-            if case .body = part { exchange.bodyForwarded = true }
-            connection.channel.write(part, promise: nil)
-        }
-        connection.channel.flush()
-        if exchange.requestEnded {
-            self.startResponseTimer(exchange)
-        }
-        self.resumeClientReading()
-    }
-
-    private func startResponseTimer(_ exchange: Exchange) {
-        guard !self.responseTimer.isArmed, !exchange.responseHeadSent else { return }
-        let deadline = self.context.eventLoop.now + self.shared.current().upstreamResponseTimeout
-        self.responseTimer.arm(deadline) { self.scheduleTimerTask(at: $0, response: true) }
-    }
-
-    private func responseTimerFired() {
-        let expired = self.responseTimer.taskFired(now: self.context.eventLoop.now) {
-            self.scheduleTimerTask(at: $0, response: true)
-        }
-        guard expired, case .forwarding(let exchange) = self.state, !exchange.responseHeadSent else { return }
-        self.shared.logger.warning("upstream response timeout", metadata: ["upstream": "\(exchange.target)"])
-        self.abortUpstream(exchange)
-        self.failExchange(exchange, status: .gatewayTimeout, body: "upstream timed out\n")
-    }
-
-    private func scheduleTimerTask(at deadline: NIODeadline, response: Bool) -> Scheduled<Void> {
-        let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
-        return self.context.eventLoop.scheduleTask(deadline: deadline) {
-            let this = loopBoundSelf.value
-            if response { this.responseTimerFired() } else { this.connectionTimerFired() }
-        }
-    }
-
-    /// Closes the exchange's upstream connection; it can never be reused mid-message.
-    private func abortUpstream(_ exchange: Exchange) {
-        self.responseTimer.disarm()
-        if let upstream = exchange.upstream {
-            upstream.handler.delegate = nil
-            upstream.channel.close(promise: nil)
-            exchange.upstream = nil
-        }
-    }
-
-    /// The upstream failed before answering: 502/504 to the client.
-    private func failExchange(_ exchange: Exchange, status: HTTPResponseStatus, body: String) {
-        self.abortUpstream(exchange)
-        if exchange.responseHeadSent {
-            self.closeClient()
-            return
-        }
-        let close = !exchange.requestEnded || !exchange.clientKeepAlive
-        self.state = .answeredLocally(closeAfter: close, requestEnded: exchange.requestEnded)
-        self.shared.accessLog.record(
-            exchange: exchange.context,
-            method: exchange.method,
-            uri: exchange.upstreamHead.uri,
-            status: Int(status.code),
-            upstreamMs: nil,
-            bytesIn: exchange.requestBodyBytes,
-            bytesOut: 0
-        )
-        self.writeLocalResponse(
-            status: status,
-            version: exchange.clientVersion,
-            headers: exchange.extraResponseHeaders,
-            body: body,
-            close: close
-        )
-    }
-
-    // MARK: UpstreamDelegate
-
-    var upstreamMayRead: Bool {
-        self.context.channel.isWritable
-    }
-
-    func upstreamReceived(_ part: HTTPClientResponsePart) {
-        guard case .forwarding(let exchange) = self.state else { return }
-        switch part {
-        case .head(let upstreamHead):
-            self.responseTimer.disarm()
-            if upstreamHead.status == .switchingProtocols {
-                exchange.switchingHead = upstreamHead
-                return
-            }
-            exchange.responseHeadSent = true
-            exchange.responseStatus = Int(upstreamHead.status.code)
-            exchange.responseObserver?.upstreamResponded(status: exchange.responseStatus)
-            exchange.upstreamReusable = upstreamHead.isKeepAlive
-            var head = upstreamHead
-            head.version = exchange.clientVersion
-            HopByHop.strip(&head.headers, keepUpgrade: false)
-            for (name, value) in exchange.extraResponseHeaders {
-                head.headers.add(name: name, value: value)
-            }
-            var keepAlive = exchange.clientKeepAlive && !self.shared.isDraining
-            let bodyless =
-                exchange.method == .HEAD || upstreamHead.status.code == 204 || upstreamHead.status.code == 304
-                || upstreamHead.status.code < 200
-            if exchange.clientVersion.minor == 0 && !bodyless && !head.headers.contains(name: "content-length") {
-                // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
-                keepAlive = false
-            }
-            exchange.keepClientAlive = keepAlive
-            if !bodyless && exchange.clientVersion.minor >= 1 && !head.headers.contains(name: "content-length") {
-                head.headers.add(name: "Transfer-Encoding", value: "chunked")
-            }
-            if exchange.clientVersion.minor == 0 {
-                if keepAlive { head.headers.add(name: "Connection", value: "keep-alive") }
-            } else if !keepAlive {
-                head.headers.add(name: "Connection", value: "close")
-            }
-            self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        case .body(let body):
-            exchange.responseBytes += body.readableBytes
-            self.context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        case .end(let trailers):
-            if let switchingHead = exchange.switchingHead {
-                self.startTunnel(exchange, responseHead: switchingHead)
-                return
-            }
-            exchange.responseEnded = true
-            self.shared.accessLog.record(
-                exchange: exchange.context,
-                method: exchange.method,
-                uri: exchange.upstreamHead.uri,
-                status: exchange.responseStatus,
-                upstreamMs: Int((NIODeadline.now() - exchange.startedAt).nanoseconds / 1_000_000),
-                bytesIn: exchange.requestBodyBytes,
-                bytesOut: exchange.responseBytes
-            )
-            if !exchange.requestEnded {
-                // Answered before the request body finished: the rest of it cannot be skipped
-                // safely on either connection.
-                exchange.keepClientAlive = false
-                self.abortUpstream(exchange)
-            }
-            self.finishExchange(exchange, writingEnd: trailers)
-        }
-    }
-
-    func upstreamReadComplete() {
-        self.context.flush()
-    }
-
-    func upstreamWritabilityChanged(isWritable: Bool) {
-        if isWritable {
-            self.resumeClientReading()
-        }
-    }
-
-    func upstreamClosed(error: Error?) {
-        guard case .forwarding(let exchange) = self.state, exchange.upstream != nil else { return }
-        exchange.upstream = nil
-        if exchange.responseHeadSent {
-            // Truncated response: the client must see the connection end, not a short message.
-            self.closeClient()
-            return
-        }
-        // A pooled connection the upstream closed while idle: retry once on a fresh one when
-        // replaying the request cannot change its meaning.
-        if !exchange.retried && exchange.isIdempotent && !exchange.bodyForwarded && exchange.onReusedConnection {
-            exchange.retried = true
-            self.responseTimer.disarm()
-            if exchange.requestEnded { exchange.buffered.append(.end(nil)) }
-            self.attachUpstream(exchange, config: self.shared.current(), allowPooled: false)
-            return
-        }
-        self.shared.logger.warning(
-            "upstream closed before responding",
-            metadata: ["upstream": "\(exchange.target)", "error": "\(error.map { "\($0)" } ?? "eof")"]
-        )
-        self.failExchange(exchange, status: .badGateway, body: "upstream closed the connection\n")
-    }
-
-    // MARK: finishing
-
-    /// Both the request and the response are complete (or the response is, and the connection closes).
-    ///
-    /// The state changes BEFORE the response's end is written: writing it lets
-    /// `HTTPServerPipelineHandler` deliver the next pipelined request synchronously, which must
-    /// find this handler awaiting a head.
-    private func finishExchange(_ exchange: Exchange, writingEnd trailers: HTTPHeaders?? = .none) {
-        self.responseTimer.disarm()
-        if let upstream = exchange.upstream {
-            exchange.upstream = nil
-            if exchange.upstreamReusable {
-                self.pool.release(upstream, maxIdle: self.shared.current().maxIdlePerLoop)
-            } else {
-                upstream.handler.delegate = nil
-                upstream.channel.close(promise: nil)
-            }
-        }
-        let keepAlive = exchange.keepClientAlive && !self.inputClosed
-        self.state = keepAlive ? .awaitingHead : .closed
-        if keepAlive { self.startIdleTimer() }
-        if let trailers {
-            if keepAlive {
-                self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
-            } else {
-                self.writeEndAndClose(trailers, linger: !exchange.requestEnded && !self.inputClosed)
-                return
-            }
-        }
-        if keepAlive {
-            self.resumeClientReading()
-        } else {
-            self.closeClient()
-        }
-    }
-
-    /// Writes the response's end, then closes once it is flushed.
-    ///
-    /// - Parameter linger: the client may still be sending a request body we did not read. Closing
-    ///   at once would make the kernel answer its data with a reset, which can destroy the response
-    ///   before the client reads it. So, like nginx's lingering close, only our side is shut, the
-    ///   rest of the upload is read and dropped, and the connection closes when the client is done
-    ///   or after ``lingerTimeout``.
-    private func writeEndAndClose(_ trailers: HTTPHeaders?, linger: Bool = false) {
-        self.cancelConnectionTimers()
-        let loopBoundContext = NIOLoopBound(self.context!, eventLoop: self.context.eventLoop)
-        let written = self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)))
-        guard linger else {
-            written.assumeIsolated().whenComplete { _ in loopBoundContext.value.close(promise: nil) }
-            return
-        }
-        let timeout = Self.lingerTimeout
-        written.assumeIsolated().whenComplete { _ in
-            let context = loopBoundContext.value
-            context.close(mode: .output, promise: nil)
-            context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-                loopBoundContext.value.close(promise: nil)
-            }
-        }
-    }
-
-    /// How long a closing connection keeps reading off an unread request body.
-    static let lingerTimeout = TimeAmount.seconds(2)
-
-    // MARK: local answers
-
-    private func answerLocally(
-        status: HTTPResponseStatus,
-        body: String,
-        head: HTTPRequestHead,
-        close: Bool,
-        headers: [(name: String, value: String)] = []
-    ) {
-        let requestEnded = false
-        let close = close || !head.isKeepAlive || head.isUpgradeRequest
-        self.state = .answeredLocally(closeAfter: close, requestEnded: requestEnded)
-        self.shared.accessLog.record(
-            exchange: GateContext(clientIP: self.peerIP, peerIP: self.peerIP),
-            method: head.method,
-            uri: head.uri,
-            status: Int(status.code),
-            upstreamMs: nil,
-            bytesIn: 0,
-            bytesOut: body.utf8.count
-        )
-        self.writeLocalResponse(status: status, version: head.version, headers: headers, body: body, close: close)
-    }
-
-    private func answerLocally(answer: GateAnswer, head: HTTPRequestHead, context gateContext: GateContext) {
-        self.shared.accessLog.record(
-            exchange: gateContext,
-            method: head.method,
-            uri: head.uri,
-            status: Int(answer.status.code),
-            upstreamMs: nil,
-            bytesIn: 0,
-            bytesOut: answer.body.utf8.count
-        )
-        // The body of a request that is not forwarded is read and dropped (like nginx) when it is
-        // small and announced; a chunked or large body, or one the client will only send after a
-        // `100 Continue`, is not worth reading or waiting for: such connections close.
-        let declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
-        let expectsContinue = head.headers.contains(name: "expect")
-        let bodyNotWorthReading =
-            head.headers.contains(name: "transfer-encoding") || declaredLength > Self.maxDiscardedBodyBytes
-            || (declaredLength > 0 && expectsContinue)
-        let close = !head.isKeepAlive || bodyNotWorthReading || self.shared.isDraining || head.isUpgradeRequest
-        self.state = .answeredLocally(closeAfter: close, requestEnded: false)
-        self.writeLocalResponse(
-            status: answer.status,
-            version: head.version,
-            headers: answer.headers,
-            body: answer.body,
-            close: close
-        )
-    }
-
-    private func writeLocalResponse(
-        status: HTTPResponseStatus,
-        version: HTTPVersion,
-        headers extra: [(name: String, value: String)],
-        body: String,
-        close: Bool
-    ) {
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(extra.count + 4)
-        var buffer = self.context.channel.allocator.buffer(capacity: body.utf8.count)
-        buffer.writeString(body)
-        var hasContentType = false
-        for (name, value) in extra {
-            if name.lowercased() == "content-type" { hasContentType = true }
-            headers.add(name: name, value: value)
-        }
-        if !hasContentType { headers.add(name: "Content-Type", value: "text/plain; charset=utf-8") }
-        headers.add(name: "Content-Length", value: String(buffer.readableBytes))
-        if close {
-            if version.minor >= 1 { headers.add(name: "Connection", value: "close") }
-        } else if version.minor == 0 {
-            headers.add(name: "Connection", value: "keep-alive")
-        }
-        self.context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
-        self.context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        // As in finishExchange: settle the state before the end lets the next request in.
-        guard case .answeredLocally(let closeAfter, let requestEnded) = self.state else { return }
-        if closeAfter || (requestEnded && self.inputClosed) {
-            self.state = .closed
-            self.writeEndAndClose(nil, linger: !requestEnded && !self.inputClosed)
-            return
-        }
-        if requestEnded {
-            self.state = .awaitingHead
-            self.startIdleTimer()
-        }
-        self.context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-        self.resumeClientReading()
-    }
-
-    /// The request of a local answer ended: wait for the next request.
-    private func localResponseMaybeFinished() {
-        guard case .answeredLocally(let closeAfter, let requestEnded) = self.state, !closeAfter, requestEnded else {
-            return
-        }
-        if self.inputClosed {
-            self.closeAfterPendingWrites()
-            return
-        }
-        self.state = .awaitingHead
-        self.startIdleTimer()
-        self.resumeClientReading()
-    }
-
-    /// Answers a protocol error before any response exists, bypassing the HTTP encoder (the
-    /// pipeline has no request to pair the response with), then closes.
-    private func writeRawErrorAndClose(_ status: HTTPResponseStatus) {
-        guard let encoderContext = try? self.context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) else {
-            self.closeClient()
-            return
-        }
-        let body = "\(status.code) \(status.reasonPhrase)\n"
-        var buffer = self.context.channel.allocator.buffer(capacity: 128 + body.utf8.count)
-        buffer.writeString(
-            "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        )
-        self.state = .closed
-        let loopBoundContext = NIOLoopBound(self.context!, eventLoop: self.context.eventLoop)
-        encoderContext.writeAndFlush(NIOAny(buffer)).assumeIsolated().whenComplete { _ in
-            loopBoundContext.value.close(promise: nil)
-        }
-    }
-
-    /// Closes once everything already written is on the wire: an empty write from the front of
-    /// the pipeline completes only after the writes queued before it.
-    private func closeAfterPendingWrites() {
-        self.cancelConnectionTimers()
-        self.state = .closed
-        guard let encoderContext = try? self.context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) else {
-            self.context.close(promise: nil)
-            return
-        }
-        let loopBoundContext = NIOLoopBound(self.context!, eventLoop: self.context.eventLoop)
-        encoderContext.writeAndFlush(NIOAny(ByteBuffer())).assumeIsolated().whenComplete { _ in
-            loopBoundContext.value.close(promise: nil)
-        }
-    }
-
-    private func closeClient() {
-        self.cancelConnectionTimers()
-        if case .forwarding(let exchange) = self.state {
-            self.abortUpstream(exchange)
-        }
-        if case .closed = self.state {} else { self.state = .closed }
-        self.context.close(promise: nil)
-    }
-
-    // MARK: connection timers
-
-    private func startHeadTimer() {
-        self.armConnectionTimer(.head, in: self.shared.current().headerReadTimeout)
-    }
-
-    private func startIdleTimer() {
-        self.armConnectionTimer(.idle, in: self.shared.current().idleTimeout)
-    }
-
-    private func armConnectionTimer(_ kind: ConnectionTimer, in timeout: TimeAmount) {
-        self.connectionTimerKind = kind
-        let deadline = self.context.eventLoop.now + timeout
-        self.connectionTimer.arm(deadline) { self.scheduleTimerTask(at: $0, response: false) }
-    }
-
-    private func connectionTimerFired() {
-        let expired = self.connectionTimer.taskFired(now: self.context.eventLoop.now) {
-            self.scheduleTimerTask(at: $0, response: false)
-        }
-        guard expired, case .awaitingHead = self.state else { return }
-        switch self.connectionTimerKind {
-        case .head:
-            if self.headBytesSeen {
-                self.writeRawErrorAndClose(.requestTimeout)
-            } else {
-                self.closeClient()
-            }
-        case .idle:
-            if !self.headBytesSeen { self.closeClient() }
-        }
-    }
-
-    private func cancelConnectionTimers() {
-        self.connectionTimer.disarm()
-    }
-
-    // MARK: upgrade
-
-    /// The upstream accepted an `Upgrade`: relay the 101, then turn both connections into one
-    /// byte tunnel.
-    private func startTunnel(_ exchange: Exchange, responseHead: HTTPResponseHead) {
-        guard exchange.isUpgrade, let upstream = exchange.upstream else {
-            self.abortUpstream(exchange)
-            self.closeClient()
-            return
-        }
-        self.state = .tunnelling
-        var head = responseHead
-        head.version = exchange.clientVersion
-        for (name, value) in exchange.extraResponseHeaders {
-            head.headers.add(name: name, value: value)
-        }
-        upstream.handler.delegate = nil
-        self.context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        self.context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-        self.shared.accessLog.record(
-            exchange: exchange.context,
-            method: exchange.method,
-            uri: exchange.upstreamHead.uri,
-            status: 101,
-            upstreamMs: Int((NIODeadline.now() - exchange.startedAt).nanoseconds / 1_000_000),
-            bytesIn: 0,
-            bytesOut: 0
-        )
-        do {
-            try TunnelHandler.join(client: self.context.channel, upstream: upstream.channel)
-        } catch {
-            self.shared.logger.warning("could not start tunnel", metadata: ["error": "\(error)"])
-            upstream.channel.close(promise: nil)
-            self.context.close(promise: nil)
-        }
     }
 }
 
