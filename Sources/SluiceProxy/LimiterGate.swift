@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import NIOCore
 import NIOHTTP1
 import SluiceConfig
@@ -9,6 +10,9 @@ import SluiceLimiter
 struct LimiterGate: RequestGate {
     let limiter: RateLimiter
     let logger: Logger
+    /// Every shadow-limited request is in the access log; the stderr notice is kept to one line
+    /// per rule per second, since the log handler writes synchronously on the event loop.
+    let shadowLog = ShadowLogThrottle()
 
     func decide(head: HTTPRequestHead, context: inout GateContext) -> GateVerdict {
         let now = LimiterInstant.now()
@@ -28,10 +32,15 @@ struct LimiterGate: RequestGate {
                 )
             )
         case .admitted, .shadowLimited:
-            if outcome.decision == .shadowLimited {
+            if outcome.decision == .shadowLimited, let rule = outcome.rule,
+                let suppressed = self.shadowLog.shouldLog(rule: rule, second: now.unixSeconds)
+            {
                 self.logger.notice(
                     "shadow: rule would have limited this request",
-                    metadata: ["rule": "\(outcome.rule ?? "")", "client_ip": "\(context.clientIP)", "path": "\(head.uri)"]
+                    metadata: [
+                        "rule": "\(rule)", "client_ip": "\(context.clientIP)", "path": "\(head.uri)",
+                        "suppressed_since_last": "\(suppressed)",
+                    ]
                 )
             }
             var plan = ForwardPlan()
@@ -69,5 +78,23 @@ struct HeadAttributes: RequestAttributes {
 
     func header(_ name: String) -> String? {
         self.head.headers.first(name: name)
+    }
+}
+
+/// Lets one log line per rule per second through and counts the rest.
+final class ShadowLogThrottle: Sendable {
+    private let state = Mutex<[String: (second: Int64, suppressed: Int)]>([:])
+
+    /// The number of lines suppressed since the last one, or `nil` when this one is suppressed too.
+    func shouldLog(rule: String, second: Int64) -> Int? {
+        self.state.withLock { state in
+            if let last = state[rule], last.second == second {
+                state[rule] = (second, last.suppressed + 1)
+                return nil
+            }
+            let suppressed = state[rule]?.suppressed ?? 0
+            state[rule] = (second, 0)
+            return suppressed
+        }
     }
 }
