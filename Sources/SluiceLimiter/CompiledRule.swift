@@ -1,93 +1,109 @@
 import SluiceConfig
 
-/// A rule prepared once per configuration load: matcher, key builders, storage namespaces.
+/// One limit of a rule as a request applies it: the parsed limit, its step parameters and its policy name.
+struct CompiledLimit: Sendable {
+    let limit: RateLimit
+    let parameters: LimitParameters
+    /// The policy name in headers: the rule's name, or `RULE-WINDOW` when its list has several limits (SPEC §5).
+    let policyName: String
+}
+
+/// A rule prepared once per configuration load: matcher, key builders, storage namespaces, limit lists.
 ///
-/// Storage keys look like `login#8f3a…␟5/60␟12:203.0.113.7|` (`␟` is U+001F):
-/// - the **namespace** is the rule's name (or `shared:NAME` for `shared` rules) and a stable 64-bit FNV-1a
+/// A storage key (``StorageKey``) digests, in order:
+/// - the **namespace**: the rule's name (or `shared:NAME` for `shared` rules) and a stable 64-bit FNV-1a
 ///   fingerprint of what gives the counters their meaning: key parts, algorithm, burst and, for rules that are not
 ///   shared, the whole limit list and tiers. A reload that leaves these unchanged builds the same keys, so the
 ///   counters carry over (SPEC §6); any change starts the rule afresh. Shared rules leave the limits out so that
-///   rules with one `shared` name meet in one budget; each limit still has its own counter (as in Flask-Limiter).
-/// - `COUNT/PERIOD` names the limit's counter within the key;
-/// - the encoded key (``KeyBuilder``) is length-prefixed, so no value can reach another key or namespace.
-/// The penalty box of `block_for` uses `NAMESPACE␟block␟ENCODED`.
+///   rules with one `shared` name meet in one budget; each limit still has its own counter (as in Flask-Limiter);
+/// - the request's key values (``KeyBuilder/combineKey(for:path:into:)``);
+/// - `COUNT/PERIOD` of the limit, or a block marker for the `block_for` penalty box.
+/// The namespace is absorbed once here (``keyPrefix``); a request only adds its values and the limit.
 struct CompiledRule: Sendable {
     let index: Int
     let configuration: RuleConfiguration
     let matcher: RuleMatcher
     let key: KeyBuilder
     let namespace: String
+    /// The hasher after the namespace, keyed by the store's seed.
+    let keyPrefix: KeyHasher
     /// For `on_missing_key: fallback`: the fallback parts and their own namespace.
-    let fallback: (key: KeyBuilder, namespace: String)?
+    let fallback: (key: KeyBuilder, keyPrefix: KeyHasher)?
     let penaltyNanoseconds: Int64
-    let parameters: [RateLimit: LimitParameters]
+    /// `limits`, and each tier's list (SPEC §2 `tiers`).
+    let limits: [CompiledLimit]
+    let tierLimits: [String: [CompiledLimit]]
+    let defaultTierLimits: [CompiledLimit]?
+    /// Every limit the rule can apply (`limits`, then the tiers'), each once.
+    let allLimits: [CompiledLimit]
+    /// `{limit}` of a request refused by `on_missing_key: deny`: the whole list.
+    let limitsText: String
 
-    static let separator: Character = "\u{1F}"
-
-    init(index: Int, configuration rule: RuleConfiguration) {
+    init(index: Int, configuration rule: RuleConfiguration, keySeed: StorageKey) {
         self.index = index
         self.configuration = rule
         self.matcher = RuleMatcher(rule.match)
         self.key = KeyBuilder(parts: rule.key)
         self.namespace = Self.namespace(rule, parts: rule.key, label: "key")
+        self.keyPrefix = Self.prefix(self.namespace, seed: keySeed)
         if case .fallback(let parts) = rule.onMissingKey {
-            self.fallback = (KeyBuilder(parts: parts), Self.namespace(rule, parts: parts, label: "fallback"))
+            let namespace = Self.namespace(rule, parts: parts, label: "fallback")
+            self.fallback = (KeyBuilder(parts: parts), Self.prefix(namespace, seed: keySeed))
         } else {
             self.fallback = nil
         }
         self.penaltyNanoseconds = rule.blockFor.nanoseconds
-        var parameters: [RateLimit: LimitParameters] = [:]
-        for limit in Self.allLimits(rule) {
-            parameters[limit] = LimitParameters(limit, burst: rule.burst, delay: rule.algorithm == .gcra ? rule.delay : .zero)
+        func compile(_ list: [RateLimit]) -> [CompiledLimit] {
+            list.map { limit in
+                CompiledLimit(
+                    limit: limit,
+                    parameters: LimitParameters(limit, burst: rule.burst, delay: rule.algorithm == .gcra ? rule.delay : .zero),
+                    policyName: list.count > 1 ? "\(rule.name)-\(limit.periodSeconds)" : rule.name
+                )
+            }
         }
-        self.parameters = parameters
+        self.limits = compile(rule.limits)
+        self.tierLimits = rule.tiers.map { tiers in tiers.values.mapValues(compile) } ?? [:]
+        self.defaultTierLimits = rule.tiers?.defaultLimits.map(compile)
+        var all = self.limits
+        for value in self.tierLimits.keys.sorted() { all += self.tierLimits[value]! }
+        all += self.defaultTierLimits ?? []
+        var seen = Set<RateLimit>()
+        self.allLimits = all.filter { seen.insert($0.limit).inserted }
+        self.limitsText = rule.limits.map(\.text).joined(separator: ";")
     }
 
     var name: String { self.configuration.name }
     var isEnforced: Bool { self.configuration.mode == .enforce }
 
-    /// Every limit the rule can apply: `limits`, then each tier's.
-    static func allLimits(_ rule: RuleConfiguration) -> [RateLimit] {
-        var all = rule.limits
-        if let tiers = rule.tiers {
-            for value in tiers.values.keys.sorted() { all += tiers.values[value]! }
-            all += tiers.defaultLimits ?? []
-        }
-        var seen = Set<RateLimit>()
-        return all.filter { seen.insert($0).inserted }
-    }
-
     /// The limits for a request whose tier key part has `tierValue` (SPEC §2 `tiers`).
-    func limits(tierValue: String?) -> [RateLimit] {
-        guard let tiers = self.configuration.tiers else { return self.configuration.limits }
-        if let tierValue, let limits = tiers.values[tierValue] { return limits }
-        return tiers.defaultLimits ?? self.configuration.limits
+    func limits(tierValue: String?) -> [CompiledLimit] {
+        guard self.configuration.tiers != nil else { return self.limits }
+        if let tierValue, let limits = self.tierLimits[tierValue] { return limits }
+        return self.defaultTierLimits ?? self.limits
     }
 
-    func storageKey(namespace: String, limit: RateLimit, encodedKey: String) -> String {
-        var key = namespace
-        key.append(Self.separator)
-        key += String(limit.count)
-        key += "/"
-        key += String(limit.periodSeconds)
-        key.append(Self.separator)
-        key += encodedKey
-        return key
+    /// The counter of `limit` for the key absorbed in `keyed`.
+    func storageKey(_ keyed: KeyHasher, limit: RateLimit) -> StorageKey {
+        var hasher = keyed
+        hasher.combine(1)
+        hasher.combine(UInt64(limit.count))
+        hasher.combine(UInt64(limit.periodSeconds))
+        return hasher.finalize()
     }
 
-    func penaltyKey(namespace: String, encodedKey: String) -> String? {
+    /// The `block_for` penalty box of the key absorbed in `keyed`, `nil` without `block_for`.
+    func penaltyKey(_ keyed: KeyHasher) -> StorageKey? {
         guard self.penaltyNanoseconds > 0 else { return nil }
-        var key = namespace
-        key.append(Self.separator)
-        key += "block"
-        key.append(Self.separator)
-        key += encodedKey
-        return key
+        var hasher = keyed
+        hasher.combine(2)
+        return hasher.finalize()
     }
 
-    /// The policy name of `limit` in headers: the rule's name, or `RULE-WINDOW` when `limits` has several.
-    func policyName(_ limit: RateLimit, among limits: [RateLimit]) -> String {
-        limits.count > 1 ? "\(self.name)-\(limit.periodSeconds)" : self.name
+    private static func prefix(_ namespace: String, seed: StorageKey) -> KeyHasher {
+        var hasher = KeyHasher(seed: seed)
+        hasher.combine(lengthPrefixed: namespace)
+        return hasher
     }
 
     private static func namespace(_ rule: RuleConfiguration, parts: [KeyPart], label: String) -> String {

@@ -57,3 +57,14 @@ public enum FixedWindow {
         return next
     }
 }
+
+extension FixedWindow.State {
+    /// Packed for a store table: idle once the window has ended.
+    init(packed: PackedState, limit: LimitParameters) {
+        self.init(windowStart: packed.idleAt - limit.periodNanoseconds, used: packed.first)
+    }
+
+    func packed(limit: LimitParameters) -> PackedState {
+        PackedState(idleAt: FixedPoint.add(self.windowStart, limit.periodNanoseconds), first: self.used)
+    }
+}

@@ -68,3 +68,12 @@ public enum GCRA {
         return slack < 0 ? 0 : slack / interval + 1
     }
 }
+
+extension GCRA.State {
+    /// Packed for a store table: idle once the theoretical arrival time has passed.
+    init(packed: PackedState) {
+        self.init(theoreticalArrival: packed.idleAt)
+    }
+
+    var packed: PackedState { PackedState(idleAt: self.theoreticalArrival) }
+}

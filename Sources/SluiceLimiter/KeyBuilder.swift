@@ -5,9 +5,9 @@ import SluiceConfig
 /// Two forms exist:
 /// - the **display key**, the part values joined with `|` (`203.0.113.7|/login`), which the admin API accepts
 ///   (SPEC §7); it is ambiguous when a value contains `|`, which is why it is never used for storage;
-/// - the **encoded key**, each value prefixed with its UTF-8 length (`12:203.0.113.7|6:/login`), which is what
-///   ``RateLimiter`` puts in storage keys after the rule's namespace. The length prefix makes the encoding
-///   injective: `a|b` + `c` and `a` + `b|c` give `3:a|b|1:c` and `1:a|3:b|c`, so no value can forge another key.
+/// - the **digested key** (``combineKey(for:path:into:)``): each value absorbed into the storage key's hasher as
+///   its bits (addresses) or its UTF-8 length then bytes, so `a|b` + `c` and `a` + `b|c` differ and no value can
+///   forge another key.
 ///
 /// Decisions where the spec is silent: an empty header, query or cookie value counts as absent; `query:` values
 /// are percent-decoded with `+` read as a space (as HTML forms and Flask's `request.args` do); the first
@@ -34,47 +34,83 @@ public struct KeyBuilder: Sendable, Hashable {
         return values
     }
 
-    /// Appends the encoded key of `request` to `key`; returns `false` (leaving `key` partly written) when a part
-    /// is absent.
-    public func appendEncodedKey<R: RequestAttributes>(for request: R, path: Substring, to key: inout String) -> Bool {
+    /// Absorbs the key of `request` into `hasher` (the digest of a storage key, see ``StorageKey``); returns
+    /// `false` when a part is absent.
+    ///
+    /// Each value goes in as what identifies it, without building the encoded text: an address as its 128 bits, a
+    /// text value as its length and UTF-8 bytes (so values cannot run into each other, as with the encoded key).
+    public func combineKey<R: RequestAttributes>(for request: R, path: Substring, into hasher: inout KeyHasher) -> Bool {
         for part in self.parts {
-            guard let value = Self.value(of: part, request: request, path: path) else { return false }
-            Self.appendEncoded(value, to: &key)
+            switch part {
+            case .ip:
+                Self.combine(request.clientIP, into: &hasher)
+            case .ipPrefix(let bits):
+                Self.combine(request.clientIP.masked(toPrefix: bits), into: &hasher)
+            case .header(let name):
+                guard let value = request.header(name), !value.isEmpty else { return false }
+                hasher.combine(lengthPrefixed: value)
+            case .path:
+                hasher.combine(lengthPrefixed: path)
+            case .method:
+                hasher.combine(lengthPrefixed: request.method)
+            case .host:
+                guard let host = request.host, !host.isEmpty else { return false }
+                Self.combineHost(host, into: &hasher)
+            case .const(let text):
+                hasher.combine(lengthPrefixed: text)
+            case .query, .cookie:
+                guard let value = Self.value(of: part, request: request, path: path) else { return false }
+                hasher.combine(lengthPrefixed: value)
+            }
         }
         return true
     }
 
-    /// The encoded key of a display key (`203.0.113.7|/login`), for the admin API.
+    /// Absorbs the key given in display form (`203.0.113.7|/login`, SPEC §7) exactly as ``combineKey(for:path:into:)``
+    /// absorbs the request that has those values; `false` when there are too few values or an address is invalid.
     ///
     /// The display key is split into exactly as many values as there are parts, so only the last value may
-    /// contain `|`. Returns `nil` when there are too few values.
-    public func encodedKey(fromDisplayKey displayKey: String) -> String? {
+    /// contain `|`. An `ip/N` value may be given with or without its `/N`.
+    public func combineKey(fromDisplayKey displayKey: String, into hasher: inout KeyHasher) -> Bool {
         let values = displayKey.split(
             separator: "|",
             maxSplits: max(0, self.parts.count - 1),
             omittingEmptySubsequences: false
         )
-        guard values.count == self.parts.count else { return nil }
-        return Self.encode(values)
+        guard values.count == self.parts.count else { return false }
+        for (part, value) in zip(self.parts, values) {
+            switch part {
+            case .ip:
+                guard let address = IPAddress(value) else { return false }
+                Self.combine(address, into: &hasher)
+            case .ipPrefix(let bits):
+                let text = value.split(separator: "/", maxSplits: 1).first ?? value
+                guard let address = IPAddress(text) else { return false }
+                Self.combine(address.masked(toPrefix: bits), into: &hasher)
+            case .host:
+                Self.combineHost(String(value), into: &hasher)
+            default:
+                hasher.combine(lengthPrefixed: value)
+            }
+        }
+        return true
     }
 
-    /// The encoded form of part values.
-    public static func encode<S: StringProtocol>(_ values: some Sequence<S>) -> String {
-        var key = ""
-        for value in values { self.appendEncoded(value, to: &key) }
-        return key
+    private static func combine(_ address: IPAddress, into hasher: inout KeyHasher) {
+        hasher.combine(address.high)
+        hasher.combine(address.low)
+    }
+
+    /// The `host` part as ``value(of:request:path:)`` gives it (lower case, no port), without building it.
+    private static func combineHost(_ host: String, into hasher: inout KeyHasher) {
+        let name = HostName.withoutPort(host)
+        hasher.combine(UInt64(name.utf8.count))
+        for byte in name.utf8 { hasher.combine(byte: HostName.lowercase(byte)) }
     }
 
     /// The display form of part values (SPEC §7): joined with `|`.
     public static func displayKey(_ values: [String]) -> String {
         values.joined(separator: "|")
-    }
-
-    static func appendEncoded<S: StringProtocol>(_ value: S, to key: inout String) {
-        key += String(value.utf8.count)
-        key += ":"
-        key += value
-        key += "|"
     }
 
     /// The value of one key part, `nil` if absent.

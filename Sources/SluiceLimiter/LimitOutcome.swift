@@ -88,13 +88,13 @@ public struct LimitOutcome: Sendable {
     public var deniedLimit: String?
     /// Limits of every applicable, non-exempt rule: the one with the least remaining quota first (the earliest on
     /// a tie), then the others in file order (SPEC §5).
-    public var statuses: [LimitStatus]
+    public var statuses: SmallArray<4, LimitStatus>
     /// Which rate-limit headers to send: the blocking rule's setting, else that of the rule of `statuses[0]`.
     public var headerMode: ResponseConfiguration.RateLimitHeaders
     /// `gcra` with `delay`: hold the request this long before forwarding it.
     public var delay: Duration?
     /// The verdict of each rule that applied, in file order.
-    public var ruleDecisions: [RuleDecision]
+    public var ruleDecisions: SmallArray<4, RuleDecision>
     /// Costs to take when the upstream answers (`count_when` rules); `nil` when there are none.
     public var deferredCharge: DeferredCharge?
 
@@ -104,10 +104,10 @@ public struct LimitOutcome: Sendable {
         response: ResponseConfiguration? = nil,
         retryAfter: Int? = nil,
         deniedLimit: String? = nil,
-        statuses: [LimitStatus] = [],
+        statuses: SmallArray<4, LimitStatus> = [],
         headerMode: ResponseConfiguration.RateLimitHeaders = .none,
         delay: Duration? = nil,
-        ruleDecisions: [RuleDecision] = [],
+        ruleDecisions: SmallArray<4, RuleDecision> = [],
         deferredCharge: DeferredCharge? = nil
     ) {
         self.decision = decision

@@ -1,22 +1,23 @@
+import SluiceConfig
 import Synchronization
 
 /// The embedded store (SPEC §2 `storage.kind: memory`): a sharded table bounded by `max_keys`, least recently used
-/// keys evicted first.
+/// keys evicted first, idle keys forgotten by ``removeIdleKeys(now:)``.
 ///
-/// Keys are spread over a power-of-two number of shards by hash, each a `Mutex`-protected LRU table, so requests
-/// for different keys rarely contend. A request whose items live in several shards locks all of them, in
+/// Keys are spread over a power-of-two number of shards by their digest, each a `Mutex`-protected ``KeyTable``, so
+/// requests for different keys rarely contend. A request whose items live in several shards locks all of them, in
 /// ascending shard order so that two such requests cannot deadlock, and decides while holding them: the check of
 /// every item and the commit happen under the same locks (all or nothing, SPEC §2 "Decisions").
 ///
-/// Deciding for keys that already exist allocates nothing: the shard pointers live in a stack buffer and the
-/// states are updated in place. The `max_keys` bound is split evenly over the shards, so eviction is least recently
-/// used *per shard*; small tables (under 1,024 keys) use one shard, where it is exact.
+/// Deciding for keys that already exist allocates nothing: the shard pointers live in a stack buffer, keys are
+/// fixed-size digests and states are updated in place. The `max_keys` bound is split evenly over the shards, so
+/// eviction is least recently used *per shard*; small tables (under 1,024 keys) use one shard, where it is exact.
 public final class MemoryStore: RateLimitStore {
     /// A shard behind its lock; a class because `Mutex` is not copyable and cannot sit in an array directly.
     private final class LockedShard: Sendable {
-        let mutex: Mutex<LRUTable>
+        let mutex: Mutex<KeyTable>
         init(capacity: Int) {
-            self.mutex = Mutex(LRUTable(capacity: capacity))
+            self.mutex = Mutex(KeyTable(capacity: capacity))
         }
     }
 
@@ -24,6 +25,7 @@ public final class MemoryStore: RateLimitStore {
     private let shardMask: Int
     /// The `max_keys` bound.
     public let maxKeys: Int
+    public let keySeed: StorageKey
 
     /// - Parameters:
     ///   - maxKeys: bound on tracked keys (`storage.max_keys`); at least 1.
@@ -38,10 +40,14 @@ public final class MemoryStore: RateLimitStore {
         self.shardMask = count - 1
         let perShard = (keys + count - 1) / count
         self.shards = (0..<count).map { _ in LockedShard(capacity: perShard) }
+        var generator = SystemRandomNumberGenerator()
+        self.keySeed = StorageKey(high: generator.next(), low: generator.next())
     }
 
-    private func shardIndex(_ key: String) -> Int {
-        key.hashValue & self.shardMask
+    @inline(__always)
+    private func shardIndex(_ key: StorageKey) -> Int {
+        // The bucket inside a shard uses `low`; `high` picks the shard, so the two are independent.
+        Int(truncatingIfNeeded: key.high) & self.shardMask
     }
 
     // MARK: RateLimitStore
@@ -52,51 +58,47 @@ public final class MemoryStore: RateLimitStore {
             mask |= 1 << UInt64(self.shardIndex(item.key))
             if let penalty = item.penaltyKey { mask |= 1 << UInt64(self.shardIndex(penalty)) }
         }
+        if mask & (mask - 1) == 0 {
+            // One shard (the common case): no pointer table needed.
+            self.shards[mask.trailingZeroBitCount].mutex.withLock { table in
+                withUnsafeMutablePointer(to: &table) { pointer in
+                    Self.decideLocked(&batch, now: now) { _ in pointer }
+                }
+            }
+            return
+        }
         self.withShards(mask) { tables in
-            self.decideLocked(&batch, now: now, tables: tables)
+            Self.decideLocked(&batch, now: now) { key in tables[self.shardIndex(key)]! }
         }
     }
 
-    private func decideLocked(
+    /// The decision of SPEC §2 on tables that are all locked; `table(key)` is the table holding `key`.
+    private static func decideLocked(
         _ batch: inout DecisionBatch,
         now: LimiterInstant,
-        tables: UnsafeMutableBufferPointer<UnsafeMutablePointer<LRUTable>?>
+        table: (StorageKey) -> UnsafeMutablePointer<KeyTable>
     ) {
         // 1. Check every item.
         var enforcedAdmit = true
         for index in batch.items.indices {
             let item = batch.items[index]
-            if let penalty = item.penaltyKey,
-                case .blocked(let until)? = tables[self.shardIndex(penalty)]!.pointee.state(forKey: penalty),
-                until > now
-            {
+            let counters = table(item.key)
+            var result = counters.pointee.check(item, now: now)
+            if let penalty = item.penaltyKey, let until = table(penalty).pointee.blockedUntil(penalty, now: now) {
                 // Refused until the block ends, and until the algorithm admits the request after that.
-                let state = tables[self.shardIndex(item.key)]!.pointee.state(forKey: item.key)
-                let step = CounterState.step(item.algorithm, state: state, now: now, cost: item.cost, limit: item.limit)
-                var result = StoreItemResult(verdict: step.verdict, remaining: 0, resetNanoseconds: step.resetNanoseconds)
-                result.blockedByBreach(forNanoseconds: until.nanosecondsSinceEpoch - now.nanosecondsSinceEpoch)
-                batch.results[index] = result
-            } else {
-                let state = tables[self.shardIndex(item.key)]!.pointee.state(forKey: item.key)
-                let step = CounterState.step(item.algorithm, state: state, now: now, cost: item.cost, limit: item.limit)
-                var result = StoreItemResult(
-                    verdict: step.verdict,
-                    remaining: step.remaining,
-                    resetNanoseconds: step.resetNanoseconds
-                )
-                result.pending = step.state
-                batch.results[index] = result
+                result.blockedByBreach(forNanoseconds: until - now.nanosecondsSinceEpoch)
             }
-            if item.isEnforced && !batch.results[index].verdict.isAdmitted { enforcedAdmit = false }
+            batch.results[index] = result
+            if item.isEnforced && !result.verdict.isAdmitted { enforcedAdmit = false }
         }
         batch.isAdmitted = enforcedAdmit
         // 2. Commit all or nothing.
         if enforcedAdmit {
             for index in batch.items.indices {
                 let item = batch.items[index]
-                guard item.mode == .consume, let pending = batch.results[index].pending else { continue }
+                guard item.mode == .consume else { continue }
                 if !item.isEnforced && !batch.groupAdmitted(item.group) { continue }
-                tables[self.shardIndex(item.key)]!.pointee.setState(pending, forKey: item.key)
+                table(item.key).pointee.record(item, pending: batch.results[index].pending, now: now)
             }
         } else {
             for index in batch.items.indices {
@@ -105,10 +107,8 @@ public final class MemoryStore: RateLimitStore {
                 guard item.isEnforced, !result.verdict.isAdmitted, !result.isPenaltyBlocked,
                     let penalty = item.penaltyKey, item.penaltyNanoseconds > 0
                 else { continue }
-                let until = LimiterInstant(
-                    nanosecondsSinceEpoch: FixedPoint.add(now.nanosecondsSinceEpoch, item.penaltyNanoseconds)
-                )
-                tables[self.shardIndex(penalty)]!.pointee.setState(.blocked(until: until), forKey: penalty)
+                let until = FixedPoint.add(now.nanosecondsSinceEpoch, item.penaltyNanoseconds)
+                table(penalty).pointee.setState(PackedState(idleAt: until), forKey: penalty)
                 // The breaching request is answered like the ones the block refuses next: its `Retry-After` and
                 // reset wait for the block's end (or the algorithm's own wait, should that be longer).
                 batch.results[index].blockedByBreach(forNanoseconds: item.penaltyNanoseconds)
@@ -116,38 +116,40 @@ public final class MemoryStore: RateLimitStore {
         }
     }
 
-    public func commit(_ items: [StoreItem], now: LimiterInstant) {
+    public func commit(_ items: some Collection<StoreItem>, now: LimiterInstant) {
         for item in items {
             self.shards[self.shardIndex(item.key)].mutex.withLock { table in
-                let state = table.state(forKey: item.key)
-                let next = CounterState.consume(item.algorithm, state: state, now: now, cost: item.cost, limit: item.limit)
-                table.setState(next, forKey: item.key)
+                table.consume(item, now: now)
             }
         }
     }
 
     public func status(of item: StoreItem, now: LimiterInstant) -> StoreItemResult? {
-        let state: CounterState? = self.shards[self.shardIndex(item.key)].mutex.withLock { table in
-            table.peekState(forKey: item.key)
+        self.shards[self.shardIndex(item.key)].mutex.withLock { table in
+            guard table.contains(item.key) else { return nil }
+            var look = item
+            look.cost = 0
+            return table.check(look, now: now, touch: false)
         }
-        guard let state else { return nil }
-        let step = CounterState.step(item.algorithm, state: state, now: now, cost: 0, limit: item.limit)
-        return StoreItemResult(verdict: step.verdict, remaining: step.remaining, resetNanoseconds: step.resetNanoseconds)
     }
 
-    public func blockedUntil(_ penaltyKey: String, now: LimiterInstant) -> LimiterInstant? {
-        let state: CounterState? = self.shards[self.shardIndex(penaltyKey)].mutex.withLock { table in
-            table.peekState(forKey: penaltyKey)
+    public func blockedUntil(_ penaltyKey: StorageKey, now: LimiterInstant) -> LimiterInstant? {
+        self.shards[self.shardIndex(penaltyKey)].mutex.withLock { table in
+            table.blockedUntil(penaltyKey, now: now).map(LimiterInstant.init(nanosecondsSinceEpoch:))
         }
-        if case .blocked(let until) = state, until > now { return until }
-        return nil
     }
 
     @discardableResult
-    public func reset(_ key: String) -> Bool {
+    public func reset(_ key: StorageKey) -> Bool {
         self.shards[self.shardIndex(key)].mutex.withLock { table in
             table.remove(key)
         }
+    }
+
+    @discardableResult
+    public func removeIdleKeys(now: LimiterInstant) -> Int {
+        // One shard at a time: each lock is held for one pass over one shard's slots.
+        self.shards.reduce(0) { sum, shard in sum + shard.mutex.withLock { $0.removeIdle(now: now) } }
     }
 
     public var trackedKeys: Int {
@@ -156,6 +158,11 @@ public final class MemoryStore: RateLimitStore {
 
     public var evictions: Int {
         self.shards.reduce(0) { sum, shard in sum + shard.mutex.withLock { $0.evictions } }
+    }
+
+    /// Bytes held by the tables (slots, index, moving-window logs), for the memory benchmark.
+    public var tableBytes: Int {
+        self.shards.reduce(0) { sum, shard in sum + shard.mutex.withLock { $0.bytes } }
     }
 
     // MARK: Locking
@@ -167,9 +174,9 @@ public final class MemoryStore: RateLimitStore {
     /// still running further up the stack.
     private func withShards(
         _ mask: UInt64,
-        _ body: (UnsafeMutableBufferPointer<UnsafeMutablePointer<LRUTable>?>) -> Void
+        _ body: (UnsafeMutableBufferPointer<UnsafeMutablePointer<KeyTable>?>) -> Void
     ) {
-        withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<LRUTable>?.self, capacity: self.shards.count) { tables in
+        withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<KeyTable>?.self, capacity: self.shards.count) { tables in
             tables.initialize(repeating: nil)
             self.lock(remaining: mask, tables: tables, body)
         }
@@ -177,8 +184,8 @@ public final class MemoryStore: RateLimitStore {
 
     private func lock(
         remaining mask: UInt64,
-        tables: UnsafeMutableBufferPointer<UnsafeMutablePointer<LRUTable>?>,
-        _ body: (UnsafeMutableBufferPointer<UnsafeMutablePointer<LRUTable>?>) -> Void
+        tables: UnsafeMutableBufferPointer<UnsafeMutablePointer<KeyTable>?>,
+        _ body: (UnsafeMutableBufferPointer<UnsafeMutablePointer<KeyTable>?>) -> Void
     ) {
         guard mask != 0 else {
             body(tables)
@@ -192,115 +199,5 @@ public final class MemoryStore: RateLimitStore {
                 tables[index] = nil
             }
         }
-    }
-}
-
-/// One shard's table: a dictionary from key to slot plus an intrusive doubly linked list in recency order.
-///
-/// Slots are reused in place (the evicted slot takes the new key), so a full table allocates only the new key's
-/// dictionary entry.
-struct LRUTable {
-    private struct Slot {
-        var key: String
-        var state: CounterState
-        /// More recently used neighbour, -1 at the head.
-        var newer: Int32
-        /// Less recently used neighbour, -1 at the tail.
-        var older: Int32
-    }
-
-    private var slotByKey: [String: Int32] = [:]
-    private var slots: [Slot] = []
-    private var freeSlots: [Int32] = []
-    private var newest: Int32 = -1
-    private var oldest: Int32 = -1
-    let capacity: Int
-    private(set) var evictions = 0
-
-    init(capacity: Int) {
-        self.capacity = max(1, capacity)
-    }
-
-    var count: Int { self.slotByKey.count }
-
-    /// The state of `key`, marking it most recently used.
-    mutating func state(forKey key: String) -> CounterState? {
-        guard let slot = self.slotByKey[key] else { return nil }
-        self.touch(slot)
-        return self.slots[Int(slot)].state
-    }
-
-    /// The state of `key` without touching the recency order.
-    func peekState(forKey key: String) -> CounterState? {
-        self.slotByKey[key].map { self.slots[Int($0)].state }
-    }
-
-    mutating func setState(_ state: CounterState, forKey key: String) {
-        if let slot = self.slotByKey[key] {
-            self.slots[Int(slot)].state = state
-            self.touch(slot)
-            return
-        }
-        let slot: Int32
-        if self.slotByKey.count >= self.capacity {
-            // Evict the least recently used key and reuse its slot.
-            slot = self.oldest
-            self.unlink(slot)
-            self.slotByKey.removeValue(forKey: self.slots[Int(slot)].key)
-            self.evictions += 1
-            self.slots[Int(slot)].key = key
-            self.slots[Int(slot)].state = state
-        } else if let free = self.freeSlots.popLast() {
-            slot = free
-            self.slots[Int(slot)].key = key
-            self.slots[Int(slot)].state = state
-        } else {
-            slot = Int32(self.slots.count)
-            self.slots.append(Slot(key: key, state: state, newer: -1, older: -1))
-        }
-        self.slotByKey[key] = slot
-        self.linkAsNewest(slot)
-    }
-
-    mutating func remove(_ key: String) -> Bool {
-        guard let slot = self.slotByKey.removeValue(forKey: key) else { return false }
-        self.unlink(slot)
-        self.slots[Int(slot)].key = ""
-        self.freeSlots.append(slot)
-        return true
-    }
-
-    /// Keys from most to least recently used (tests).
-    var keysByRecency: [String] {
-        var keys: [String] = []
-        var slot = self.newest
-        while slot >= 0 {
-            keys.append(self.slots[Int(slot)].key)
-            slot = self.slots[Int(slot)].older
-        }
-        return keys
-    }
-
-    private mutating func touch(_ slot: Int32) {
-        guard slot != self.newest else { return }
-        self.unlink(slot)
-        self.linkAsNewest(slot)
-    }
-
-    private mutating func unlink(_ slot: Int32) {
-        let newer = self.slots[Int(slot)].newer
-        let older = self.slots[Int(slot)].older
-        if newer >= 0 { self.slots[Int(newer)].older = older } else { self.newest = older }
-        if older >= 0 { self.slots[Int(older)].newer = newer } else { self.oldest = newer }
-        self.slots[Int(slot)].newer = -1
-        self.slots[Int(slot)].older = -1
-    }
-
-    private mutating func linkAsNewest(_ slot: Int32) {
-        self.slots[Int(slot)].newer = -1
-        self.slots[Int(slot)].older = self.newest
-        if self.newest >= 0 { self.slots[Int(self.newest)].newer = slot }
-        self.newest = slot
-        if self.oldest < 0 { self.oldest = slot }
     }
 }

@@ -42,7 +42,7 @@ public enum RateLimitHeaders {
     }
 
     /// `RateLimit-Policy`: every status as `"NAME";q=COUNT;w=WINDOW`, in the given order.
-    public static func policyField(_ statuses: [LimitStatus]) -> String {
+    public static func policyField(_ statuses: some Collection<LimitStatus>) -> String {
         // Hot path (every admitted response): policy names are `[a-z0-9_-]` plus digits, for which
         // the RFC 9651 serialisation is plain text; anything else goes through the serializer.
         if statuses.allSatisfy({ Self.isPlainString($0.policyName) }) {
@@ -63,7 +63,7 @@ public enum RateLimitHeaders {
     }
 
     /// `RateLimit-Policy` through swift-http-structured-headers (the reference the fast path is tested against).
-    static func serializedPolicyField(_ statuses: [LimitStatus]) -> String {
+    static func serializedPolicyField(_ statuses: some Collection<LimitStatus>) -> String {
         let list: [ItemOrInnerList] = statuses.map { status in
             var parameters = OrderedMap<String, RFC9651BareItem>()
             parameters["q"] = .integer(Int64(status.quota))

@@ -24,33 +24,39 @@ extension RateLimiter {
     public func keyState(rule name: String, displayKey: String, now: LimiterInstant) -> KeyState? {
         guard let rule = self.rule(named: name) else { return nil }
         var state = KeyState(rule: name, key: displayKey, limits: [], blockedForSeconds: nil)
-        guard let encoded = rule.key.encodedKey(fromDisplayKey: displayKey) else {
-            state.limits = rule.configuration.limits.map {
-                LimitStatus(rule: name, policyName: rule.policyName($0, among: rule.configuration.limits), limit: $0, remaining: $0.count, resetSeconds: 0)
+        var keyed = rule.keyPrefix
+        guard rule.key.combineKey(fromDisplayKey: displayKey, into: &keyed) else {
+            state.limits = rule.limits.map {
+                LimitStatus(rule: name, policyName: $0.policyName, limit: $0.limit, remaining: $0.limit.count, resetSeconds: 0)
             }
             return state
         }
         let configured = Set(rule.configuration.limits)
-        for limit in CompiledRule.allLimits(rule.configuration) {
-            let item = self.item(rule, limit: limit, encoded: encoded)
-            let policy = rule.policyName(limit, among: rule.configuration.limits)
+        for limit in rule.allLimits {
+            let item = StoreItem(
+                key: rule.storageKey(keyed, limit: limit.limit),
+                algorithm: rule.configuration.algorithm,
+                limit: limit.parameters,
+                cost: 0
+            )
+            let policy = rule.limits.first { $0.limit == limit.limit }?.policyName ?? limit.policyName
             if let result = self.store.status(of: item, now: now) {
                 state.limits.append(
                     LimitStatus(
                         rule: name,
                         policyName: policy,
-                        limit: limit,
+                        limit: limit.limit,
                         remaining: Int(clamping: result.remaining),
                         resetSeconds: FixedPoint.ceilSeconds(nanoseconds: result.resetNanoseconds)
                     )
                 )
-            } else if configured.contains(limit) {
-                state.limits.append(LimitStatus(rule: name, policyName: policy, limit: limit, remaining: limit.count, resetSeconds: 0))
+            } else if configured.contains(limit.limit) {
+                state.limits.append(
+                    LimitStatus(rule: name, policyName: policy, limit: limit.limit, remaining: limit.limit.count, resetSeconds: 0)
+                )
             }
         }
-        if let penalty = rule.penaltyKey(namespace: rule.namespace, encodedKey: encoded),
-            let until = self.store.blockedUntil(penalty, now: now)
-        {
+        if let penalty = rule.penaltyKey(keyed), let until = self.store.blockedUntil(penalty, now: now) {
             state.blockedForSeconds = FixedPoint.retryAfterSeconds(
                 nanoseconds: until.nanosecondsSinceEpoch - now.nanosecondsSinceEpoch
             )
@@ -63,23 +69,15 @@ extension RateLimiter {
     @discardableResult
     public func resetKey(rule name: String, displayKey: String) -> Bool? {
         guard let rule = self.rule(named: name) else { return nil }
-        guard let encoded = rule.key.encodedKey(fromDisplayKey: displayKey) else { return false }
+        var keyed = rule.keyPrefix
+        guard rule.key.combineKey(fromDisplayKey: displayKey, into: &keyed) else { return false }
         var removed = false
-        for limit in CompiledRule.allLimits(rule.configuration) {
-            removed = self.store.reset(rule.storageKey(namespace: rule.namespace, limit: limit, encodedKey: encoded)) || removed
+        for limit in rule.allLimits {
+            removed = self.store.reset(rule.storageKey(keyed, limit: limit.limit)) || removed
         }
-        if let penalty = rule.penaltyKey(namespace: rule.namespace, encodedKey: encoded) {
+        if let penalty = rule.penaltyKey(keyed) {
             removed = self.store.reset(penalty) || removed
         }
         return removed
-    }
-
-    private func item(_ rule: CompiledRule, limit: RateLimit, encoded: String) -> StoreItem {
-        StoreItem(
-            key: rule.storageKey(namespace: rule.namespace, limit: limit, encodedKey: encoded),
-            algorithm: rule.configuration.algorithm,
-            limit: rule.parameters[limit] ?? LimitParameters(limit),
-            cost: 0
-        )
     }
 }

@@ -34,7 +34,9 @@ public final class RateLimiter: Sendable {
     public init(configuration: SluiceConfiguration, store: any RateLimitStore) {
         self.configuration = configuration
         self.store = store
-        self.rules = configuration.rules.enumerated().map { CompiledRule(index: $0.offset, configuration: $0.element) }
+        self.rules = configuration.rules.enumerated().map {
+            CompiledRule(index: $0.offset, configuration: $0.element, keySeed: store.keySeed)
+        }
         var byName: [String: Int] = [:]
         for rule in self.rules { byName[rule.name] = rule.index }
         self.ruleIndexByName = byName
@@ -68,11 +70,15 @@ public final class RateLimiter: Sendable {
 
     // MARK: Preparing
 
-    /// A request's applicable rules and store items, before the store decides. No I/O, no locks.
+    /// A request's applicable rules and store items, before the store decides. No I/O, no locks, and for up to
+    /// four limits and four rules no allocation.
     public struct PreparedDecision: Sendable {
         /// Hand this to ``RateLimitStore/decide(_:now:)`` (unless empty), then to ``RateLimiter/finish(_:now:)``.
-        public var batch: DecisionBatch
-        fileprivate var entries: [Entry]
+        public var batch = DecisionBatch()
+        fileprivate var entries = SmallArray<4, Entry>()
+        /// For each counted entry's limits, in order, the index of its item in `batch` (two rules of one `shared`
+        /// budget may point at one item).
+        fileprivate var positions = SmallArray<4, Int>()
     }
 
     fileprivate struct Entry: Sendable {
@@ -80,8 +86,8 @@ public final class RateLimiter: Sendable {
             case exempt
             /// Refused whatever the counters say; the text for `{limit}`.
             case refusedForGood(limit: String)
-            /// Items in the batch, one per limit, in the order of `limits`.
-            case counted(items: [Int], limits: [RateLimit])
+            /// One item per limit, found through `positions[firstPosition...]`.
+            case counted(limits: [CompiledLimit], firstPosition: Int)
         }
 
         var rule: Int
@@ -90,58 +96,52 @@ public final class RateLimiter: Sendable {
 
     /// Matches the rules and derives the store items of `request`.
     public func prepare<R: RequestAttributes>(_ request: R, now: LimiterInstant) -> PreparedDecision {
-        var batch = DecisionBatch()
-        var entries: [Entry] = []
+        var prepared = PreparedDecision()
         let path = self.needsPath ? PathNormalizer.normalize(request.uri) : "/"
-        var encoded = ""
         var refusedEnforced = false
         for rule in self.rules {
             let configuration = rule.configuration
             guard rule.matcher.matches(request, path: path) else { continue }
             if !configuration.exempt.isEmpty, configuration.exempt.contains(where: { $0.contains(request.clientIP) }) {
-                entries.append(Entry(rule: rule.index, kind: .exempt))
+                prepared.entries.append(Entry(rule: rule.index, kind: .exempt))
                 continue
             }
-            encoded.removeAll(keepingCapacity: true)
-            var namespace = rule.namespace
-            if !rule.key.appendEncodedKey(for: request, path: path, to: &encoded) {
+            var keyed = rule.keyPrefix
+            if !rule.key.combineKey(for: request, path: path, into: &keyed) {
                 switch configuration.onMissingKey {
                 case .skip:
                     continue
                 case .deny:
-                    entries.append(Entry(rule: rule.index, kind: .refusedForGood(limit: Self.limitText(configuration.limits))))
+                    prepared.entries.append(Entry(rule: rule.index, kind: .refusedForGood(limit: rule.limitsText)))
                     refusedEnforced = refusedEnforced || rule.isEnforced
                     continue
                 case .fallback:
-                    encoded.removeAll(keepingCapacity: true)
-                    guard let fallback = rule.fallback,
-                        fallback.key.appendEncodedKey(for: request, path: path, to: &encoded)
-                    else { continue }
-                    namespace = fallback.namespace
+                    guard let fallback = rule.fallback else { continue }
+                    keyed = fallback.keyPrefix
+                    guard fallback.key.combineKey(for: request, path: path, into: &keyed) else { continue }
                 }
             }
             let cost = Self.cost(of: configuration, request: request)
             let tierValue = configuration.tiers.flatMap { KeyBuilder.value(of: $0.by, request: request, path: path) }
             let limits = rule.limits(tierValue: tierValue)
-            if let tooSmall = limits.first(where: { Int64($0.count) < cost }) {
-                entries.append(Entry(rule: rule.index, kind: .refusedForGood(limit: tooSmall.text)))
+            if let tooSmall = limits.first(where: { Int64($0.limit.count) < cost }) {
+                prepared.entries.append(Entry(rule: rule.index, kind: .refusedForGood(limit: tooSmall.limit.text)))
                 refusedEnforced = refusedEnforced || rule.isEnforced
                 continue
             }
-            let penaltyKey = rule.penaltyKey(namespace: namespace, encodedKey: encoded)
-            var indices: [Int] = []
-            indices.reserveCapacity(limits.count)
+            let penaltyKey = rule.penaltyKey(keyed)
+            let firstPosition = prepared.positions.count
             for limit in limits {
-                let key = rule.storageKey(namespace: namespace, limit: limit, encodedKey: encoded)
-                if let existing = batch.items.firstIndex(where: { $0.key == key }) {
-                    indices.append(existing)
+                let key = rule.storageKey(keyed, limit: limit.limit)
+                if let existing = prepared.batch.index(of: key) {
+                    prepared.positions.append(existing)
                     continue
                 }
-                batch.append(
+                prepared.batch.append(
                     StoreItem(
                         key: key,
                         algorithm: configuration.algorithm,
-                        limit: rule.parameters[limit] ?? LimitParameters(limit, burst: configuration.burst),
+                        limit: limit.parameters,
                         cost: cost,
                         mode: configuration.countWhen == nil ? .consume : .check,
                         group: rule.index,
@@ -150,15 +150,15 @@ public final class RateLimiter: Sendable {
                         penaltyNanoseconds: rule.penaltyNanoseconds
                     )
                 )
-                indices.append(batch.items.count - 1)
+                prepared.positions.append(prepared.batch.items.count - 1)
             }
-            entries.append(Entry(rule: rule.index, kind: .counted(items: indices, limits: limits)))
+            prepared.entries.append(Entry(rule: rule.index, kind: .counted(limits: limits, firstPosition: firstPosition)))
         }
         if refusedEnforced {
             // Refused whatever the counters say: look at them for the headers, take nothing (all or nothing).
-            batch.checkOnly()
+            prepared.batch.checkOnly()
         }
-        return PreparedDecision(batch: batch, entries: entries)
+        return prepared
     }
 
     static func cost<R: RequestAttributes>(of rule: RuleConfiguration, request: R) -> Int64 {
@@ -173,18 +173,14 @@ public final class RateLimiter: Sendable {
         }
     }
 
-    private static func limitText(_ limits: [RateLimit]) -> String {
-        limits.map(\.text).joined(separator: ";")
-    }
-
     // MARK: Finishing
 
     /// Turns the decided batch into the outcome the proxy acts on.
     public func finish(_ prepared: PreparedDecision, now: LimiterInstant) -> LimitOutcome {
         let batch = prepared.batch
-        var statuses: [(status: LimitStatus, rule: Int)] = []
-        var ruleDecisions: [RuleDecision] = []
-        ruleDecisions.reserveCapacity(prepared.entries.count)
+        var outcome = LimitOutcome(decision: .noRule)
+        /// The rule of each status, for the header mode of the first.
+        var statusRules = SmallArray<4, Int>()
         var refusedForGood: (rule: Int, limit: String)?
         var blocking: (rule: Int, limit: String)?
         var shadowRule: Int?
@@ -199,31 +195,32 @@ public final class RateLimiter: Sendable {
             switch entry.kind {
             case .exempt:
                 anyExempt = true
-                ruleDecisions.append(RuleDecision(rule: rule.name, decision: .exempt))
+                outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .exempt))
             case .refusedForGood(let limit):
                 if rule.isEnforced {
                     if refusedForGood == nil { refusedForGood = (entry.rule, limit) }
-                    ruleDecisions.append(RuleDecision(rule: rule.name, decision: .limited))
+                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .limited))
                 } else {
                     if shadowRule == nil { shadowRule = entry.rule }
-                    ruleDecisions.append(RuleDecision(rule: rule.name, decision: .shadowLimited))
+                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .shadowLimited))
                 }
-            case .counted(let items, let limits):
+            case .counted(let limits, let firstPosition):
                 anyCounted = true
                 var admitted = true
                 var worstRetry: Int64 = -1
-                var worstLimit = limits.first?.text ?? ""
-                for (position, itemIndex) in items.enumerated() {
-                    let result = batch.results[itemIndex]
-                    let limit = limits[position]
-                    let status = LimitStatus(
-                        rule: rule.name,
-                        policyName: rule.policyName(limit, among: limits),
-                        limit: limit,
-                        remaining: Int(clamping: result.remaining),
-                        resetSeconds: FixedPoint.ceilSeconds(nanoseconds: result.resetNanoseconds)
+                var worstLimit = limits.first?.limit.text ?? ""
+                for (offset, limit) in limits.enumerated() {
+                    let result = batch.results[prepared.positions[firstPosition + offset]]
+                    outcome.statuses.append(
+                        LimitStatus(
+                            rule: rule.name,
+                            policyName: limit.policyName,
+                            limit: limit.limit,
+                            remaining: Int(clamping: result.remaining),
+                            resetSeconds: FixedPoint.ceilSeconds(nanoseconds: result.resetNanoseconds)
+                        )
                     )
-                    statuses.append((status, entry.rule))
+                    statusRules.append(entry.rule)
                     switch result.verdict {
                     case .admitted:
                         break
@@ -233,39 +230,42 @@ public final class RateLimiter: Sendable {
                         admitted = false
                         if retry > worstRetry {
                             worstRetry = retry
-                            worstLimit = limit.text
+                            worstLimit = limit.limit.text
                         }
                     }
                 }
                 if rule.isEnforced {
-                    ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .limited))
+                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .limited))
                     if !admitted {
                         longestRetry = max(longestRetry, worstRetry)
                         if blocking == nil { blocking = (entry.rule, worstLimit) }
                     }
                 } else {
-                    ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .shadowLimited))
+                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .shadowLimited))
                     if !admitted && shadowRule == nil { shadowRule = entry.rule }
                 }
                 if let countWhen = rule.configuration.countWhen, batch.isAdmitted, refusedForGood == nil,
                     rule.isEnforced || admitted
                 {
-                    var charged = items.map { batch.items[$0] }
-                    for index in charged.indices { charged[index].mode = .consume }
+                    let charged = limits.indices.map { offset in
+                        var item = batch.items[prepared.positions[firstPosition + offset]]
+                        item.mode = .consume
+                        return item
+                    }
                     deferred.append(DeferredCharge.Entry(statuses: countWhen, items: charged))
                 }
             }
         }
 
         // SPEC §5: the limit with the least remaining quota first (the earliest on a tie), then the others in order.
-        if let least = statuses.indices.min(by: { statuses[$0].status.remaining < statuses[$1].status.remaining }),
+        if let least = outcome.statuses.indices.min(by: { outcome.statuses[$0].remaining < outcome.statuses[$1].remaining }),
             least > 0
         {
-            statuses.insert(statuses.remove(at: least), at: 0)
+            outcome.statuses.moveToFront(least)
+            statusRules.moveToFront(least)
         }
-        var outcome = LimitOutcome(decision: .noRule, statuses: statuses.map(\.status), ruleDecisions: ruleDecisions)
-        if let first = statuses.first {
-            outcome.headerMode = self.rules[first.rule].configuration.response.rateLimitHeaders
+        if let first = statusRules.first {
+            outcome.headerMode = self.rules[first].configuration.response.rateLimitHeaders
         }
 
         if let refused = refusedForGood {
@@ -301,18 +301,6 @@ public final class RateLimiter: Sendable {
     /// The compiled rule named `name`.
     func rule(named name: String) -> CompiledRule? {
         self.ruleIndexByName[name].map { self.rules[$0] }
-    }
-}
-
-extension DecisionBatch {
-    /// Turns every item into a check: the store looks without counting.
-    mutating func checkOnly() {
-        let items = self.items
-        self.removeAll()
-        for var item in items {
-            item.mode = .check
-            self.append(item)
-        }
     }
 }
 

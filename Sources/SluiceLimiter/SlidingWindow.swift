@@ -81,3 +81,22 @@ public enum SlidingWindow {
         return (period - elapsed) + (period - allowedRemainingSpan)
     }
 }
+
+extension SlidingWindow.State {
+    /// Packed for a store table: idle once the window after the current one has ended (then both counts are 0).
+    init(packed: PackedState, limit: LimitParameters) {
+        self.init(
+            windowStart: packed.idleAt - 2 * limit.periodNanoseconds,
+            current: packed.first,
+            previous: packed.second
+        )
+    }
+
+    func packed(limit: LimitParameters) -> PackedState {
+        PackedState(
+            idleAt: FixedPoint.add(self.windowStart, FixedPoint.multiply(2, limit.periodNanoseconds)),
+            first: self.current,
+            second: self.previous
+        )
+    }
+}

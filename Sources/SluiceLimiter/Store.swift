@@ -9,8 +9,8 @@ public struct StoreItem: Sendable {
         case check
     }
 
-    /// The storage key of this limit's counter (see ``RateLimiter`` for the layout).
-    public var key: String
+    /// This limit's counter (see ``RateLimiter`` for what it digests).
+    public var key: StorageKey
     public var algorithm: Algorithm
     public var limit: LimitParameters
     public var cost: Int64
@@ -20,19 +20,19 @@ public struct StoreItem: Sendable {
     /// `false` for `mode: shadow` rules: their verdict never blocks the request.
     public var isEnforced: Bool
     /// The `block_for` penalty-box key of the rule's key, `nil` without `block_for`.
-    public var penaltyKey: String?
+    public var penaltyKey: StorageKey?
     /// How long a breach blocks `penaltyKey`.
     public var penaltyNanoseconds: Int64
 
     public init(
-        key: String,
+        key: StorageKey,
         algorithm: Algorithm,
         limit: LimitParameters,
         cost: Int64,
         mode: Mode = .consume,
         group: Int = 0,
         isEnforced: Bool = true,
-        penaltyKey: String? = nil,
+        penaltyKey: StorageKey? = nil,
         penaltyNanoseconds: Int64 = 0
     ) {
         self.key = key
@@ -55,8 +55,9 @@ public struct StoreItemResult: Sendable {
     public var resetNanoseconds: Int64
     /// Refused because the key sits in the `block_for` penalty box (`verdict` then waits for the block's end).
     public var isPenaltyBlocked: Bool
-    /// The state to write if the request is counted; internal to the stores.
-    var pending: CounterState?
+    /// The state to write if the request is counted; internal to the stores (`nil` for a moving window, whose
+    /// log is appended in place).
+    var pending: PackedState?
 
     public init(verdict: StepVerdict, remaining: Int64, resetNanoseconds: Int64, isPenaltyBlocked: Bool = false) {
         self.verdict = verdict
@@ -84,20 +85,17 @@ public struct StoreItemResult: Sendable {
 
 /// The items of one request and, after ``RateLimitStore/decide(_:now:)``, their results.
 ///
-/// A caller may keep one batch and ``removeAll()`` it between requests so that deciding allocates nothing once
-/// its arrays have grown.
+/// Up to four items live inline, so a request with a few limits is decided without allocating.
 public struct DecisionBatch: Sendable {
-    public private(set) var items: [StoreItem]
+    public private(set) var items: SmallArray<4, StoreItem>
     /// One per item, in the same order; filled by the store.
-    public var results: [StoreItemResult]
+    public var results: SmallArray<4, StoreItemResult>
     /// `true` when every enforced item admitted the request (then consume items were counted).
     public var isAdmitted: Bool
 
-    public init(capacity: Int = 4) {
-        self.items = []
-        self.results = []
-        self.items.reserveCapacity(capacity)
-        self.results.reserveCapacity(capacity)
+    public init() {
+        self.items = SmallArray()
+        self.results = SmallArray()
         self.isAdmitted = true
     }
 
@@ -109,9 +107,20 @@ public struct DecisionBatch: Sendable {
     }
 
     public mutating func removeAll() {
-        self.items.removeAll(keepingCapacity: true)
-        self.results.removeAll(keepingCapacity: true)
+        self.items.removeAll()
+        self.results.removeAll()
         self.isAdmitted = true
+    }
+
+    /// The index of the item counting `key`, if any (two rules of one `shared` budget meet on one key).
+    func index(of key: StorageKey) -> Int? {
+        for index in self.items.indices where self.items[index].key == key { return index }
+        return nil
+    }
+
+    /// Turns every item into a check: the store looks without counting.
+    mutating func checkOnly() {
+        for index in self.items.indices { self.items[index].mode = .check }
     }
 
     /// Whether every item of `group` admitted the request (a shadow rule is counted only then).
@@ -138,21 +147,30 @@ public struct DecisionBatch: Sendable {
 /// callback-based variant of `decide` — ``RateLimiter`` is split into `prepare` (no I/O), the store call, and
 /// `finish`, so the proxy can run the store call off the event loop and resume with the filled batch.
 public protocol RateLimitStore: AnyObject, Sendable {
+    /// The key of the ``KeyHasher`` that names counters: random per process for a private store, fixed for a store
+    /// that several instances share.
+    var keySeed: StorageKey { get }
+
     /// Decides every item of `batch` at once (see the type's documentation) and fills `batch.results`.
     func decide(_ batch: inout DecisionBatch, now: LimiterInstant)
 
     /// Takes each item's cost unconditionally (`count_when` after a matching response status).
-    func commit(_ items: [StoreItem], now: LimiterInstant)
+    func commit(_ items: some Collection<StoreItem>, now: LimiterInstant)
 
     /// The state of one counter without changing it; `nil` when the key is not tracked.
     func status(of item: StoreItem, now: LimiterInstant) -> StoreItemResult?
 
     /// The end of the penalty block of `penaltyKey`, `nil` when it is not blocked at `now`.
-    func blockedUntil(_ penaltyKey: String, now: LimiterInstant) -> LimiterInstant?
+    func blockedUntil(_ penaltyKey: StorageKey, now: LimiterInstant) -> LimiterInstant?
 
     /// Forgets a key (admin `DELETE /limits/...`, SPEC §7). Returns whether it was tracked.
     @discardableResult
-    func reset(_ key: String) -> Bool
+    func reset(_ key: StorageKey) -> Bool
+
+    /// Forgets every key whose state has gone idle by `now` (its window passed, its bucket refilled, its block
+    /// ended); returns how many. Stores whose keys expire by themselves (Redis TTLs) do nothing.
+    @discardableResult
+    func removeIdleKeys(now: LimiterInstant) -> Int
 
     /// Keys tracked now (`sluice_tracked_keys`).
     var trackedKeys: Int { get }

@@ -46,3 +46,12 @@ public enum TokenBucket {
         return State(fullAt: FixedPoint.add(fullAt, FixedPoint.multiply(cost, GCRA.emissionInterval(limit))))
     }
 }
+
+extension TokenBucket.State {
+    /// Packed for a store table: idle once the bucket is full.
+    init(packed: PackedState) {
+        self.init(fullAt: packed.idleAt)
+    }
+
+    var packed: PackedState { PackedState(idleAt: self.fullAt) }
+}

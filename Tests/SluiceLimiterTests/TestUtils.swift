@@ -25,3 +25,15 @@ func at(_ seconds: Int64, ms: Int64 = 0) -> LimiterInstant {
 }
 
 let oneSecond: Int64 = 1_000_000_000
+
+/// A fixed key seed, so digests are the same in every run.
+let testSeed = StorageKey(high: 0x5eed, low: 0x5eed)
+
+/// Test keys may be written as text: each text names its own digest.
+extension StorageKey: ExpressibleByStringLiteral {
+    public init(stringLiteral text: String) {
+        var hasher = KeyHasher(seed: testSeed)
+        hasher.combine(lengthPrefixed: text)
+        self = hasher.finalize()
+    }
+}
