@@ -25,5 +25,10 @@ let package = Package(
             path: "Benchmarks/LimiterBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "LimiterProfile",
+            dependencies: [.product(name: "SluiceLimiterForBenchmarks", package: sluicePackage)],
+            path: "Benchmarks/LimiterProfile"
+        ),
     ]
 )

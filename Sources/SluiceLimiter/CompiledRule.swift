@@ -19,9 +19,20 @@ struct CompiledLimit: Sendable {
 /// - the request's key values (``KeyBuilder/combineKey(for:path:into:)``);
 /// - `COUNT/PERIOD` of the limit, or a block marker for the `block_for` penalty box.
 /// The namespace is absorbed once here (``keyPrefix``); a request only adds its values and the limit.
-struct CompiledRule: Sendable {
+final class CompiledRule: Sendable {
     let index: Int
     let configuration: RuleConfiguration
+    // What a request reads of the configuration, held directly: reading through `configuration` would copy
+    // the whole rule (a dozen reference-counted fields) per request.
+    let name: String
+    let isEnforced: Bool
+    let algorithm: Algorithm
+    let exempt: [CIDR]
+    let onMissingKey: RuleConfiguration.OnMissingKey
+    let cost: RuleConfiguration.Cost
+    let tierPart: KeyPart?
+    let countWhen: StatusSet?
+    let headerMode: ResponseConfiguration.RateLimitHeaders
     let matcher: RuleMatcher
     let key: KeyBuilder
     let namespace: String
@@ -42,6 +53,15 @@ struct CompiledRule: Sendable {
     init(index: Int, configuration rule: RuleConfiguration, keySeed: StorageKey) {
         self.index = index
         self.configuration = rule
+        self.name = rule.name
+        self.isEnforced = rule.mode == .enforce
+        self.algorithm = rule.algorithm
+        self.exempt = rule.exempt
+        self.onMissingKey = rule.onMissingKey
+        self.cost = rule.cost
+        self.tierPart = rule.tiers?.by
+        self.countWhen = rule.countWhen
+        self.headerMode = rule.response.rateLimitHeaders
         self.matcher = RuleMatcher(rule.match)
         self.key = KeyBuilder(parts: rule.key)
         self.namespace = Self.namespace(rule, parts: rule.key, label: "key")
@@ -73,12 +93,10 @@ struct CompiledRule: Sendable {
         self.limitsText = rule.limits.map(\.text).joined(separator: ";")
     }
 
-    var name: String { self.configuration.name }
-    var isEnforced: Bool { self.configuration.mode == .enforce }
 
     /// The limits for a request whose tier key part has `tierValue` (SPEC §2 `tiers`).
     func limits(tierValue: String?) -> [CompiledLimit] {
-        guard self.configuration.tiers != nil else { return self.limits }
+        guard self.tierPart != nil else { return self.limits }
         if let tierValue, let limits = self.tierLimits[tierValue] { return limits }
         return self.defaultTierLimits ?? self.limits
     }

@@ -88,13 +88,13 @@ public struct LimitOutcome: Sendable {
     public var deniedLimit: String?
     /// Limits of every applicable, non-exempt rule: the one with the least remaining quota first (the earliest on
     /// a tie), then the others in file order (SPEC §5).
-    public var statuses: SmallArray<4, LimitStatus>
+    public var statuses: SmallArray<2, LimitStatus>
     /// Which rate-limit headers to send: the blocking rule's setting, else that of the rule of `statuses[0]`.
     public var headerMode: ResponseConfiguration.RateLimitHeaders
     /// `gcra` with `delay`: hold the request this long before forwarding it.
     public var delay: Duration?
     /// The verdict of each rule that applied, in file order.
-    public var ruleDecisions: SmallArray<4, RuleDecision>
+    public var ruleDecisions: SmallArray<2, RuleDecision>
     /// Costs to take when the upstream answers (`count_when` rules); `nil` when there are none.
     public var deferredCharge: DeferredCharge?
 
@@ -104,10 +104,10 @@ public struct LimitOutcome: Sendable {
         response: ResponseConfiguration? = nil,
         retryAfter: Int? = nil,
         deniedLimit: String? = nil,
-        statuses: SmallArray<4, LimitStatus> = [],
+        statuses: SmallArray<2, LimitStatus> = SmallArray(),
         headerMode: ResponseConfiguration.RateLimitHeaders = .none,
         delay: Duration? = nil,
-        ruleDecisions: SmallArray<4, RuleDecision> = [],
+        ruleDecisions: SmallArray<2, RuleDecision> = SmallArray(),
         deferredCharge: DeferredCharge? = nil
     ) {
         self.decision = decision

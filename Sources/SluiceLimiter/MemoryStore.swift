@@ -54,9 +54,9 @@ public final class MemoryStore: RateLimitStore {
 
     public func decide(_ batch: inout DecisionBatch, now: LimiterInstant) {
         var mask: UInt64 = 0
-        for item in batch.items {
-            mask |= 1 << UInt64(self.shardIndex(item.key))
-            if let penalty = item.penaltyKey { mask |= 1 << UInt64(self.shardIndex(penalty)) }
+        for index in 0..<batch.items.count {
+            mask |= 1 << UInt64(self.shardIndex(batch.items[index].key))
+            if let penalty = batch.items[index].penaltyKey { mask |= 1 << UInt64(self.shardIndex(penalty)) }
         }
         if mask & (mask - 1) == 0 {
             // One shard (the common case): no pointer table needed.
@@ -80,7 +80,7 @@ public final class MemoryStore: RateLimitStore {
     ) {
         // 1. Check every item.
         var enforcedAdmit = true
-        for index in batch.items.indices {
+        for index in 0..<batch.items.count {
             let item = batch.items[index]
             let counters = table(item.key)
             var result = counters.pointee.check(item, now: now)
@@ -94,14 +94,14 @@ public final class MemoryStore: RateLimitStore {
         batch.isAdmitted = enforcedAdmit
         // 2. Commit all or nothing.
         if enforcedAdmit {
-            for index in batch.items.indices {
+            for index in 0..<batch.items.count {
                 let item = batch.items[index]
                 guard item.mode == .consume else { continue }
                 if !item.isEnforced && !batch.groupAdmitted(item.group) { continue }
                 table(item.key).pointee.record(item, pending: batch.results[index].pending, now: now)
             }
         } else {
-            for index in batch.items.indices {
+            for index in 0..<batch.items.count {
                 let item = batch.items[index]
                 let result = batch.results[index]
                 guard item.isEnforced, !result.verdict.isAdmitted, !result.isPenaltyBlocked,

@@ -61,7 +61,10 @@ public enum MovingWindow {
         let units = Int(min(cost, limit.count))
         let overflow = log.count + units - Int(limit.count)
         if overflow > 0 { log.removeFirst(min(overflow, log.count)) }
-        for _ in 0..<units { log.append(t) }
+        // Two event loops may decide for one key with instants read a moment apart, so `t` can be a little older
+        // than the newest entry; stamping it as the newest keeps the log sorted and never shortens a unit's stay.
+        let stamp = max(t, log.last ?? t)
+        for _ in 0..<units { log.append(stamp) }
     }
 
     /// Decides a request of `cost` units against `limit` at `now`; pure.

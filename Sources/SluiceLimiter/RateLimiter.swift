@@ -61,7 +61,8 @@ public final class RateLimiter: Sendable {
 
     /// Decides a request: ``prepare(_:now:)``, the store, ``finish(_:now:)``.
     public func evaluate<R: RequestAttributes>(_ request: R, now: LimiterInstant) -> LimitOutcome {
-        var prepared = self.prepare(request, now: now)
+        var prepared = PreparedDecision()
+        self.prepare(request, now: now, into: &prepared)
         if !prepared.batch.isEmpty {
             self.store.decide(&prepared.batch, now: now)
         }
@@ -75,10 +76,10 @@ public final class RateLimiter: Sendable {
     public struct PreparedDecision: Sendable {
         /// Hand this to ``RateLimitStore/decide(_:now:)`` (unless empty), then to ``RateLimiter/finish(_:now:)``.
         public var batch = DecisionBatch()
-        fileprivate var entries = SmallArray<4, Entry>()
+        fileprivate var entries = SmallArray<2, Entry>()
         /// For each counted entry's limits, in order, the index of its item in `batch` (two rules of one `shared`
         /// budget may point at one item).
-        fileprivate var positions = SmallArray<4, Int>()
+        fileprivate var positions = SmallArray<2, Int>()
     }
 
     fileprivate struct Entry: Sendable {
@@ -97,18 +98,24 @@ public final class RateLimiter: Sendable {
     /// Matches the rules and derives the store items of `request`.
     public func prepare<R: RequestAttributes>(_ request: R, now: LimiterInstant) -> PreparedDecision {
         var prepared = PreparedDecision()
+        self.prepare(request, now: now, into: &prepared)
+        return prepared
+    }
+
+    /// ``prepare(_:now:)`` into an empty `prepared` that the caller owns (no copy of the result).
+    private func prepare<R: RequestAttributes>(_ request: R, now: LimiterInstant, into prepared: inout PreparedDecision) {
         let path = self.needsPath ? PathNormalizer.normalize(request.uri) : "/"
         var refusedEnforced = false
-        for rule in self.rules {
-            let configuration = rule.configuration
+        for ruleIndex in 0..<self.rules.count {
+            let rule = self.rules[ruleIndex]
             guard rule.matcher.matches(request, path: path) else { continue }
-            if !configuration.exempt.isEmpty, configuration.exempt.contains(where: { $0.contains(request.clientIP) }) {
+            if !rule.exempt.isEmpty, rule.exempt.contains(where: { $0.contains(request.clientIP) }) {
                 prepared.entries.append(Entry(rule: rule.index, kind: .exempt))
                 continue
             }
             var keyed = rule.keyPrefix
             if !rule.key.combineKey(for: request, path: path, into: &keyed) {
-                switch configuration.onMissingKey {
+                switch rule.onMissingKey {
                 case .skip:
                     continue
                 case .deny:
@@ -121,8 +128,8 @@ public final class RateLimiter: Sendable {
                     guard fallback.key.combineKey(for: request, path: path, into: &keyed) else { continue }
                 }
             }
-            let cost = Self.cost(of: configuration, request: request)
-            let tierValue = configuration.tiers.flatMap { KeyBuilder.value(of: $0.by, request: request, path: path) }
+            let cost = Self.cost(rule.cost, request: request)
+            let tierValue = rule.tierPart.flatMap { KeyBuilder.value(of: $0, request: request, path: path) }
             let limits = rule.limits(tierValue: tierValue)
             if let tooSmall = limits.first(where: { Int64($0.limit.count) < cost }) {
                 prepared.entries.append(Entry(rule: rule.index, kind: .refusedForGood(limit: tooSmall.limit.text)))
@@ -140,10 +147,10 @@ public final class RateLimiter: Sendable {
                 prepared.batch.append(
                     StoreItem(
                         key: key,
-                        algorithm: configuration.algorithm,
+                        algorithm: rule.algorithm,
                         limit: limit.parameters,
                         cost: cost,
-                        mode: configuration.countWhen == nil ? .consume : .check,
+                        mode: rule.countWhen == nil ? .consume : .check,
                         group: rule.index,
                         isEnforced: rule.isEnforced,
                         penaltyKey: penaltyKey,
@@ -158,11 +165,10 @@ public final class RateLimiter: Sendable {
             // Refused whatever the counters say: look at them for the headers, take nothing (all or nothing).
             prepared.batch.checkOnly()
         }
-        return prepared
     }
 
-    static func cost<R: RequestAttributes>(of rule: RuleConfiguration, request: R) -> Int64 {
-        switch rule.cost {
+    static func cost<R: RequestAttributes>(_ cost: RuleConfiguration.Cost, request: R) -> Int64 {
+        switch cost {
         case .fixed(let units):
             return Int64(max(1, units))
         case .header(let name, let defaultUnits, let maxUnits):
@@ -176,11 +182,10 @@ public final class RateLimiter: Sendable {
     // MARK: Finishing
 
     /// Turns the decided batch into the outcome the proxy acts on.
-    public func finish(_ prepared: PreparedDecision, now: LimiterInstant) -> LimitOutcome {
-        let batch = prepared.batch
+    public func finish(_ prepared: borrowing PreparedDecision, now: LimiterInstant) -> LimitOutcome {
         var outcome = LimitOutcome(decision: .noRule)
         /// The rule of each status, for the header mode of the first.
-        var statusRules = SmallArray<4, Int>()
+        var statusRules = SmallArray<2, Int>()
         var refusedForGood: (rule: Int, limit: String)?
         var blocking: (rule: Int, limit: String)?
         var shadowRule: Int?
@@ -190,7 +195,8 @@ public final class RateLimiter: Sendable {
         var longestDelay: Int64 = 0
         var deferred: [DeferredCharge.Entry] = []
 
-        for entry in prepared.entries {
+        for entryIndex in 0..<prepared.entries.count {
+            let entry = prepared.entries[entryIndex]
             let rule = self.rules[entry.rule]
             switch entry.kind {
             case .exempt:
@@ -210,7 +216,7 @@ public final class RateLimiter: Sendable {
                 var worstRetry: Int64 = -1
                 var worstLimit = limits.first?.limit.text ?? ""
                 for (offset, limit) in limits.enumerated() {
-                    let result = batch.results[prepared.positions[firstPosition + offset]]
+                    let result = prepared.batch.results[prepared.positions[firstPosition + offset]]
                     outcome.statuses.append(
                         LimitStatus(
                             rule: rule.name,
@@ -244,11 +250,11 @@ public final class RateLimiter: Sendable {
                     outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .shadowLimited))
                     if !admitted && shadowRule == nil { shadowRule = entry.rule }
                 }
-                if let countWhen = rule.configuration.countWhen, batch.isAdmitted, refusedForGood == nil,
+                if let countWhen = rule.countWhen, prepared.batch.isAdmitted, refusedForGood == nil,
                     rule.isEnforced || admitted
                 {
                     let charged = limits.indices.map { offset in
-                        var item = batch.items[prepared.positions[firstPosition + offset]]
+                        var item = prepared.batch.items[prepared.positions[firstPosition + offset]]
                         item.mode = .consume
                         return item
                     }
@@ -265,12 +271,12 @@ public final class RateLimiter: Sendable {
             statusRules.moveToFront(least)
         }
         if let first = statusRules.first {
-            outcome.headerMode = self.rules[first].configuration.response.rateLimitHeaders
+            outcome.headerMode = self.rules[first].headerMode
         }
 
         if let refused = refusedForGood {
             self.setBlocked(&outcome, rule: refused.rule, limit: refused.limit, retryAfter: nil)
-        } else if !batch.isAdmitted, let blocking {
+        } else if !prepared.batch.isAdmitted, let blocking {
             let retry = FixedPoint.retryAfterSeconds(nanoseconds: longestRetry)
             self.setBlocked(&outcome, rule: blocking.rule, limit: blocking.limit, retryAfter: retry)
         } else if let shadowRule {

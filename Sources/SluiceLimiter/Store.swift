@@ -85,11 +85,11 @@ public struct StoreItemResult: Sendable {
 
 /// The items of one request and, after ``RateLimitStore/decide(_:now:)``, their results.
 ///
-/// Up to four items live inline, so a request with a few limits is decided without allocating.
+/// Up to two items live inline, so a request with a few limits is decided without allocating.
 public struct DecisionBatch: Sendable {
-    public private(set) var items: SmallArray<4, StoreItem>
+    public private(set) var items: SmallArray<2, StoreItem>
     /// One per item, in the same order; filled by the store.
-    public var results: SmallArray<4, StoreItemResult>
+    public var results: SmallArray<2, StoreItemResult>
     /// `true` when every enforced item admitted the request (then consume items were counted).
     public var isAdmitted: Bool
 
@@ -114,18 +114,18 @@ public struct DecisionBatch: Sendable {
 
     /// The index of the item counting `key`, if any (two rules of one `shared` budget meet on one key).
     func index(of key: StorageKey) -> Int? {
-        for index in self.items.indices where self.items[index].key == key { return index }
+        for index in 0..<self.items.count where self.items[index].key == key { return index }
         return nil
     }
 
     /// Turns every item into a check: the store looks without counting.
     mutating func checkOnly() {
-        for index in self.items.indices { self.items[index].mode = .check }
+        for index in 0..<self.items.count { self.items[index].mode = .check }
     }
 
     /// Whether every item of `group` admitted the request (a shadow rule is counted only then).
     func groupAdmitted(_ group: Int) -> Bool {
-        for index in self.items.indices where self.items[index].group == group {
+        for index in 0..<self.items.count where self.items[index].group == group {
             if !self.results[index].verdict.isAdmitted { return false }
         }
         return true
