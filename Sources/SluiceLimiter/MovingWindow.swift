@@ -31,7 +31,7 @@ public enum MovingWindow {
         let t = now.nanosecondsSinceEpoch
         let firstLive = self.firstLive(log, now: t, period: limit.periodNanoseconds)
         let used = Int64(log.count - firstLive)
-        let newest = log.last.map { max($0, t - limit.periodNanoseconds) } ?? t
+        let newest = used > 0 ? log[log.count - 1] : t
         if used + cost <= limit.count {
             // Counted now, the request's own units leave last; a look without counting (cost 0) waits for the newest.
             let reset = cost > 0 ? limit.periodNanoseconds : (used > 0 ? newest + limit.periodNanoseconds - t : 0)
@@ -48,7 +48,7 @@ public enum MovingWindow {
         return Check(
             verdict: .denied(retryAfterNanoseconds: retry),
             remaining: limit.count - used,
-            resetNanoseconds: max(0, newest + limit.periodNanoseconds - t)
+            resetNanoseconds: newest + limit.periodNanoseconds - t
         )
     }
 

@@ -632,7 +632,7 @@ let nanosecondsPerSecond: Int64 = 1_000_000_000
             let actual = EngineModel.Expectation(
                 decision: outcome.decision,
                 refusedForGood: outcome.decision == .limited && outcome.retryAfter == nil,
-                ruleDecisions: outcome.ruleDecisions,
+                ruleDecisions: Array(outcome.ruleDecisions),
                 delayNanoseconds: outcome.delay.map(EngineModel.nanoseconds) ?? 0
             )
             guard budget.check(actual == expected, "model expects \(expected), engine gave \(actual); \(scenario.header); requests:\(history)"),
@@ -668,7 +668,7 @@ let nanosecondsPerSecond: Int64 = 1_000_000_000
                 t += scenario.clockStep()
                 let request = scenario.request()
                 let now = LimiterInstant(nanosecondsSinceEpoch: t)
-                let penaltyKeys = Set(limiter.prepare(request, now: now).batch.items.compactMap(\.penaltyKey)).sorted()
+                let penaltyKeys = Array(Set(limiter.prepare(request, now: now).batch.items.compactMap(\.penaltyKey)))
                 let blocksBefore = penaltyKeys.map { limiter.store.blockedUntil($0, now: now) }
                 let outcome = limiter.evaluate(request, now: now)
                 let breach = penaltyKeys.map { limiter.store.blockedUntil($0, now: now) } != blocksBefore
