@@ -144,6 +144,84 @@ enum E2E {
 
     /// Seconds since the Unix epoch.
     static var unixNow: Double { Date().timeIntervalSince1970 }
+
+    /// `server:` lines that trust the loopback peer, so `X-Forwarded-For` names the client IP (SPEC §4).
+    static let trustLoopback = "  trusted_proxies: [\"127.0.0.1/32\"]"
+
+    /// Headers that make a request come from client `ip` behind a trusted loopback peer (``trustLoopback``).
+    static func from(_ ip: String, _ more: [(String, String)] = []) -> [(String, String)] {
+        [("X-Forwarded-For", ip)] + more
+    }
+
+    /// Sleeps until `instant` (returns at once if it has passed).
+    static func sleep(until instant: ContinuousClock.Instant) async throws {
+        let now = ContinuousClock.now
+        if instant > now { try await Task.sleep(for: instant - now) }
+    }
+
+    /// A response and when its last byte had arrived.
+    struct TimedResponse {
+        let response: RawHTTPClient.Response
+        let arrived: ContinuousClock.Instant
+    }
+
+    /// Writes `targets` as pipelined requests in ONE write on `client`, then reads one response per request,
+    /// noting when each arrived.
+    static func pipeline(
+        _ client: RawHTTPClient,
+        _ targets: [String],
+        headers: [(String, String)] = [],
+        timeout: Duration = .seconds(10)
+    ) async throws -> [TimedResponse] {
+        try await client.send(targets.map { Self.requestText($0, headers: headers) }.joined())
+        var result: [TimedResponse] = []
+        for _ in targets {
+            let response = try await client.readResponse(timeout: timeout)
+            result.append(TimedResponse(response: response, arrived: .now))
+        }
+        return result
+    }
+
+    /// Opens `count` connections first, then sends one request on each at (nearly) the same moment;
+    /// returns the responses in connection order with their arrival times, and the moment sending began.
+    static func concurrentRequests(
+        port: Int,
+        _ target: String,
+        count: Int,
+        headers: [(String, String)] = []
+    ) async throws -> (start: ContinuousClock.Instant, responses: [TimedResponse]) {
+        var clients: [RawHTTPClient] = []
+        for _ in 0..<count { clients.append(try await RawHTTPClient.connect(port: port, group: Self.group)) }
+        let text = Self.requestText(target, headers: headers)
+        let start = ContinuousClock.now
+        do {
+            let responses = try await withThrowingTaskGroup(of: (Int, TimedResponse).self) { group in
+                for (index, client) in clients.enumerated() {
+                    group.addTask {
+                        try await client.send(text)
+                        let response = try await client.readResponse()
+                        return (index, TimedResponse(response: response, arrived: .now))
+                    }
+                }
+                var byIndex: [Int: TimedResponse] = [:]
+                for try await (index, timed) in group { byIndex[index] = timed }
+                return (0..<count).map { byIndex[$0]! }
+            }
+            for client in clients { await client.close() }
+            return (start, responses)
+        } catch {
+            for client in clients { await client.close() }
+            throw error
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, for messages and comparisons.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = self.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
 }
 
 /// `"NAME";r=N;t=T` → (name, r, t).
@@ -175,4 +253,7 @@ extension RawHTTPClient.Response {
     }
 
     var rateLimit: RateLimitField? { RateLimitField(self.header("RateLimit")) }
+
+    /// `Retry-After` as an integer; nil when absent or not a number.
+    var retryAfter: Int? { self.header("Retry-After").flatMap { Int($0) } }
 }
