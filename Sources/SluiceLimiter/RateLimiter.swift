@@ -87,8 +87,10 @@ public final class RateLimiter: Sendable {
             case exempt
             /// Refused whatever the counters say; the text for `{limit}`.
             case refusedForGood(limit: String)
-            /// One item per limit, found through `positions[firstPosition...]`.
-            case counted(limits: [CompiledLimit], firstPosition: Int)
+            /// One item per limit, found through `positions[firstPosition...]`. With `refusedLimit`, the request is
+            /// refused for good by that limit (cost above its COUNT) and the items only look at the counters, for
+            /// the headers of the blocked response.
+            case counted(limits: [CompiledLimit], firstPosition: Int, refusedLimit: String?)
         }
 
         var rule: Int
@@ -131,10 +133,10 @@ public final class RateLimiter: Sendable {
             let cost = Self.cost(rule.cost, request: request)
             let tierValue = rule.tierPart.flatMap { KeyBuilder.value(of: $0, request: request, path: path) }
             let limits = rule.limits(tierValue: tierValue)
+            var refusedLimit: String?
             if let tooSmall = limits.first(where: { Int64($0.limit.count) < cost }) {
-                prepared.entries.append(Entry(rule: rule.index, kind: .refusedForGood(limit: tooSmall.limit.text)))
+                refusedLimit = tooSmall.limit.text
                 refusedEnforced = refusedEnforced || rule.isEnforced
-                continue
             }
             let penaltyKey = rule.penaltyKey(keyed)
             let firstPosition = prepared.positions.count
@@ -149,17 +151,20 @@ public final class RateLimiter: Sendable {
                         key: key,
                         algorithm: rule.algorithm,
                         limit: limit.parameters,
-                        cost: cost,
-                        mode: rule.countWhen == nil ? .consume : .check,
+                        cost: refusedLimit == nil ? cost : 0,
+                        mode: rule.countWhen == nil && refusedLimit == nil ? .consume : .check,
                         group: rule.index,
                         isEnforced: rule.isEnforced,
-                        penaltyKey: penaltyKey,
+                        // A look for headers never starts a block (a gcra look can be "late" even at cost 0).
+                        penaltyKey: refusedLimit == nil ? penaltyKey : nil,
                         penaltyNanoseconds: rule.penaltyNanoseconds
                     )
                 )
                 prepared.positions.append(prepared.batch.items.count - 1)
             }
-            prepared.entries.append(Entry(rule: rule.index, kind: .counted(limits: limits, firstPosition: firstPosition)))
+            prepared.entries.append(
+                Entry(rule: rule.index, kind: .counted(limits: limits, firstPosition: firstPosition, refusedLimit: refusedLimit))
+            )
         }
         if refusedEnforced {
             // Refused whatever the counters say: look at them for the headers, take nothing (all or nothing).
@@ -210,7 +215,7 @@ public final class RateLimiter: Sendable {
                     if shadowRule == nil { shadowRule = entry.rule }
                     outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .shadowLimited))
                 }
-            case .counted(let limits, let firstPosition):
+            case .counted(let limits, let firstPosition, let refusedLimit):
                 anyCounted = true
                 var admitted = true
                 var worstRetry: Int64 = -1
@@ -239,6 +244,17 @@ public final class RateLimiter: Sendable {
                             worstLimit = limit.limit.text
                         }
                     }
+                }
+                if let refusedLimit {
+                    // Refused for good; the statuses above are the counters as they stand, for the headers.
+                    if rule.isEnforced {
+                        if refusedForGood == nil { refusedForGood = (entry.rule, refusedLimit) }
+                        outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .limited))
+                    } else {
+                        if shadowRule == nil { shadowRule = entry.rule }
+                        outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .shadowLimited))
+                    }
+                    continue
                 }
                 if rule.isEnforced {
                     outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .limited))

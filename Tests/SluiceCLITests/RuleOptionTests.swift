@@ -505,10 +505,9 @@ struct RuleOptionTests {
                 #expect(never.bodyString.contains(#""rule":"fixed""#), "\(never.bodyString)")
                 // SPEC §5: blocked responses of a rule with limits carry the rate-limit fields; a refusal for good
                 // is still a blocked response of `fixed` (10/minute, nothing taken).
-                withKnownIssue("refused-for-good responses (cost above COUNT) carry no RateLimit fields") {
-                    #expect(never.header("RateLimit-Policy") == #""fixed";q=10;w=60"#)
-                    #expect(never.rateLimit?.name == "fixed")
-                }
+                #expect(never.header("RateLimit-Policy") == #""fixed";q=10;w=60"#)
+                #expect(never.rateLimit?.name == "fixed")
+                #expect(never.rateLimit?.remaining == 10)
             }
             #expect(!sluice.upstream.requestURIs.contains { $0.hasPrefix("/echo-headers") })
             // 4 + 2 + 5 requests on /hello were admitted.
