@@ -28,7 +28,7 @@ let package = Package(
         .executableTarget(
             name: "LimiterProfile",
             dependencies: [.product(name: "SluiceLimiterForBenchmarks", package: sluicePackage)],
-            path: "Benchmarks/LimiterProfile"
+            path: "Profile/LimiterProfile"
         ),
     ]
 )

@@ -1,5 +1,6 @@
 import Benchmark
 import Dispatch
+import Synchronization
 import SluiceLimiterForBenchmarks
 
 /// Goals (issue 4): ≥ 5 million decisions per second per core for `gcra` on an existing key, 0 allocations per
@@ -51,20 +52,24 @@ let benchmarks: @Sendable () -> Void = {
                         scalingFactor: .one,
                         maxDuration: .seconds(3),
                         maxIterations: 20
-                    )
-                ) { benchmark in
-                    let workload = Workload(algorithm: algorithm, keys: keys)
-                    let perThread = 1_000_000
-                    benchmark.startMeasurement()
-                    let start = ContinuousClock.now
-                    DispatchQueue.concurrentPerform(iterations: threads) { thread in
-                        workload.run(decisions: perThread, thread: thread)
-                    }
-                    let elapsed = ContinuousClock.now - start
-                    benchmark.stopMeasurement()
-                    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                    benchmark.measurement(decisionsPerSecond, Int(Double(perThread * threads) / seconds))
-                }
+                    ),
+                    closure: { benchmark in
+                        let workload = Workload.current.withLock { $0 }!
+                        let perThread = 1_000_000
+                        let from = workload.claimTime(decisions: perThread)
+                        benchmark.startMeasurement()
+                        let start = ContinuousClock.now
+                        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+                            workload.run(decisions: perThread, thread: thread, of: threads, from: from)
+                        }
+                        let elapsed = ContinuousClock.now - start
+                        benchmark.stopMeasurement()
+                        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                        benchmark.measurement(decisionsPerSecond, Int(Double(perThread * threads) / seconds))
+                    },
+                    setup: { Workload.current.withLock { $0 = Workload(algorithm: algorithm, keys: keys) } },
+                    teardown: { Workload.current.withLock { $0 = nil } }
+                )
             }
         }
     }
@@ -74,7 +79,8 @@ let benchmarks: @Sendable () -> Void = {
             "memory \(algorithm.rawValue), 1000000 keys",
             configuration: .init(metrics: [bytesPerKey, .peakMemoryResident], scalingFactor: .one, maxIterations: 1)
         ) { benchmark in
-            let workload = Workload(algorithm: algorithm, keys: 1_000_000)
+            // Bounded at exactly the key count, as an operator would set `max_keys`.
+            let workload = Workload(algorithm: algorithm, keys: 1_000_000, bound: 1_000_000)
             benchmark.measurement(bytesPerKey, workload.store.tableBytes / workload.store.trackedKeys)
         }
     }
@@ -82,6 +88,8 @@ let benchmarks: @Sendable () -> Void = {
 
 /// A store filled with `keys` live keys of one algorithm, and a scattered walk over them.
 final class Workload: Sendable {
+    /// The workload of the running `decide` benchmark, built once in its setup.
+    static let current = Mutex<Workload?>(nil)
     static let start = LimiterInstant.seconds(1_800_000_000)
 
     /// Limits that admit every decision of the walk, so the benchmark measures the common path (counting).
@@ -97,38 +105,59 @@ final class Workload: Sendable {
     }
 
     let store: MemoryStore
-    let items: [StoreItem]
+    let keys: [StorageKey]
+    let algorithm: Algorithm
+    let parameters: LimitParameters
 
-    init(algorithm: Algorithm, keys: Int) {
-        self.store = MemoryStore(maxKeys: keys)
-        let parameters = LimitParameters(Self.limit(algorithm))
-        self.items = (0..<keys).map { index in
+    /// - Parameter bound: `max_keys`; by default twice the keys, because the per-shard LRU would otherwise evict a
+    ///   few of them (shards fill unevenly) and every decision of the walk must find its key.
+    init(algorithm: Algorithm, keys: Int, bound: Int? = nil) {
+        self.store = MemoryStore(maxKeys: bound ?? 2 * keys)
+        self.algorithm = algorithm
+        self.parameters = LimitParameters(Self.limit(algorithm))
+        self.keys = (0..<keys).map { index in
             var hasher = KeyHasher(seed: StorageKey(high: 1, low: 2))
             hasher.combine(UInt64(index))
-            return StoreItem(key: hasher.finalize(), algorithm: algorithm, limit: parameters, cost: 1)
+            return hasher.finalize()
         }
         var batch = DecisionBatch()
-        for item in self.items {
+        for key in self.keys {
             batch.removeAll()
-            batch.append(item)
+            batch.append(self.item(key))
             self.store.decide(&batch, now: Self.start)
         }
     }
 
-    /// `decisions` decisions over the keys in a scattered order (a stride coprime with the key count).
-    func run(decisions: Int, thread: Int) {
+    func item(_ key: StorageKey) -> StoreItem {
+        StoreItem(key: key, algorithm: self.algorithm, limit: self.parameters, cost: 1)
+    }
+
+    /// The simulated clock: each run starts where the previous one ended, so no key ever sees time go back.
+    private let clock = Atomic<Int64>(Workload.start.nanosecondsSinceEpoch)
+
+    /// The start of a run of `decisions` decisions per thread.
+    func claimTime(decisions: Int) -> LimiterInstant {
+        let step = Self.step(self.algorithm).components
+        let span = Int64(decisions + 1) * (step.seconds * 1_000_000_000 + step.attoseconds / 1_000_000_000)
+        return LimiterInstant(nanosecondsSinceEpoch: self.clock.add(span, ordering: .relaxed).oldValue)
+    }
+
+    /// `decisions` decisions over this thread's share of the keys (every `threads`-th key, so no key sees two
+    /// threads' clocks), in a scattered order (a stride coprime with the share's size).
+    func run(decisions: Int, thread: Int, of threads: Int, from start: LimiterInstant) {
         var batch = DecisionBatch()
-        var clock = Self.start
-        let step = Self.step(self.items[0].algorithm)
-        var index = thread * 7919 % self.items.count
+        var now = start
+        let step = Self.step(self.algorithm)
+        let share = self.keys.count / threads
+        var position = 0
         for _ in 0..<decisions {
-            clock = clock.advanced(by: step)
+            now = now.advanced(by: step)
             batch.removeAll()
-            batch.append(self.items[index])
-            self.store.decide(&batch, now: clock)
+            batch.append(self.item(self.keys[position * threads + thread]))
+            self.store.decide(&batch, now: now)
             precondition(batch.isAdmitted)
-            index += 1_000_003
-            if index >= self.items.count { index %= self.items.count }
+            position += 1_000_003
+            if position >= share { position %= share }
         }
     }
 }
