@@ -52,6 +52,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        /// Redis on NIO: RESP codec, pipelined connections, pool; and the Redis store (Lua scripts, SPEC §8).
+        .target(
+            name: "SluiceRedis",
+            dependencies: [
+                "SluiceConfig",
+                "SluiceLimiter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         /// Thin command line: serve, check, demo.
         .executableTarget(
             name: "sluice",
@@ -82,6 +93,19 @@ let package = Package(
             name: "SluiceConfigTests",
             dependencies: ["SluiceConfig"],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "SluiceRedisTests",
+            dependencies: [
+                "SluiceRedis",
+                "SluiceLimiter",
+                "SluiceConfig",
+                "SluiceTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "SluiceLimiterTests",
