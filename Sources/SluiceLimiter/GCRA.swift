@@ -1,6 +1,6 @@
 /// `gcra`: the generic cell rate algorithm, one timestamp per key (SPEC §2 "Algorithms").
 ///
-/// The emission interval is `T = period / COUNT` (rounded up to the nanosecond, so the rate is never exceeded) and
+/// The emission interval is `T = period / COUNT` (rounded up to the microsecond, so the rate is never exceeded) and
 /// the tolerance `τ = burst × T`. The key stores its theoretical arrival time (TAT). A request of `cost` units is
 /// admitted when `TAT − now ≤ τ`, and then moves the TAT to `max(TAT, now) + cost × T`. So 1 + burst requests fit
 /// back to back and then one every `T`, like nginx `limit_req burst=` and redis-cell.
@@ -17,9 +17,13 @@ public enum GCRA {
         }
     }
 
-    /// Nanoseconds between two requests at the sustained rate.
+    /// Nanoseconds between two requests at the sustained rate: `period / COUNT` rounded up to the microsecond.
+    ///
+    /// Microseconds because the Redis store computes in microseconds (Lua numbers are doubles, exact only to 2^53,
+    /// and a Unix time in nanoseconds is not), and both stores must decide alike; rounding up keeps the rate at
+    /// or under COUNT per period.
     static func emissionInterval(_ limit: LimitParameters) -> Int64 {
-        max(1, FixedPoint.divideRoundingUp(limit.periodNanoseconds, limit.count))
+        max(1, FixedPoint.divideRoundingUp(limit.periodNanoseconds, FixedPoint.multiply(limit.count, 1000))) * 1000
     }
 
     /// Decides a request of `cost` units against `limit` at `now`; pure.

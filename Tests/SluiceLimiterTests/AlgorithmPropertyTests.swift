@@ -181,7 +181,7 @@ let nanosecondsPerSecond: Int64 = 1_000_000_000
         if algorithm == .tokenBucket || algorithm == .gcra, rng.percent() < 60 { burst = rng.int(1...10) }
         var delay: Int64 = 0
         if algorithm == .gcra, shape.delay ?? (rng.percent() < 40) {
-            let interval = (period + count - 1) / count
+            let interval = (period + count * 1000 - 1) / (count * 1000) * 1000
             switch rng.percent() {
             case ..<40: delay = rng.int(1...interval)
             case ..<80: delay = rng.int(interval...4 * interval)
@@ -207,7 +207,7 @@ let nanosecondsPerSecond: Int64 = 1_000_000_000
     /// gcra delay starts holding it) or just before.
     static func clockStep(now t: Int64, _ limit: LimitParameters, lastRetry: Int64?, _ rng: inout SplitMix64) -> Int64 {
         let period = limit.periodNanoseconds
-        let interval = (period + limit.count - 1) / limit.count
+        let interval = (period + limit.count * 1000 - 1) / (limit.count * 1000) * 1000
         if let retry = lastRetry, rng.percent() < 30 {
             let seconds = (retry + nanosecondsPerSecond - 1) / nanosecondsPerSecond * nanosecondsPerSecond
             let held = retry - limit.delayNanoseconds  // gcra with delay: the first instant it is let through (held)
@@ -425,7 +425,7 @@ let nanosecondsPerSecond: Int64 = 1_000_000_000
         for index in 0..<Self.sequences where !budget.exhausted {
             let shape = Shape(delay: true)
             let trace = Self.simulate(seed: sequenceSeed(property: 5, .gcra, index), algorithm: .gcra, shape: shape)
-            let interval = (trace.limit.periodNanoseconds + trace.limit.count - 1) / trace.limit.count
+            let interval = (trace.limit.periodNanoseconds + trace.limit.count * 1000 - 1) / (trace.limit.count * 1000) * 1000
             for (k, entry) in trace.entries.enumerated() {
                 guard case .delayed(let wait) = entry.step.verdict else { continue }
                 delayed += 1

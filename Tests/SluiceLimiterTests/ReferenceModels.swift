@@ -128,11 +128,11 @@ struct MovingWindowModel: ReferenceModel {
 }
 
 /// `token_bucket`: a level measured in nanosecond-token units: one token is worth the time it takes to refill,
-/// `T = ⌈period / COUNT⌉` ns, so the level simply grows by 1 per elapsed nanosecond, up to the capacity of
+/// `T = ⌈period / COUNT⌉` rounded up to the microsecond, so the level simply grows by 1 per elapsed nanosecond, up to the capacity of
 /// (COUNT + burst) tokens. Full at first; a request takes `cost` tokens only if they are all there (no debt).
 ///
-/// `T` is rounded *up* to the nanosecond, the same documented choice as `gcra`'s emission interval: the refill is
-/// then at most 1 ns per token slower than exactly COUNT per period, never faster. (The property tests check the
+/// `T` is rounded *up* to the microsecond, the same documented choice as `gcra`'s emission interval: the refill is
+/// then at most 1 µs per token slower than exactly COUNT per period, never faster. (The property tests check the
 /// exact rate of the spec separately, as a bound on admitted units.)
 struct TokenBucketModel: ReferenceModel {
     let tokenNanoseconds: Int64
@@ -142,7 +142,7 @@ struct TokenBucketModel: ReferenceModel {
     var last: Int64?
 
     init(_ limit: LimitParameters) {
-        self.tokenNanoseconds = (limit.periodNanoseconds + limit.count - 1) / limit.count
+        self.tokenNanoseconds = (limit.periodNanoseconds + limit.count * 1000 - 1) / (limit.count * 1000) * 1000
         self.capacity = (limit.count + limit.burst) * self.tokenNanoseconds
         self.level = self.capacity
     }
@@ -164,7 +164,7 @@ struct TokenBucketModel: ReferenceModel {
 
 /// `gcra` in its "continuous-state leaky bucket" form (ITU-T I.371), which is equivalent to the virtual-scheduling
 /// (TAT) form but computed differently: a bucket holding `content` nanoseconds of work that drains at 1 ns per ns.
-/// Each unit adds the emission interval `T = ⌈period / COUNT⌉` ns; a request conforms while the bucket holds at most
+/// Each unit adds the emission interval `T = ⌈period / COUNT⌉` rounded up to the microsecond; a request conforms while the bucket holds at most
 /// the tolerance `τ = burst × T`, so 1 + burst single requests fit back to back and then one every T.
 /// As in nginx and redis-cell's single-unit case, the test is on the content *before* the request: a conforming
 /// request may take several units at once and leave the bucket above τ.
@@ -178,7 +178,7 @@ struct GCRAModel: ReferenceModel {
     var last: Int64?
 
     init(_ limit: LimitParameters) {
-        self.interval = (limit.periodNanoseconds + limit.count - 1) / limit.count
+        self.interval = (limit.periodNanoseconds + limit.count * 1000 - 1) / (limit.count * 1000) * 1000
         self.tolerance = limit.burst * self.interval
         self.delay = limit.delayNanoseconds
     }
