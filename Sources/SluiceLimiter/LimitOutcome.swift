@@ -97,6 +97,8 @@ public struct LimitOutcome: Sendable {
     public var ruleDecisions: SmallArray<2, RuleDecision>
     /// Costs to take when the upstream answers (`count_when` rules); `nil` when there are none.
     public var deferredCharge: DeferredCharge?
+    /// The store could not decide and `on_error: deny` refuses the request: answer 503 (`decision` is `limited`).
+    public var storageUnavailable = false
 
     public init(
         decision: Decision,

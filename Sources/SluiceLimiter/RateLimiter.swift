@@ -290,6 +290,12 @@ public final class RateLimiter: Sendable {
             outcome.headerMode = self.rules[first].headerMode
         }
 
+        if prepared.batch.storageUnavailable {
+            outcome.decision = .limited
+            outcome.storageUnavailable = true
+            outcome.rule = blocking.map { self.rules[$0.rule].name } ?? outcome.statuses.first?.rule
+            return outcome
+        }
         if let refused = refusedForGood {
             self.setBlocked(&outcome, rule: refused.rule, limit: refused.limit, retryAfter: nil)
         } else if !prepared.batch.isAdmitted, let blocking {

@@ -92,11 +92,15 @@ public struct DecisionBatch: Sendable {
     public var results: SmallArray<2, StoreItemResult>
     /// `true` when every enforced item admitted the request (then consume items were counted).
     public var isAdmitted: Bool
+    /// Set when the store could not decide and its `on_error: deny` refuses the request (SPEC §2 `storage`): the
+    /// proxy answers 503, not 429.
+    public var storageUnavailable: Bool
 
     public init() {
         self.items = SmallArray()
         self.results = SmallArray()
         self.isAdmitted = true
+        self.storageUnavailable = false
     }
 
     public var isEmpty: Bool { self.items.isEmpty }
@@ -110,6 +114,7 @@ public struct DecisionBatch: Sendable {
         self.items.removeAll()
         self.results.removeAll()
         self.isAdmitted = true
+        self.storageUnavailable = false
     }
 
     /// The index of the item counting `key`, if any (two rules of one `shared` budget meet on one key).
@@ -152,7 +157,18 @@ public protocol RateLimitStore: AnyObject, Sendable {
     var keySeed: StorageKey { get }
 
     /// Decides every item of `batch` at once (see the type's documentation) and fills `batch.results`.
+    ///
+    /// A store that talks to a server cannot answer here without blocking; it answers with its local fallback
+    /// (see ``decidesSynchronously``).
     func decide(_ batch: inout DecisionBatch, now: LimiterInstant)
+
+    /// Whether ``decide(_:now:)`` is the store's real answer. When `false` (Redis), the proxy uses
+    /// ``decide(_:now:completion:)`` and holds the request until it answers.
+    var decidesSynchronously: Bool { get }
+
+    /// Decides `batch` and calls `completion` with it filled, on any thread. The store's clock may replace `now`
+    /// (Redis takes its own `TIME`, so instances with skewed clocks agree).
+    func decide(_ batch: DecisionBatch, now: LimiterInstant, completion: @escaping @Sendable (DecisionBatch) -> Void)
 
     /// Takes each item's cost unconditionally (`count_when` after a matching response status).
     func commit(_ items: some Collection<StoreItem>, now: LimiterInstant)
@@ -177,4 +193,14 @@ public protocol RateLimitStore: AnyObject, Sendable {
 
     /// Keys evicted so far to stay within `max_keys` (`sluice_evictions_total`).
     var evictions: Int { get }
+}
+
+extension RateLimitStore {
+    public var decidesSynchronously: Bool { true }
+
+    public func decide(_ batch: DecisionBatch, now: LimiterInstant, completion: @escaping @Sendable (DecisionBatch) -> Void) {
+        var batch = batch
+        self.decide(&batch, now: now)
+        completion(batch)
+    }
 }

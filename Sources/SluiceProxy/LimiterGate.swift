@@ -14,14 +14,53 @@ struct LimiterGate: RequestGate {
     /// per rule per second, since the log handler writes synchronously on the event loop.
     let shadowLog = ShadowLogThrottle()
 
-    func decide(head: HTTPRequestHead, context: inout GateContext) -> GateVerdict {
+    func decide(head: HTTPRequestHead, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict {
         let now = LimiterInstant.now()
-        let outcome = self.limiter.evaluate(HeadAttributes(head: head, clientIP: context.clientIP), now: now)
+        let store = self.limiter.store
+        guard !store.decidesSynchronously else {
+            let outcome = self.limiter.evaluate(HeadAttributes(head: head, clientIP: context.clientIP), now: now)
+            return self.verdict(for: outcome, head: head, context: &context, now: now)
+        }
+        let prepared = self.limiter.prepare(HeadAttributes(head: head, clientIP: context.clientIP), now: now)
+        guard !prepared.batch.isEmpty else {
+            return self.verdict(for: self.limiter.finish(prepared, now: now), head: head, context: &context, now: now)
+        }
+        // One round trip to the store; the request waits, unread, on its connection.
+        let promise = eventLoop.makePromise(of: DecidedGate.self)
+        let initialContext = context
+        let waiting = prepared
+        store.decide(prepared.batch, now: now) { [self] batch in
+            var prepared = waiting
+            prepared.batch = batch
+            var context = initialContext
+            let outcome = self.limiter.finish(prepared, now: now)
+            let verdict = self.verdict(for: outcome, head: head, context: &context, now: now)
+            promise.succeed(DecidedGate(verdict: verdict, context: context))
+        }
+        return .later(promise.futureResult)
+    }
+
+    /// The forward plan or the answer for a decided request.
+    private func verdict(
+        for outcome: LimitOutcome,
+        head: HTTPRequestHead,
+        context: inout GateContext,
+        now: LimiterInstant
+    ) -> GateVerdict {
         context.decision = outcome.decision.rawValue
         context.rule = outcome.rule ?? outcome.statuses.first?.rule
         switch outcome.decision {
         case .noRule, .exempt:
             return .forward(.plain)
+        case .limited where outcome.storageUnavailable:
+            // `on_error: deny`: the limits cannot be checked, so nothing passes (fail closed).
+            return .answer(
+                GateAnswer(
+                    status: .serviceUnavailable,
+                    headers: [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")],
+                    body: "rate-limit storage unavailable\n"
+                )
+            )
         case .limited:
             guard let blocked = RateLimitHeaders.blockedResponse(for: outcome, now: now) else { return .forward(.plain) }
             return .answer(

@@ -28,7 +28,8 @@ extension ProxyHandler {
         self.writeLocalResponse(status: status, version: head.version, headers: headers, body: body, close: close)
     }
 
-    func answerLocally(answer: GateAnswer, head: HTTPRequestHead, context gateContext: GateContext) {
+    /// - Parameter requestEnded: the request already ended (its decision was awaited while it arrived).
+    func answerLocally(answer: GateAnswer, head: HTTPRequestHead, context gateContext: GateContext, requestEnded: Bool = false) {
         self.shared.accessLog.record(
             exchange: gateContext,
             method: head.method,
@@ -46,8 +47,9 @@ extension ProxyHandler {
         let bodyNotWorthReading =
             head.headers.contains(name: "transfer-encoding") || declaredLength > Self.maxDiscardedBodyBytes
             || (declaredLength > 0 && expectsContinue)
-        let close = !head.isKeepAlive || bodyNotWorthReading || self.shared.isDraining || head.isUpgradeRequest
-        self.state = .answeredLocally(closeAfter: close, requestEnded: false)
+        let close = !head.isKeepAlive || (bodyNotWorthReading && !requestEnded) || self.shared.isDraining
+            || head.isUpgradeRequest
+        self.state = .answeredLocally(closeAfter: close, requestEnded: requestEnded)
         self.writeLocalResponse(
             status: answer.status,
             version: head.version,

@@ -307,14 +307,75 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         )
         var gateContext = GateContext(clientIP: clientIP, peerIP: self.peerIP)
         let plan: ForwardPlan
-        switch config.gate.decide(head: head, context: &gateContext) {
+        switch config.gate.decide(head: head, context: &gateContext, eventLoop: self.context.eventLoop) {
         case .forward(let forwardPlan):
             plan = forwardPlan
         case .answer(let answer):
             self.answerLocally(answer: answer, head: head, context: gateContext)
             return
+        case .later(let decided):
+            self.awaitDecision(decided, head: head, context: gateContext, config: config)
+            return
         }
+        self.forward(head: head, plan: plan, context: gateContext, config: config)
+    }
 
+    /// Holds a request whose decision takes a round trip (Redis): the exchange exists without an upstream, so
+    /// its body is buffered and the client is not read further (as during a `delay`), until the decision comes.
+    private func awaitDecision(
+        _ decided: EventLoopFuture<DecidedGate>,
+        head: HTTPRequestHead,
+        context gateContext: GateContext,
+        config: ProxySnapshot
+    ) {
+        let target = self.pool.nextTarget(of: config.targets)
+        let exchange = Exchange(
+            upstreamHead: head,
+            clientHead: head,
+            target: target,
+            extraResponseHeaders: [],
+            context: gateContext,
+            now: .now()
+        )
+        self.state = .forwarding(exchange)
+        let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
+        let loopBoundExchange = NIOLoopBound(exchange, eventLoop: self.context.eventLoop)
+        decided.hop(to: self.context.eventLoop).whenComplete { result in
+            let this = loopBoundSelf.value
+            let waiting = loopBoundExchange.value
+            guard case .forwarding(let current) = this.state, current === waiting else { return }
+            switch result {
+            case .success(let decision):
+                switch decision.verdict {
+                case .forward(let plan):
+                    this.forward(head: head, plan: plan, context: decision.context, config: config)
+                case .answer(let answer):
+                    this.answerLocally(answer: answer, head: head, context: decision.context, requestEnded: waiting.requestEnded)
+                case .later:
+                    this.closeClient()
+                }
+            case .failure:
+                this.answerLocally(
+                    answer: GateAnswer(status: .serviceUnavailable, headers: [], body: "rate-limit decision failed\n"),
+                    head: head,
+                    context: gateContext,
+                    requestEnded: waiting.requestEnded
+                )
+            }
+        }
+    }
+
+    /// Forwards an admitted request: now, or after the plan's `delay`. A request whose decision was awaited
+    /// already has an exchange holding the body parts that arrived meanwhile; they go out after the head.
+    private func forward(head: HTTPRequestHead, plan: ForwardPlan, context gateContext: GateContext, config: ProxySnapshot) {
+        var buffered: [HTTPClientRequestPart] = []
+        var requestEnded = false
+        var requestBodyBytes = 0
+        if case .forwarding(let waiting) = self.state {
+            buffered = waiting.buffered
+            requestEnded = waiting.requestEnded
+            requestBodyBytes = waiting.requestBodyBytes
+        }
         let target = self.pool.nextTarget(of: config.targets)
         var upstreamHead = head
         self.rewriteForUpstream(&upstreamHead, target: target, config: config)
@@ -327,6 +388,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             now: .now()
         )
         exchange.responseObserver = plan.responseObserver
+        exchange.buffered = buffered
+        exchange.requestEnded = requestEnded
+        exchange.requestBodyBytes = requestBodyBytes
         self.state = .forwarding(exchange)
         if let delay = plan.delay {
             // Held, not rejected: the client is not read meanwhile (no upstream yet).

@@ -3,7 +3,7 @@ import NIOHTTP1
 import SluiceConfig
 
 /// What the proxy knows about a request when it asks the gate, and what the gate tells the log.
-struct GateContext {
+struct GateContext: Sendable {
     var clientIP: IPAddress
     var peerIP: IPAddress
     /// The rule that decided (blocked, or the most constrained one), for the access log.
@@ -18,14 +18,14 @@ struct GateContext {
 }
 
 /// A response the gate produces instead of forwarding (a 429, say).
-struct GateAnswer {
+struct GateAnswer: Sendable {
     var status: HTTPResponseStatus
     var headers: [(name: String, value: String)]
     var body: String
 }
 
 /// How an admitted request is forwarded.
-struct ForwardPlan {
+struct ForwardPlan: Sendable {
     /// Headers added to the upstream's response (rate-limit fields).
     var responseHeaders: [(name: String, value: String)] = []
     /// Hold the request this long before forwarding (gcra `delay`, like nginx `limit_req delay=`).
@@ -41,23 +41,33 @@ protocol ResponseStatusObserver: Sendable {
     func upstreamResponded(status: Int)
 }
 
-enum GateVerdict {
+enum GateVerdict: Sendable {
     /// Forward as the plan says.
     case forward(ForwardPlan)
     /// Do not forward; answer this.
     case answer(GateAnswer)
+    /// The decision needs a round trip (Redis): hold the request, unread, until the future (completed on the
+    /// connection's event loop) says, with the context for the log.
+    case later(EventLoopFuture<DecidedGate>)
+}
+
+/// A decision that took a round trip.
+struct DecidedGate: Sendable {
+    /// `.forward` or `.answer`.
+    var verdict: GateVerdict
+    var context: GateContext
 }
 
 /// The "decide, then forward or answer" step of the request path.
 ///
 /// Called once per request head, on the connection's event loop; must not block.
 protocol RequestGate: Sendable {
-    func decide(head: HTTPRequestHead, context: inout GateContext) -> GateVerdict
+    func decide(head: HTTPRequestHead, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict
 }
 
 /// Forwards everything (no rules).
 struct OpenGate: RequestGate {
-    func decide(head: HTTPRequestHead, context: inout GateContext) -> GateVerdict {
+    func decide(head: HTTPRequestHead, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict {
         .forward(.plain)
     }
 }
