@@ -50,7 +50,7 @@ public struct LimiterInstant: Sendable, Hashable, Comparable, CustomStringConver
 
 extension Duration {
     /// The duration in nanoseconds, saturating at `Int64.max`.
-    var nanoseconds: Int64 {
+    public var nanoseconds: Int64 {
         let (seconds, attoseconds) = self.components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? Int64.min : Int64.max }
