@@ -43,6 +43,7 @@ let package = Package(
             dependencies: [
                 "SluiceConfig",
                 "SluiceLimiter",
+                "SluiceRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -22,6 +22,9 @@ public final class ProxyServer: Service, Sendable {
 
     private let shared: ProxyShared
     private let state = NIOLockedValueBox(State())
+    /// The event loops: created with the server so that a store talking to a server (Redis) keeps its connections
+    /// on the loops that serve the requests; run from ``start()``, shut down by ``stop()``.
+    private let group: MultiThreadedEventLoopGroup
     /// Open client connections, so a drain that outlives `timeouts.shutdown` can close them
     /// while their loops still run. One lock operation per connection, none per request.
     private let clients = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
@@ -38,9 +41,14 @@ public final class ProxyServer: Service, Sendable {
     ) {
         self.logger = logger
         self.onListening = onListening
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.server.threads ?? System.coreCount)
+        self.group = group
         let accessLog = AccessLog(configuration.server.accessLog)
         self.shared = ProxyShared(
-            snapshot: ProxySnapshot(configuration: configuration, gate: Self.makeGate(configuration, previous: nil, logger: logger)),
+            snapshot: ProxySnapshot(
+                configuration: configuration,
+                gate: Self.makeGate(configuration, previous: nil, group: group, logger: logger)
+            ),
             logger: logger,
             accessLog: accessLog
         )
@@ -55,9 +63,15 @@ public final class ProxyServer: Service, Sendable {
     }
 
     /// The gate of a configuration; counters of unchanged rules carry over from `previous` (SPEC §6).
-    static func makeGate(_ configuration: SluiceConfiguration, previous: (any RequestGate)?, logger: Logger) -> any RequestGate {
-        let previousLimiter = (previous as? LimiterGate)?.limiter
-        return LimiterGate(limiter: RateLimiter(configuration: configuration, previous: previousLimiter), logger: logger)
+    static func makeGate(
+        _ configuration: SluiceConfiguration,
+        previous: (any RequestGate)?,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) -> any RequestGate {
+        let previousStore = (previous as? LimiterGate)?.limiter.store
+        let store = StoreFactory.store(for: configuration.storage, previous: previousStore, group: group, logger: logger)
+        return LimiterGate(limiter: RateLimiter(configuration: configuration, store: store), logger: logger)
     }
 
     /// Swaps in a validated configuration (SPEC §6): new requests use it at once, requests in
@@ -67,9 +81,17 @@ public final class ProxyServer: Service, Sendable {
         let previous = self.shared.current()
         let snapshot = ProxySnapshot(
             configuration: configuration,
-            gate: Self.makeGate(configuration, previous: previous.gate, logger: self.logger)
+            gate: Self.makeGate(configuration, previous: previous.gate, group: self.group, logger: self.logger)
         )
         self.shared.replace(with: snapshot)
+        if let old = (previous.gate as? LimiterGate)?.limiter.store, old !== (snapshot.gate as? LimiterGate)?.limiter.store {
+            // A new kind of storage (or new Redis settings): the old store's requests in flight finish first.
+            Task { [logger = self.logger] in
+                try? await Task.sleep(for: .seconds(5))
+                await StoreFactory.close(old)
+                logger.debug("closed the previous rate-limit store")
+            }
+        }
         self.shared.accessLog.reconfigure(configuration.server.accessLog)
         // Compared with the listeners actually bound, not the previous file: a listener that could not be
         // bound on an earlier reload is tried again.
@@ -89,8 +111,7 @@ public final class ProxyServer: Service, Sendable {
     /// Binds every listener; throws if one cannot be bound.
     public func start() async throws {
         let configuration = self.shared.current().configuration
-        let threads = configuration.server.threads ?? System.coreCount
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let group = self.group
         do {
             try await self.bindListeners(configuration.server.listen, group: group)
         } catch {
@@ -276,7 +297,7 @@ public final class ProxyServer: Service, Sendable {
 
     /// Drains: stop accepting, let in-flight exchanges finish within `timeouts.shutdown`, then close.
     public func stop() async {
-        let (group, quiesce, listeners, pools) = self.state.withLockedValue { state in
+        let (alreadyStopped, group, quiesce, listeners, pools) = self.state.withLockedValue { state in
             let alreadyStopped = state.stopped
             state.stopped = true
             defer {
@@ -285,9 +306,16 @@ public final class ProxyServer: Service, Sendable {
                 state.pools = [:]
             }
             return alreadyStopped
-                ? (nil, nil, [], []) : (state.group, state.quiesce, state.listeners.map(\.1), Array(state.pools.values))
+                ? (true, nil, nil, [], [])
+                : (false, state.group, state.quiesce, state.listeners.map(\.1), Array(state.pools.values))
         }
-        guard let group else { return }
+        if alreadyStopped { return }
+        guard let group else {
+            // Never started (or its start failed): only the store and the loops to release.
+            await StoreFactory.close(self.limiter?.store)
+            try? await self.group.shutdownGracefully()
+            return
+        }
         self.shared.startDraining()
         let timeout = self.shared.current().configuration.server.timeouts.shutdown
         if let quiesce {
@@ -316,6 +344,7 @@ public final class ProxyServer: Service, Sendable {
         }
         _ = consume quiesce
         self.shared.accessLog.flush()
+        await StoreFactory.close(self.limiter?.store)
         try? await group.shutdownGracefully()
     }
 }

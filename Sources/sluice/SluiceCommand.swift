@@ -77,8 +77,7 @@ func makeLogger(level: String) -> Logger {
 }
 
 /// Settings this build parses and validates but cannot serve yet. Refusing to start is better
-/// than serving something else than the file says (plain HTTP instead of TLS, one instance's
-/// counters instead of a shared Redis budget).
+/// than serving something else than the file says (plain HTTP instead of TLS).
 func unsupportedSettings(_ configuration: SluiceConfiguration) -> [String] {
     var problems: [String] = []
     if configuration.server.tls != nil {
@@ -87,8 +86,8 @@ func unsupportedSettings(_ configuration: SluiceConfiguration) -> [String] {
     if configuration.upstream.targets.contains(where: { $0.scheme == .https }) {
         problems.append("upstream: https:// upstreams are not supported by this build yet")
     }
-    if configuration.storage.kind == .redis {
-        problems.append("storage.kind: redis is not supported by this build yet")
+    if configuration.storage.kind == .redis, configuration.storage.redis?.useTLS == true {
+        problems.append("storage.url: rediss:// (Redis over TLS) is not supported by this build yet")
     }
     return problems
 }

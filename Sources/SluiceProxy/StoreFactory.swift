@@ -1,0 +1,35 @@
+import Logging
+import NIOCore
+import SluiceConfig
+import SluiceLimiter
+import SluiceRedis
+
+/// The counters' store for a configuration (SPEC §2 `storage`, §8).
+///
+/// A reload keeps the running store when the storage settings are unchanged, so counters carry over (SPEC §6);
+/// a change of kind or of Redis settings makes a new one.
+enum StoreFactory {
+    static func store(
+        for storage: StorageConfiguration,
+        previous: (any RateLimitStore)?,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) -> any RateLimitStore {
+        switch storage.kind {
+        case .redis:
+            if let redis = storage.redis {
+                if let previous = previous as? RedisStore, previous.configuration == redis { return previous }
+                return RedisStore(configuration: redis, group: group, localMaxKeys: storage.maxKeys, logger: logger)
+            }
+            fallthrough
+        case .memory:
+            if let previous = previous as? MemoryStore { return previous }
+            return MemoryStore(maxKeys: storage.maxKeys)
+        }
+    }
+
+    /// Releases what a store holds (Redis connections).
+    static func close(_ store: (any RateLimitStore)?) async {
+        if let redis = store as? RedisStore { await redis.close() }
+    }
+}

@@ -1,0 +1,176 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// A fixed number of pipelined ``RedisConnection``s spread over an event loop group.
+///
+/// - Connections are opened on first use, one per slot, each slot on `group.next()`; after
+///   that a slot is reconnected in the background with exponential backoff (25 ms doubling to
+///   2 s, with jitter) whenever its connection is lost or cannot be opened.
+/// - ``send(_:preferring:)`` picks a connection on the caller's event loop when there is one
+///   (no thread hop for the command or its reply), else the next one round robin.
+/// - It never waits for a reconnect: with no connection up, a command fails at once with
+///   ``RedisError/unavailable(_:)``, so `on_error` decides right away (SPEC §8). Only the very
+///   first commands, sent before the first connections were tried at all, wait for those
+///   attempts (bounded by the connect and command timeouts).
+/// - State changes are logged once each (up, lost, re-established, cannot connect), commands
+///   never.
+///
+/// Call ``close()`` when done: until then the pool keeps reconnecting.
+public final class RedisPool: Sendable {
+    private let endpoint: RedisEndpoint
+    private let size: Int
+    private let group: any EventLoopGroup
+    private let connectTimeout: TimeAmount
+    private let commandTimeout: TimeAmount
+    private let logger: Logger
+    private let state = Mutex(RedisPoolState())
+
+    /// - Parameters:
+    ///   - endpoint: The server and credentials.
+    ///   - size: How many connections to keep (at least 1).
+    ///   - group: Where the connections live, spread with `group.next()`.
+    ///   - connectTimeout: For each TCP connect.
+    ///   - commandTimeout: How long a command may wait for its reply.
+    ///   - logger: Receives one line per connection state change.
+    public init(
+        endpoint: RedisEndpoint,
+        size: Int,
+        group: any EventLoopGroup,
+        connectTimeout: TimeAmount,
+        commandTimeout: TimeAmount,
+        logger: Logger
+    ) {
+        self.endpoint = endpoint
+        self.size = max(1, size)
+        self.group = group
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+        var logger = logger
+        logger[metadataKey: "redis"] = "\(endpoint)"
+        self.logger = logger
+    }
+
+    deinit {
+        // Dropped without close(): at least leave no socket or timer behind.
+        let closing = self.state.withLock { $0.close() }
+        for retry in closing.retries { retry.cancel() }
+        for waiter in closing.waiters { waiter.promise.fail(RedisError.unavailable("pool closed")) }
+        for connection in closing.connections { connection.channel.close(promise: nil) }
+    }
+
+    /// `true` while at least one connection is up.
+    public var isConnected: Bool {
+        self.state.withLock { state in
+            state.slots.contains { slot in
+                if case .connected(let connection) = slot.phase { return connection.isActive }
+                return false
+            }
+        }
+    }
+
+    /// Sends `command` on one of the pool's connections.
+    ///
+    /// - Parameters:
+    ///   - command: The command.
+    ///   - eventLoop: The caller's loop: a connection on it is preferred, and the result
+    ///     completes on it. `nil`: any connection, completing on that connection's loop.
+    /// - Returns: The reply; ``RedisError/unavailable(_:)`` at once when no connection is up.
+    public func send(_ command: RedisCommand, preferring eventLoop: (any EventLoop)?) -> EventLoopFuture<RESPValue> {
+        let route = self.state.withLock { state in
+            state.route(preferring: eventLoop, size: self.size, group: self.group) {
+                RedisPoolState.Waiter(command: command, promise: (eventLoop ?? self.group.any()).makePromise())
+            }
+        }
+        switch route {
+        case .connection(let connection):
+            let reply = connection.send(command)
+            if let eventLoop, eventLoop !== connection.eventLoop { return reply.hop(to: eventLoop) }
+            return reply
+        case .wait(let reply, let start):
+            for slot in start { self.connect(slot: slot) }
+            return reply
+        case .fail(let error):
+            return (eventLoop ?? self.group.any()).makeFailedFuture(error)
+        }
+    }
+
+    /// Closes every connection and stops reconnecting; commands sent afterwards fail with
+    /// ``RedisError/unavailable(_:)``.
+    public func close() async {
+        let closing = self.state.withLock { $0.close() }
+        for retry in closing.retries { retry.cancel() }
+        for waiter in closing.waiters { waiter.promise.fail(RedisError.unavailable("pool closed")) }
+        for attempt in closing.attempts {
+            if let connection = try? await attempt.get() { try? await connection.close().get() }
+        }
+        for connection in closing.connections { try? await connection.close().get() }
+    }
+
+    // MARK: - Background connecting
+
+    /// Starts one attempt for `slot`; its result is handled in ``connectCompleted``.
+    private func connect(slot index: Int) {
+        let eventLoop: (any EventLoop)? = self.state.withLock { state in
+            state.isClosed ? nil : state.slots[index].eventLoop
+        }
+        guard let eventLoop else { return }
+        let attempt = RedisConnection.connect(
+            to: self.endpoint,
+            on: eventLoop,
+            connectTimeout: self.connectTimeout,
+            commandTimeout: self.commandTimeout,
+            logger: self.logger
+        )
+        // Recorded before the callback is registered, so the callback always finds it.
+        self.state.withLock { state in state.attemptStarted(slot: index, attempt) }
+        attempt.whenComplete { [weak self] result in self?.connectCompleted(slot: index, result) }
+    }
+
+    private func connectCompleted(slot index: Int, _ result: Result<RedisConnection, any Error>) {
+        switch result {
+        case .success(let connection):
+            let outcome = self.state.withLock { state in state.connected(slot: index, connection) }
+            switch outcome {
+            case .closeIt:
+                connection.channel.close(promise: nil)
+            case .up(let reconnected, let waiters):
+                self.logger.info(
+                    reconnected ? "Redis connection re-established" : "Redis connection up",
+                    metadata: ["slot": "\(index)"]
+                )
+                connection.closeFuture.whenComplete { [weak self] _ in self?.connectionClosed(slot: index, connection) }
+                for waiter in waiters { connection.send(waiter.command).cascade(to: waiter.promise) }
+            }
+        case .failure(let error):
+            let redisError = error as? RedisError ?? .unavailable("\(error)")
+            let outcome = self.state.withLock { state in state.attemptFailed(slot: index) }
+            guard let outcome else { return }
+            if outcome.isFirstFailure {
+                self.logger.warning(
+                    "Cannot connect to Redis; retrying in the background",
+                    metadata: ["slot": "\(index)", "error": "\(redisError)"]
+                )
+            }
+            for waiter in outcome.waiters { waiter.promise.fail(redisError) }
+            self.scheduleRetry(slot: index, attempt: outcome.failures)
+        }
+    }
+
+    private func connectionClosed(slot index: Int, _ connection: RedisConnection) {
+        guard self.state.withLock({ state in state.lost(slot: index, connection) }) else { return }
+        self.logger.warning("Redis connection lost; reconnecting in the background", metadata: ["slot": "\(index)"])
+        self.scheduleRetry(slot: index, attempt: 1)
+    }
+
+    private func scheduleRetry(slot index: Int, attempt: Int) {
+        let delay = RedisBackoff.delay(attempt: attempt)
+        self.state.withLock { state in
+            guard !state.isClosed else { return }
+            let retry = state.slots[index].eventLoop.scheduleTask(in: delay) { [weak self] () -> Void in
+                self?.connect(slot: index)
+            }
+            state.backingOff(slot: index, retry)
+        }
+    }
+}

@@ -1,0 +1,304 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SluiceConfig
+import SluiceLimiter
+import Synchronization
+
+/// `storage.kind: redis` (SPEC §8): counters in a Redis that several Sluice instances share.
+///
+/// Each request is one `EVALSHA` of ``RedisScript`` (every limit of the request, all or nothing, with the server's
+/// `TIME`), pipelined with the other requests of its event loop on a shared connection. Around it:
+/// - a ``DenialCache`` answers requests known to be refused without asking Redis;
+/// - a ``CircuitBreaker`` stops asking a Redis that keeps failing, and probes it again later;
+/// - when Redis cannot answer (down, slower than `timeout`, breaker open), `on_error` decides: `allow` admits,
+///   `deny` refuses with 503, `local` decides in a memory store with COUNT/`instances` per limit, so a fleet in
+///   degraded mode does not multiply the budget. Back with Redis, the local counts are simply no longer read.
+public final class RedisStore: RateLimitStore {
+    /// Fixed, so every instance names a key alike (the memory store's seed is random instead).
+    public let keySeed = StorageKey(high: 0x736c_7569_6365_2d72, low: 0x6564_6973_2d6b_6579)
+    public var decidesSynchronously: Bool { false }
+
+    /// The settings it was made with (a reload with the same ones keeps this store and its connections).
+    public let configuration: RedisStorageConfiguration
+    private let pool: RedisPool
+    private let prefix: String
+    private let onError: RedisStorageConfiguration.OnError
+    private let instances: Int
+    private let useServerTime: Bool
+    private let local: MemoryStore
+    private let breaker: CircuitBreaker
+    private let denials: DenialCache?
+    private let scriptSHA = Mutex<String?>(nil)
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - useServerTime: `false` only in tests that compare decisions with the memory store at chosen instants.
+    ///   - cacheRefusals: `false` only in those tests too (a cached refusal repeats the numbers of the refusal).
+    public init(
+        configuration: RedisStorageConfiguration,
+        group: any EventLoopGroup,
+        localMaxKeys: Int,
+        logger: Logger,
+        useServerTime: Bool = true,
+        cacheRefusals: Bool = true
+    ) {
+        self.denials = cacheRefusals ? DenialCache() : nil
+        self.configuration = configuration
+        let timeout = TimeAmount.nanoseconds(configuration.timeout.nanoseconds)
+        self.pool = RedisPool(
+            endpoint: RedisEndpoint(configuration),
+            size: max(1, configuration.poolSize),
+            group: group,
+            connectTimeout: max(timeout, .milliseconds(250)),
+            commandTimeout: timeout,
+            logger: logger
+        )
+        self.prefix = configuration.keyPrefix
+        self.onError = configuration.onError
+        self.instances = max(1, configuration.instances)
+        self.useServerTime = useServerTime
+        self.local = MemoryStore(maxKeys: localMaxKeys)
+        self.breaker = CircuitBreaker(logger: logger)
+        self.logger = logger
+    }
+
+    /// Closes the connections.
+    public func close() async {
+        await self.pool.close()
+    }
+
+    /// Whether decisions go to Redis now (`/readyz`).
+    public var isAvailable: Bool {
+        self.breaker.isClosed && self.pool.isConnected
+    }
+
+    /// The Redis key of a counter.
+    public func redisKey(_ key: StorageKey) -> String {
+        self.prefix + key.description
+    }
+
+    // MARK: Deciding
+
+    public func decide(_ batch: DecisionBatch, now: LimiterInstant, completion: @escaping @Sendable (DecisionBatch) -> Void) {
+        if let known = self.denials?.answer(batch, now: now) {
+            completion(known)
+            return
+        }
+        guard self.breaker.allowsRequest(now: now) else {
+            completion(self.decideWithoutRedis(batch, now: now))
+            return
+        }
+        let requested = batch
+        self.evaluate(operation: "decide", items: batch.items, now: now).whenComplete { result in
+            switch result {
+            case .success(let reply):
+                guard var decided = Self.apply(reply, to: requested) else {
+                    self.breaker.recordFailure(RedisError.protocolError("unexpected script reply"), now: now)
+                    completion(self.decideWithoutRedis(requested, now: now))
+                    return
+                }
+                self.breaker.recordSuccess()
+                decided.storageUnavailable = false
+                self.denials?.remember(decided, now: now)
+                completion(decided)
+            case .failure(let error):
+                self.breaker.recordFailure(error, now: now)
+                completion(self.decideWithoutRedis(requested, now: now))
+            }
+        }
+    }
+
+    /// Synchronous callers (not the proxy) get the `on_error` decision: this store never blocks for Redis.
+    public func decide(_ batch: inout DecisionBatch, now: LimiterInstant) {
+        batch = self.decideWithoutRedis(batch, now: now)
+    }
+
+    public func commit(_ items: some Collection<StoreItem>, now: LimiterInstant) {
+        let items = SmallArray<2, StoreItem>(items)
+        guard self.breaker.allowsRequest(now: now) else {
+            if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
+            return
+        }
+        self.evaluate(operation: "commit", items: items, now: now).whenComplete { result in
+            switch result {
+            case .success: self.breaker.recordSuccess()
+            case .failure(let error):
+                self.breaker.recordFailure(error, now: now)
+                if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
+            }
+        }
+    }
+
+    /// What `on_error` says while Redis cannot answer.
+    private func decideWithoutRedis(_ batch: DecisionBatch, now: LimiterInstant) -> DecisionBatch {
+        var decided = batch
+        switch self.onError {
+        case .allow:
+            decided.isAdmitted = true
+            for index in 0..<decided.items.count {
+                decided.results[index] = StoreItemResult(
+                    verdict: .admitted,
+                    remaining: decided.items[index].limit.count,
+                    resetNanoseconds: 0
+                )
+            }
+        case .deny:
+            decided.isAdmitted = false
+            decided.storageUnavailable = true
+            for index in 0..<decided.items.count {
+                decided.results[index] = StoreItemResult(verdict: .denied(retryAfterNanoseconds: 1_000_000_000), remaining: 0, resetNanoseconds: 0)
+            }
+        case .local:
+            var scaled = DecisionBatch()
+            for item in self.scaled(batch.items) { scaled.append(item) }
+            self.local.decide(&scaled, now: now)
+            decided.isAdmitted = scaled.isAdmitted
+            for index in 0..<decided.items.count { decided.results[index] = scaled.results[index] }
+        }
+        return decided
+    }
+
+    /// The items with each limit's COUNT (and burst) divided among `instances`, at least 1.
+    private func scaled(_ items: some Collection<StoreItem>) -> [StoreItem] {
+        items.map { item in
+            var item = item
+            item.limit = LimitParameters(
+                count: max(1, item.limit.count / Int64(self.instances)),
+                periodNanoseconds: item.limit.periodNanoseconds,
+                burst: item.limit.burst / Int64(self.instances),
+                delayNanoseconds: item.limit.delayNanoseconds
+            )
+            return item
+        }
+    }
+
+    // MARK: The script
+
+    /// Runs the script with `EVALSHA`, loading it (`EVAL`) when Redis does not know it (`NOSCRIPT`: first use, or
+    /// after a restart or `SCRIPT FLUSH`).
+    private func evaluate(operation: String, items: SmallArray<2, StoreItem>, now: LimiterInstant) -> EventLoopFuture<RESPValue> {
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop
+        let arguments = self.scriptArguments(operation: operation, items: items, now: now)
+        guard let sha = self.scriptSHA.withLock({ $0 }) else {
+            return self.loadAndRun(arguments, preferring: loop)
+        }
+        let run = self.pool.send(RedisCommand(arguments: [Self.bytes("EVALSHA"), Self.bytes(sha)] + arguments), preferring: loop)
+        return run.flatMapError { error in
+            if case RedisError.server(let message) = error, message.hasPrefix("NOSCRIPT") {
+                return self.loadAndRun(arguments, preferring: loop)
+            }
+            return run.eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    private func loadAndRun(_ arguments: [ByteBuffer], preferring loop: (any EventLoop)?) -> EventLoopFuture<RESPValue> {
+        // EVAL caches the script server-side; SCRIPT LOAD tells us its SHA for the next calls.
+        let run = self.pool.send(RedisCommand(arguments: [Self.bytes("EVAL"), Self.bytes(RedisScript.source)] + arguments), preferring: loop)
+        self.pool.send(RedisCommand("SCRIPT", "LOAD", RedisScript.source), preferring: loop).whenSuccess { reply in
+            if let sha = reply.string { self.scriptSHA.withLock { $0 = sha } }
+        }
+        return run
+    }
+
+    /// `numkeys KEYS... ARGV...` of the script for `items`.
+    private func scriptArguments(operation: String, items: SmallArray<2, StoreItem>, now: LimiterInstant) -> [ByteBuffer] {
+        var arguments: [ByteBuffer] = []
+        arguments.reserveCapacity(1 + items.count * 12 + 3)
+        arguments.append(Self.bytes(String(items.count * 2)))
+        for item in items {
+            let key = self.redisKey(item.key)
+            arguments.append(Self.bytes(key))
+            arguments.append(Self.bytes(item.penaltyKey.map(self.redisKey) ?? key))
+        }
+        arguments.append(Self.bytes(operation))
+        arguments.append(Self.bytes(self.useServerTime ? "" : String(now.nanosecondsSinceEpoch / 1000)))
+        arguments.append(Self.bytes(String(items.count)))
+        for item in items {
+            let values: [Int64] = [
+                Self.code(item.algorithm),
+                item.limit.count,
+                item.limit.periodNanoseconds / 1000,
+                item.limit.burst,
+                item.limit.delayNanoseconds / 1000,
+                item.cost,
+                item.mode == .consume ? 1 : 0,
+                item.isEnforced ? 1 : 0,
+                Int64(item.group),
+                item.penaltyKey == nil ? 0 : item.penaltyNanoseconds / 1000,
+            ]
+            for value in values { arguments.append(Self.bytes(String(value))) }
+        }
+        return arguments
+    }
+
+    /// Fills `batch` from the script's reply; `nil` when the reply is not what the script returns.
+    static func apply(_ reply: RESPValue, to batch: DecisionBatch) -> DecisionBatch? {
+        guard let values = reply.array, values.count == 2 + 5 * batch.items.count else { return nil }
+        var numbers: [Int64] = []
+        numbers.reserveCapacity(values.count)
+        for value in values {
+            guard let number = value.int else { return nil }
+            numbers.append(number)
+        }
+        var decided = batch
+        decided.isAdmitted = numbers[1] == 1
+        for index in 0..<batch.items.count {
+            let base = 2 + index * 5
+            let wait = numbers[base + 1] * 1000
+            let verdict: StepVerdict
+            switch numbers[base] {
+            case 0: verdict = .admitted
+            case 1: verdict = .delayed(nanoseconds: wait)
+            default: verdict = .denied(retryAfterNanoseconds: max(1, wait))
+            }
+            decided.results[index] = StoreItemResult(
+                verdict: verdict,
+                remaining: numbers[base + 2],
+                resetNanoseconds: numbers[base + 3] * 1000,
+                isPenaltyBlocked: numbers[base + 4] == 1
+            )
+        }
+        return decided
+    }
+
+    private static func code(_ algorithm: Algorithm) -> Int64 {
+        switch algorithm {
+        case .fixedWindow: 1
+        case .slidingWindow: 2
+        case .movingWindow: 3
+        case .tokenBucket: 4
+        case .gcra: 5
+        }
+    }
+
+    private static func bytes(_ text: String) -> ByteBuffer {
+        ByteBuffer(string: text)
+    }
+
+    // MARK: Inspection (admin API)
+
+    public func status(of item: StoreItem, now: LimiterInstant) -> StoreItemResult? {
+        // Looking needs a round trip; the admin API will ask through an asynchronous variant.
+        nil
+    }
+
+    public func blockedUntil(_ penaltyKey: StorageKey, now: LimiterInstant) -> LimiterInstant? {
+        nil
+    }
+
+    @discardableResult
+    public func reset(_ key: StorageKey) -> Bool {
+        _ = self.pool.send(RedisCommand("DEL", self.redisKey(key)), preferring: nil)
+        return true
+    }
+
+    /// Redis keys expire on their own (every write sets a TTL).
+    @discardableResult
+    public func removeIdleKeys(now: LimiterInstant) -> Int {
+        self.local.removeIdleKeys(now: now)
+    }
+
+    public var trackedKeys: Int { self.local.trackedKeys }
+    public var evictions: Int { self.local.evictions }
+}

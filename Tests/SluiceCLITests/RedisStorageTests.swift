@@ -1,0 +1,71 @@
+import Foundation
+import SluiceTestSupport
+import Testing
+
+/// `storage.kind: redis` with the real binary (SPEC §8): instances sharing one budget, and `on_error` at the HTTP
+/// level while Redis is away.
+@Suite("redis storage end to end") struct RedisStorageTests {
+    static func config(upstreamPort: Int, redisPort: Int, onError: String = "local", limit: String = "20/minute") -> String {
+        E2E.config(
+            upstreamPort: upstreamPort,
+            rest: """
+                storage:
+                  kind: redis
+                  url: redis://127.0.0.1:\(redisPort)/0
+                  timeout: 100ms
+                  pool_size: 2
+                  on_error: \(onError)
+                  instances: 2
+                rules:
+                  - name: shared-budget
+                    key: [ip]
+                    limits: ["\(limit)"]
+                    algorithm: fixed_window
+                """
+        )
+    }
+
+    /// Two instances, requests to both at once: together they admit exactly the limit.
+    @Test func twoInstancesAdmitTogetherExactlyTheLimit() async throws {
+        try await withRedisServer { redis in
+            try await E2E.withSluice({ Self.config(upstreamPort: $0, redisPort: redis.port) }) { first async throws in
+                try await E2E.withSluice({ Self.config(upstreamPort: $0, redisPort: redis.port) }) { second async throws in
+                    let statuses = try await withThrowingTaskGroup(of: [Int].self) { tasks in
+                        for port in [first.port, second.port, first.port, second.port] {
+                            tasks.addTask { try await E2E.statuses(port: port, "/hello", count: 15) }
+                        }
+                        var all: [Int] = []
+                        for try await part in tasks { all += part }
+                        return all
+                    }
+                    #expect(statuses.count == 60)
+                    #expect(statuses.filter { $0 == 200 }.count == 20, "\(statuses)")
+                    #expect(statuses.filter { $0 == 429 }.count == 40)
+                    #expect(first.upstream.requestURIs.count + second.upstream.requestURIs.count == 20)
+                }
+            }
+        }
+    }
+
+    /// `on_error: deny`: 503 while Redis is away, at once; limiting resumes by itself when it is back.
+    @Test func redisAwayFailsClosedThenRecovers() async throws {
+        try await withRedisServer { redis in
+            try await E2E.withSluice({ Self.config(upstreamPort: $0, redisPort: redis.port, onError: "deny", limit: "1000/minute") }) {
+                sluice async throws in
+                #expect(try await E2E.statuses(port: sluice.port, "/hello", count: 3) == [200, 200, 200])
+                await redis.stop()
+                let start = ContinuousClock.now
+                let during = try await E2E.statuses(port: sluice.port, "/hello", count: 5)
+                #expect(during == [503, 503, 503, 503, 503])
+                #expect(ContinuousClock.now - start < .seconds(3))
+                try await redis.restart()
+                var recovered = false
+                for _ in 0..<50 where !recovered {
+                    try await Task.sleep(for: .milliseconds(200))
+                    recovered = try await E2E.statuses(port: sluice.port, "/hello", count: 1) == [200]
+                }
+                #expect(recovered)
+            }
+        }
+    }
+}
