@@ -58,7 +58,6 @@ public final class RedisServer: @unchecked Sendable {
         }
         await process.exited()
         watchdog.cancel()
-
     }
 
     /// Stops the server and starts a new one on the same port (its data is gone).
@@ -72,25 +71,17 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     /// Runs `redis-cli` against this server (with its password) and returns its output, trimmed.
-    /// Blocks the calling thread until `redis-cli` exits: for assertions only.
+    /// Blocks the calling thread until `redis-cli` exits (a few milliseconds): for assertions.
     @discardableResult
     public func cli(_ arguments: String...) -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable("redis-cli"))
         var all = ["-h", "127.0.0.1", "-p", String(self.port)]
         if let password = self.password { all += ["-a", password, "--no-auth-warning"] }
-        process.arguments = all + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
         do {
-            try process.run()
+            let output = try CleanSpawn.run(Self.executable("redis-cli"), all + arguments)
+            return output.trimmingCharacters(in: .whitespacesAndNewlines)
         } catch {
             return "redis-cli failed to start: \(error)"
         }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Everything the current server process has printed (for failure messages).
@@ -161,12 +152,9 @@ public struct RedisServerError: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// One `redis-server` process, spawned with a clean signal state.
-///
-/// Not Foundation's `Process`: it spawns children with the signal mask of the calling thread,
-/// and the threads Swift concurrency runs on block SIGTERM, so the server would ignore it.
-/// `posix_spawn` with `POSIX_SPAWN_SETSIGMASK` gives the child an empty mask and default
-/// handlers. The server logs to a file (`--logfile`), which is where readiness is read from.
+/// One `redis-server` process, started by ``CleanSpawn`` (so SIGTERM reaches it and it holds
+/// no descriptor of the test process). It logs to a file (`--logfile`), which is where
+/// readiness is read from.
 private final class RedisProcess: @unchecked Sendable {
     // @unchecked: `exitStatus` is only touched under `lock`; `pid` and `logFile` are immutable.
     let pid: pid_t
@@ -177,37 +165,7 @@ private final class RedisProcess: @unchecked Sendable {
     init(_ executable: String, _ arguments: [String], logFile: String) throws {
         self.logFile = logFile
         _ = FileManager.default.createFile(atPath: logFile, contents: nil)
-        #if canImport(Darwin)
-        var attributes: posix_spawnattr_t? = nil
-        var actions: posix_spawn_file_actions_t? = nil
-        #else
-        var attributes = posix_spawnattr_t()
-        var actions = posix_spawn_file_actions_t()
-        #endif
-        posix_spawnattr_init(&attributes)
-        posix_spawn_file_actions_init(&actions)
-        defer {
-            posix_spawnattr_destroy(&attributes)
-            posix_spawn_file_actions_destroy(&actions)
-        }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid = pid_t()
-        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
-        guard result == 0 else {
-            throw RedisServerError(description: "cannot spawn \(executable): errno \(result)")
-        }
-        self.pid = pid
+        self.pid = try CleanSpawn.spawn(executable, arguments)
     }
 
     /// What the server has logged so far.

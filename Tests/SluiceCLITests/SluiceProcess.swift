@@ -1,9 +1,10 @@
 import Foundation
+import SluiceTestSupport
 import Testing
 
 /// The `sluice` binary built next to this test bundle, run as a child process.
 final class SluiceProcess: @unchecked Sendable {
-    // @unchecked: `output` is only touched under `lock`.
+    // @unchecked: `output` and `exitStatus` are only touched under `lock`; `pid` is immutable.
     static var binaryPath: String {
         let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
         var dir = testBinary.deletingLastPathComponent()
@@ -16,28 +17,39 @@ final class SluiceProcess: @unchecked Sendable {
         return ".build/debug/sluice"
     }
 
-    let process = Process()
+    /// The child, started by ``CleanSpawn`` (Foundation's `Process` would pass on the test process's sockets and
+    /// blocked signals).
+    let pid: pid_t
     private let lock = NSLock()
     private var output = ""
+    private var exitStatus: Int32?
 
     /// Starts `sluice ARGS` and collects stdout and stderr together.
     init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        self.process.executableURL = URL(fileURLWithPath: Self.binaryPath)
-        self.process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        self.process.environment = env
-        let pipe = Pipe()
-        self.process.standardOutput = pipe
-        self.process.standardError = pipe
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.lock()
-            self.output += String(decoding: data, as: UTF8.self)
-            self.lock.unlock()
+        var fds: [Int32] = [0, 0]
+        guard CleanSpawn.makePipe(&fds) == 0 else { throw CancellationError() }
+        do {
+            self.pid = try CleanSpawn.spawn(Self.binaryPath, arguments, output: fds[1], environment: env)
+        } catch {
+            close(fds[0])
+            close(fds[1])
+            throw error
         }
-        try self.process.run()
+        close(fds[1])
+        let reader = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)
+        // A plain thread reads until the child (and anything it started) closes the pipe.
+        Thread.detachNewThread { [weak self] in
+            while true {
+                let data = reader.availableData
+                if data.isEmpty { return }
+                guard let self else { return }
+                self.lock.lock()
+                self.output += String(decoding: data, as: UTF8.self)
+                self.lock.unlock()
+            }
+        }
     }
 
     var outputSoFar: String {
@@ -46,12 +58,34 @@ final class SluiceProcess: @unchecked Sendable {
         return self.output
     }
 
+    /// Whether the child still runs (reaps it once it has exited; never blocks).
+    var isRunning: Bool {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        if self.exitStatus != nil { return false }
+        var status: Int32 = 0
+        if waitpid(self.pid, &status, WNOHANG) == self.pid {
+            // Exit code, or 128 + the signal that ended it.
+            let signal = status & 0x7f
+            self.exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+            return false
+        }
+        return true
+    }
+
+    /// The exit status once ``isRunning`` has turned false.
+    var terminationStatus: Int32 {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        return self.exitStatus ?? -1
+    }
+
     /// Waits (bounded) until the output contains `text`.
     func waitForOutput(_ text: String, timeout: Duration = .seconds(20)) async throws {
         let deadline = ContinuousClock.now + timeout
         while !self.outputSoFar.contains(text) {
-            if !self.process.isRunning {
-                Issue.record("sluice exited (\(self.process.terminationStatus)) before printing '\(text)': \(self.outputSoFar)")
+            if !self.isRunning {
+                Issue.record("sluice exited (\(self.terminationStatus)) before printing '\(text)': \(self.outputSoFar)")
                 throw CancellationError()
             }
             if ContinuousClock.now > deadline {
@@ -70,25 +104,29 @@ final class SluiceProcess: @unchecked Sendable {
     }
 
     func signal(_ sig: Int32) {
-        kill(self.process.processIdentifier, sig)
+        if self.isRunning { kill(self.pid, sig) }
     }
 
     /// Waits (bounded) for exit; returns the exit status.
     func waitForExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
-        while self.process.isRunning {
+        while self.isRunning {
             if ContinuousClock.now > deadline {
-                self.process.terminate()
+                kill(self.pid, SIGKILL)
                 Issue.record("sluice did not exit in time")
                 throw CancellationError()
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        return self.process.terminationStatus
+        return self.terminationStatus
     }
 
     deinit {
-        if self.process.isRunning { self.process.terminate() }
+        if self.isRunning {
+            kill(self.pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(self.pid, &status, 0)
+        }
     }
 
     /// Runs `sluice ARGS` to completion: (exit status, combined output).

@@ -71,7 +71,7 @@ enum E2E {
             await upstream.close()
             try? FileManager.default.removeItem(atPath: path)
         } catch {
-            process.process.terminate()
+            process.signal(SIGTERM)
             await upstream.close()
             try? FileManager.default.removeItem(atPath: path)
             throw error
