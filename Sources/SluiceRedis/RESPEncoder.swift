@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceLimiter
 
 /// Encodes a ``RedisCommand`` as a RESP array of bulk strings: `*N\r\n` then `$len\r\n<bytes>\r\n`
 /// per argument.
@@ -12,6 +13,10 @@ public struct RESPEncoder: MessageToByteEncoder {
     public init() {}
 
     public func encode(data command: RedisCommand, out: inout ByteBuffer) {
+        if let encoded = command.encoded {
+            out.writeImmutableBuffer(encoded)
+            return
+        }
         var size = 16
         for argument in command.arguments { size += argument.readableBytes + 16 }
         out.reserveCapacity(minimumWritableBytes: size)
@@ -24,15 +29,76 @@ public struct RESPEncoder: MessageToByteEncoder {
     }
 
     /// `<type><decimal>\r\n`, without going through `String` (this runs once per argument).
-    private static func writeHeader(_ type: UInt8, _ value: Int, into out: inout ByteBuffer) {
+    static func writeHeader(_ type: UInt8, _ value: Int, into out: inout ByteBuffer) {
         out.writeInteger(type)
         Self.writeDecimal(value, into: &out)
         out.writeInteger(UInt16(0x0D0A))
     }
 
     /// The digits of a non-negative `value`, most significant first.
-    private static func writeDecimal(_ value: Int, into out: inout ByteBuffer) {
+    static func writeDecimal(_ value: Int, into out: inout ByteBuffer) {
         if value >= 10 { Self.writeDecimal(value / 10, into: &out) }
         out.writeInteger(UInt8(ascii: "0") + UInt8(value % 10))
+    }
+}
+
+/// Writes a command as a RESP array of bulk strings straight into one buffer (see ``RedisCommand/init(name:encoded:)``).
+struct RESPCommandWriter {
+    private(set) var buffer: ByteBuffer
+
+    init(count: Int, capacity: Int) {
+        self.buffer = ByteBufferAllocator().buffer(capacity: capacity)
+        RESPEncoder.writeHeader(UInt8(ascii: "*"), count, into: &self.buffer)
+    }
+
+    mutating func write(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            RESPEncoder.writeHeader(UInt8(ascii: "$"), bytes.count, into: &self.buffer)
+            self.buffer.writeBytes(bytes)
+        }
+        self.buffer.writeInteger(UInt16(0x0D0A))
+    }
+
+    /// A Redis key: `prefix` then the digest in 32 lowercase hex digits (``StorageKey/description``, without
+    /// building the string).
+    mutating func write(prefix: String, key: StorageKey) {
+        var prefix = prefix
+        prefix.withUTF8 { bytes in
+            RESPEncoder.writeHeader(UInt8(ascii: "$"), bytes.count + 32, into: &self.buffer)
+            self.buffer.writeBytes(bytes)
+        }
+        self.writeHex(key.high)
+        self.writeHex(key.low)
+        self.buffer.writeInteger(UInt16(0x0D0A))
+    }
+
+    private mutating func writeHex(_ word: UInt64) {
+        var shift = 60
+        while shift >= 0 {
+            let nibble = UInt8((word >> UInt64(shift)) & 0xF)
+            self.buffer.writeInteger(nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10)
+            shift -= 4
+        }
+    }
+
+    /// An integer argument in decimal (Redis reads numbers from bulk strings).
+    mutating func write(_ value: Int64) {
+        let magnitude = value.magnitude
+        var digits = 1
+        var rest = magnitude
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        RESPEncoder.writeHeader(UInt8(ascii: "$"), digits + (value < 0 ? 1 : 0), into: &self.buffer)
+        if value < 0 { self.buffer.writeInteger(UInt8(ascii: "-")) }
+        Self.writeDigits(magnitude, into: &self.buffer)
+        self.buffer.writeInteger(UInt16(0x0D0A))
+    }
+
+    private static func writeDigits(_ value: UInt64, into buffer: inout ByteBuffer) {
+        if value >= 10 { Self.writeDigits(value / 10, into: &buffer) }
+        buffer.writeInteger(UInt8(ascii: "0") + UInt8(value % 10))
     }
 }

@@ -7,6 +7,9 @@ import NIOCore
 public struct RedisCommand: Sendable {
     /// The command name first, then its arguments.
     public var arguments: [ByteBuffer]
+    /// The whole command already in RESP (a hot path writes it into one buffer instead of one per argument);
+    /// when set, `arguments` holds only the name, for logs.
+    public var encoded: ByteBuffer?
 
     /// A command from text arguments, e.g. `RedisCommand("SET", key, value)`.
     public init(_ arguments: String...) {
@@ -16,6 +19,12 @@ public struct RedisCommand: Sendable {
     /// A command from raw arguments (binary values, prebuilt keys).
     public init(arguments: [ByteBuffer]) {
         self.arguments = arguments
+    }
+
+    /// A command written in RESP by the caller (an array of bulk strings); `name` is for logs only.
+    public init(name: String, encoded: ByteBuffer) {
+        self.arguments = [ByteBuffer(string: name)]
+        self.encoded = encoded
     }
 }
 

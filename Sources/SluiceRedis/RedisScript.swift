@@ -43,12 +43,12 @@ enum RedisScript {
             group = ARGV[b + 9], penalty = tonumber(ARGV[b + 10]) }
         end
 
+        -- A state is up to three integers separated by spaces; returned as values (no table per call).
         local function numbers(key)
           local v = redis.call('GET', key)
           if not v then return nil end
-          local out = {}
-          for part in string.gmatch(v, '%-?%d+') do out[#out + 1] = tonumber(part) end
-          return out
+          local a, b, c = string.match(v, '^(%-?%d+) ?(%-?%d*) ?(%-?%d*)$')
+          return tonumber(a), tonumber(b), tonumber(c)
         end
 
         -- Each check returns verdict, wait, remaining, reset and the state to write if counted ({idle, values...}).
@@ -57,9 +57,9 @@ enum RedisScript {
           local tt = math.max(0, t)
           local ws = tt - math.fmod(tt, p)
           local used = 0
-          local s = numbers(it.key)
-          if s then
-            if s[1] == ws then used = s[2] elseif s[1] > ws then ws = s[1]; used = s[2] end
+          local s1, s2 = numbers(it.key)
+          if s1 then
+            if s1 == ws then used = s2 elseif s1 > ws then ws = s1; used = s2 end
           end
           local reset = ws + p - tt
           local after = used + cost
@@ -72,10 +72,10 @@ enum RedisScript {
           local tt = math.max(0, t)
           local ws = tt - math.fmod(tt, p)
           local cur, prev = 0, 0
-          local s = numbers(it.key)
-          if s then
-            if s[1] >= ws then ws = s[1]; cur = s[2]; prev = s[3]
-            elseif s[1] == ws - p then prev = s[2] end
+          local s1, s2, s3 = numbers(it.key)
+          if s1 then
+            if s1 >= ws then ws = s1; cur = s2; prev = s3
+            elseif s1 == ws - p then prev = s2 end
           end
           local elapsed = math.max(0, math.min(p, tt - ws))
           local weighted = cdiv(prev * (p - elapsed), p)
@@ -117,9 +117,9 @@ enum RedisScript {
         local function bucket(it, cost)
           local iv = interval(it.count, it.period)
           local span = (it.count + it.burst) * iv
-          local s = numbers(it.key)
+          local s1 = numbers(it.key)
           local full = t
-          if s then full = math.max(s[1], t) end
+          if s1 then full = math.max(s1, t) end
           local nxt = full + cost * iv
           local excess = nxt - t - span
           if excess <= 0 then return 0, 0, fdiv(-excess, iv), nxt - t, { nxt, nxt } end
@@ -129,9 +129,9 @@ enum RedisScript {
         local function gcra(it, cost)
           local iv = interval(it.count, it.period)
           local tol = it.burst * iv
-          local s = numbers(it.key)
+          local s1 = numbers(it.key)
           local tat = t
-          if s then tat = math.max(s[1], t) end
+          if s1 then tat = math.max(s1, t) end
           local nxt = tat + cost * iv
           local wait = tat - tol - t
           if wait <= 0 then
@@ -171,9 +171,9 @@ enum RedisScript {
             if it.alg == 3 then record(it, { 'log' })
             elseif it.alg == 4 or it.alg == 5 then
               local iv = interval(it.count, it.period)
-              local s = numbers(it.key)
+              local s1 = numbers(it.key)
               local base = t
-              if s then base = math.max(s[1], t) end
+              if s1 then base = math.max(s1, t) end
               record(it, { base + it.cost * iv, base + it.cost * iv })
             else
               -- Fixed and sliding windows: the state of an admission with a budget that cannot run out.

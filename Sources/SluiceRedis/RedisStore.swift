@@ -179,57 +179,68 @@ public final class RedisStore: RateLimitStore {
     /// after a restart or `SCRIPT FLUSH`).
     private func evaluate(operation: String, items: SmallArray<2, StoreItem>, now: LimiterInstant) -> EventLoopFuture<RESPValue> {
         let loop = MultiThreadedEventLoopGroup.currentEventLoop
-        let arguments = self.scriptArguments(operation: operation, items: items, now: now)
         guard let sha = self.scriptSHA.withLock({ $0 }) else {
-            return self.loadAndRun(arguments, preferring: loop)
+            return self.loadAndRun(operation: operation, items: items, now: now, preferring: loop)
         }
-        let run = self.pool.send(RedisCommand(arguments: [Self.bytes("EVALSHA"), Self.bytes(sha)] + arguments), preferring: loop)
+        let run = self.pool.send(self.scriptCall("EVALSHA", sha, operation: operation, items: items, now: now), preferring: loop)
         return run.flatMapError { error in
             if case RedisError.server(let message) = error, message.hasPrefix("NOSCRIPT") {
-                return self.loadAndRun(arguments, preferring: loop)
+                return self.loadAndRun(operation: operation, items: items, now: now, preferring: loop)
             }
             return run.eventLoop.makeFailedFuture(error)
         }
     }
 
-    private func loadAndRun(_ arguments: [ByteBuffer], preferring loop: (any EventLoop)?) -> EventLoopFuture<RESPValue> {
+    private func loadAndRun(
+        operation: String,
+        items: SmallArray<2, StoreItem>,
+        now: LimiterInstant,
+        preferring loop: (any EventLoop)?
+    ) -> EventLoopFuture<RESPValue> {
         // EVAL caches the script server-side; SCRIPT LOAD tells us its SHA for the next calls.
-        let run = self.pool.send(RedisCommand(arguments: [Self.bytes("EVAL"), Self.bytes(RedisScript.source)] + arguments), preferring: loop)
+        let run = self.pool.send(self.scriptCall("EVAL", RedisScript.source, operation: operation, items: items, now: now), preferring: loop)
         self.pool.send(RedisCommand("SCRIPT", "LOAD", RedisScript.source), preferring: loop).whenSuccess { reply in
             if let sha = reply.string { self.scriptSHA.withLock { $0 = sha } }
         }
         return run
     }
 
-    /// `numkeys KEYS... ARGV...` of the script for `items`.
-    private func scriptArguments(operation: String, items: SmallArray<2, StoreItem>, now: LimiterInstant) -> [ByteBuffer] {
-        var arguments: [ByteBuffer] = []
-        arguments.reserveCapacity(1 + items.count * 12 + 3)
-        arguments.append(Self.bytes(String(items.count * 2)))
-        for item in items {
-            let key = self.redisKey(item.key)
-            arguments.append(Self.bytes(key))
-            arguments.append(Self.bytes(item.penaltyKey.map(self.redisKey) ?? key))
+    /// `EVALSHA sha` (or `EVAL source`) `numkeys KEYS... ARGV...` for `items`, written in one buffer: a decision
+    /// is on every request's path, and one buffer instead of one per argument is two dozen allocations fewer.
+    private func scriptCall(
+        _ command: String,
+        _ script: String,
+        operation: String,
+        items: SmallArray<2, StoreItem>,
+        now: LimiterInstant
+    ) -> RedisCommand {
+        let count = items.count
+        var writer = RESPCommandWriter(count: 3 + 2 * count + 3 + 10 * count, capacity: script.utf8.count + 64 + count * 200)
+        writer.write(command)
+        writer.write(script)
+        writer.write(Int64(2 * count))
+        for index in 0..<count {
+            let item = items[index]
+            writer.write(prefix: self.prefix, key: item.key)
+            writer.write(prefix: self.prefix, key: item.penaltyKey ?? item.key)
         }
-        arguments.append(Self.bytes(operation))
-        arguments.append(Self.bytes(self.useServerTime ? "" : String(now.nanosecondsSinceEpoch / 1000)))
-        arguments.append(Self.bytes(String(items.count)))
-        for item in items {
-            let values: [Int64] = [
-                Self.code(item.algorithm),
-                item.limit.count,
-                item.limit.periodNanoseconds / 1000,
-                item.limit.burst,
-                item.limit.delayNanoseconds / 1000,
-                item.cost,
-                item.mode == .consume ? 1 : 0,
-                item.isEnforced ? 1 : 0,
-                Int64(item.group),
-                item.penaltyKey == nil ? 0 : item.penaltyNanoseconds / 1000,
-            ]
-            for value in values { arguments.append(Self.bytes(String(value))) }
+        writer.write(operation)
+        writer.write(self.useServerTime ? "" : String(now.nanosecondsSinceEpoch / 1000))
+        writer.write(Int64(count))
+        for index in 0..<count {
+            let item = items[index]
+            writer.write(Self.code(item.algorithm))
+            writer.write(item.limit.count)
+            writer.write(item.limit.periodNanoseconds / 1000)
+            writer.write(item.limit.burst)
+            writer.write(item.limit.delayNanoseconds / 1000)
+            writer.write(item.cost)
+            writer.write(item.mode == .consume ? 1 : 0)
+            writer.write(item.isEnforced ? 1 : 0)
+            writer.write(Int64(item.group))
+            writer.write(item.penaltyKey == nil ? 0 : item.penaltyNanoseconds / 1000)
         }
-        return arguments
+        return RedisCommand(name: command, encoded: writer.buffer)
     }
 
     /// Fills `batch` from the script's reply; `nil` when the reply is not what the script returns.
