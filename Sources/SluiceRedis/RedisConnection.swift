@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One TCP connection to Redis on which commands are pipelined.
 ///
@@ -27,6 +28,16 @@ public final class RedisConnection: Sendable {
     ///   - logger: For debug lines only; state changes are logged by ``RedisPool``.
     /// - Returns: The connection, or a failure: ``RedisError/unavailable(_:)`` when the server
     ///   cannot be reached, ``RedisError/server(_:)`` when it refuses `AUTH` or `SELECT`.
+    /// The TLS client context of `rediss://`: certificates verified against the system's roots, or against
+    /// `tlsCAFile` when given.
+    static func tlsContext(_ endpoint: RedisEndpoint) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let file = endpoint.tlsCAFile {
+            configuration.trustRoots = .file(file)
+        }
+        return try NIOSSLContext(configuration: configuration)
+    }
+
     public static func connect(
         to endpoint: RedisEndpoint,
         on eventLoop: any EventLoop,
@@ -34,14 +45,24 @@ public final class RedisConnection: Sendable {
         commandTimeout: TimeAmount,
         logger: Logger
     ) -> EventLoopFuture<RedisConnection> {
-        guard !endpoint.useTLS else {
-            return eventLoop.makeFailedFuture(RedisError.unavailable("TLS (rediss://) is not supported by this client"))
+        let tls: NIOSSLContext?
+        do {
+            tls = try endpoint.useTLS ? Self.tlsContext(endpoint) : nil
+        } catch {
+            return eventLoop.makeFailedFuture(RedisError.unavailable("TLS setup for \(endpoint): \(error)"))
         }
+        // SNI and name verification take a host name, never an address.
+        let serverHostname = IPAddressText.isAddress(endpoint.host) ? nil : endpoint.host
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls, serverHostname: serverHostname)
+                        )
+                    }
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RESPDecoder()),
                         MessageToByteHandler(RESPEncoder()),
@@ -114,4 +135,13 @@ public final class RedisConnection: Sendable {
 
     /// Completes when the connection is closed, for whatever reason.
     public var closeFuture: EventLoopFuture<Void> { self.channel.closeFuture }
+}
+
+/// Whether a host is written as an address (`127.0.0.1`, `::1`), which TLS may not send as a server name.
+enum IPAddressText {
+    static func isAddress(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    }
 }

@@ -10,10 +10,11 @@ public struct RedisEndpoint: Sendable, Hashable {
     public var password: String?
     /// Selected with `SELECT` before any other command when not 0.
     public var database: Int
-    /// `rediss://`. This client has no TLS yet (it would need swift-nio-ssl): connecting to
-    /// such an endpoint fails with ``RedisError/unavailable(_:)`` rather than sending the
-    /// password in clear text. Defaults to `false`.
+    /// `rediss://`: TLS through NIOSSL, the server's certificate verified against the system's
+    /// trust roots (or ``tlsCAFile``) and its name when `host` is a name. Defaults to `false`.
     public var useTLS: Bool
+    /// A PEM file of the certificates to trust instead of the system's (a private CA).
+    public var tlsCAFile: String?
 
     public init(
         host: String = "127.0.0.1",
@@ -21,7 +22,8 @@ public struct RedisEndpoint: Sendable, Hashable {
         username: String? = nil,
         password: String? = nil,
         database: Int = 0,
-        useTLS: Bool = false
+        useTLS: Bool = false,
+        tlsCAFile: String? = nil
     ) {
         self.host = host
         self.port = port
@@ -29,6 +31,7 @@ public struct RedisEndpoint: Sendable, Hashable {
         self.password = password
         self.database = database
         self.useTLS = useTLS
+        self.tlsCAFile = tlsCAFile
     }
 
     /// The endpoint of the `storage.redis` section.

@@ -35,19 +35,23 @@ public final class RedisStore: RateLimitStore {
     /// - Parameters:
     ///   - useServerTime: `false` only in tests that compare decisions with the memory store at chosen instants.
     ///   - cacheRefusals: `false` only in those tests too (a cached refusal repeats the numbers of the refusal).
+    ///   - tlsCAFile: for `rediss://`, certificates to trust instead of the system's (tests with a private CA).
     public init(
         configuration: RedisStorageConfiguration,
         group: any EventLoopGroup,
         localMaxKeys: Int,
         logger: Logger,
         useServerTime: Bool = true,
-        cacheRefusals: Bool = true
+        cacheRefusals: Bool = true,
+        tlsCAFile: String? = nil
     ) {
         self.denials = cacheRefusals ? DenialCache() : nil
+        var endpoint = RedisEndpoint(configuration)
+        endpoint.tlsCAFile = tlsCAFile
         self.configuration = configuration
         let timeout = TimeAmount.nanoseconds(configuration.timeout.nanoseconds)
         self.pool = RedisPool(
-            endpoint: RedisEndpoint(configuration),
+            endpoint: endpoint,
             size: max(1, configuration.poolSize),
             group: group,
             connectTimeout: max(timeout, .milliseconds(250)),

@@ -70,7 +70,7 @@ public enum CleanSpawn {
 
     /// Runs `executable` to completion and returns what it printed (stdout and stderr).
     /// Blocks the calling thread meanwhile: for short commands only.
-    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+    public static func run(_ executable: String, _ arguments: [String]) throws -> String {
         var fds: [Int32] = [0, 0]
         guard Self.makePipe(&fds) == 0 else { throw RedisServerError(description: "pipe failed: errno \(errno)") }
         let reader = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)

@@ -86,9 +86,6 @@ func unsupportedSettings(_ configuration: SluiceConfiguration) -> [String] {
     if configuration.upstream.targets.contains(where: { $0.scheme == .https }) {
         problems.append("upstream: https:// upstreams are not supported by this build yet")
     }
-    if configuration.storage.kind == .redis, configuration.storage.redis?.useTLS == true {
-        problems.append("storage.url: rediss:// (Redis over TLS) is not supported by this build yet")
-    }
     return problems
 }
 
