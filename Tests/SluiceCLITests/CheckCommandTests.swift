@@ -9,6 +9,17 @@ struct CheckCommandTests {
         #expect(output == "ok\n")
     }
 
+    /// Every file under config/examples passes `check` (the examples are documentation; they must not rot).
+    @Test func examplesAreOK() async throws {
+        let directory = "config/examples"
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files.contains("multi-instance.yaml"))
+        for file in files {
+            let (status, output) = try await SluiceProcess.run(["check", "--config", "\(directory)/\(file)"])
+            #expect(status == 0 && output == "ok\n", "\(file): \(output)")
+        }
+    }
+
     @Test func badConfigPrintsPositionAndExits1() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bad-\(UUID()).yaml").path
         try "version: 1\nupstream:\n  url: http://127.0.0.1:1\nrules:\n  - name: a\n    limits: [\"0/minute\"]\n    colour: red\n"
