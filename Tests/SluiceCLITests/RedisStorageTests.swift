@@ -47,6 +47,27 @@ import Testing
         }
     }
 
+    /// A request held for its Redis round trip keeps its body (it arrives while the decision is pending) and its
+    /// place: uploads and pipelined requests come out whole and in order.
+    @Test func heldRequestsKeepBodiesAndOrder() async throws {
+        try await withRedisServer { redis in
+            try await E2E.withSluice({ Self.config(upstreamPort: $0, redisPort: redis.port, limit: "1000/minute") }) {
+                sluice async throws in
+                let body = String(repeating: "0123456789", count: 5_000)
+                let upload = try await E2E.request(port: sluice.port, "/upload", method: "POST", body: body)
+                #expect(upload.status == 200)
+                #expect(upload.bodyString.contains("\(body.utf8.count)"), "\(upload.bodyString.prefix(200))")
+                let client = try await RawHTTPClient.connect(port: sluice.port, group: E2E.group)
+                let timed = try await E2E.pipeline(client, ["/echo-headers?n=1", "/echo-headers?n=2", "/echo-headers?n=3"], headers: [])
+                #expect(timed.map(\.response.status) == [200, 200, 200])
+                #expect(timed.map { $0.response.bodyString.split(separator: "\n").first.map(String.init) } == [
+                    "GET /echo-headers?n=1", "GET /echo-headers?n=2", "GET /echo-headers?n=3",
+                ])
+                await client.close()
+            }
+        }
+    }
+
     /// `on_error: deny`: 503 while Redis is away, at once; limiting resumes by itself when it is back.
     @Test func redisAwayFailsClosedThenRecovers() async throws {
         try await withRedisServer { redis in
