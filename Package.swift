@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-structured-headers.git", from: "1.7.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         /// YAML file -> validated, immutable, Sendable model. No NIO.
@@ -66,6 +67,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        /// The admin listener (SPEC §7): health, readiness, Prometheus metrics, config, per-key limits.
+        .target(
+            name: "SluiceAdmin",
+            dependencies: [
+                "SluiceConfig",
+                "SluiceLimiter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         /// Thin command line: serve, check, demo.
         .executableTarget(
             name: "sluice",
@@ -96,6 +109,17 @@ let package = Package(
             name: "SluiceConfigTests",
             dependencies: ["SluiceConfig"],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "SluiceAdminTests",
+            dependencies: [
+                "SluiceAdmin",
+                "SluiceLimiter",
+                "SluiceConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "SluiceRedisTests",

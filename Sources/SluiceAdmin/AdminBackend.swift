@@ -1,0 +1,17 @@
+import SluiceConfig
+import SluiceLimiter
+
+/// What the admin listener reads of the running proxy (SPEC §7).
+///
+/// The proxy server conforms to this. Every property is read per admin request, never cached, so a reload
+/// (SPEC §6) shows up at once: a new `admin_token`, new rules in `/limits`, the new config in `/config`.
+///
+/// - note: Properties are read on the admin listener's event loop; they must be cheap and must not block.
+public protocol AdminBackend: Sendable {
+    /// The configuration snapshot in use now.
+    var configuration: SluiceConfiguration { get }
+    /// The limiter of that snapshot; `nil` before the first one is built. `/limits` answers 503 without one.
+    var limiter: RateLimiter? { get }
+    /// Whether the proxy accepts traffic and its storage answers (`GET /readyz`).
+    var isReady: Bool { get }
+}

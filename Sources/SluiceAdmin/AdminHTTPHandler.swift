@@ -1,0 +1,69 @@
+import NIOCore
+import NIOHTTP1
+
+/// Answers admin requests on one connection: consumes request parts, produces one full response per request.
+///
+/// Sits after `configureHTTPServerPipeline` (which serialises pipelined requests and turns parse errors into 400).
+/// The head is kept until `.end` arrives; a body is read and dropped (no admin endpoint takes one), so a client that
+/// sends one still gets its answer. The answer comes from ``AdminRouter`` synchronously: every endpoint reads
+/// in-memory state only, so nothing here blocks the event loop.
+///
+/// Keep-alive follows the request (`HTTPRequestHead.isKeepAlive`); the connection is closed after the response
+/// of a request that did not ask to keep it.
+final class AdminHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let router: AdminRouter
+    /// The head of the request being read, `nil` between requests.
+    private var head: HTTPRequestHead?
+
+    init(router: AdminRouter) {
+        self.router = router
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+        case .body:
+            break
+        case .end:
+            guard let head = self.head else { return }
+            self.head = nil
+            let response = self.router.respond(
+                method: head.method,
+                uri: head.uri,
+                authorization: head.headers.first(name: "authorization")
+            )
+            self.write(response, for: head, context: context)
+        }
+    }
+
+    private func write(_ response: AdminResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
+        let keepAlive = request.isKeepAlive
+        var headers = HTTPHeaders(response.headers)
+        let hasBody = response.status != .noContent && response.status != .notModified
+        if hasBody {
+            headers.replaceOrAdd(name: "Content-Length", value: String(response.body.utf8.count))
+        }
+        if !keepAlive {
+            headers.replaceOrAdd(name: "Connection", value: "close")
+        } else if request.version == .http1_0 {
+            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+        }
+        let head = HTTPResponseHead(version: request.version, status: response.status, headers: headers)
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        if hasBody, request.method != .HEAD, !response.body.isEmpty {
+            let buffer = context.channel.allocator.buffer(string: response.body)
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        if keepAlive {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            let closed = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+            let channel = context.channel
+            closed.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+import NIOHTTP1
+import SluiceConfig
+import SluiceLimiter
+
+/// Maps one admin request to its answer (SPEC §7).
+///
+/// No I/O and no NIO channel: ``AdminHTTPHandler`` hands it the method, target and `Authorization` header and
+/// writes back the ``AdminResponse``, so every route is testable as a function call.
+///
+/// Order of checks, and why:
+/// 1. `/healthz` and `/readyz` are answered first, without a token, so probes need no secret.
+/// 2. With a non-empty `admin_token` (read from the backend per request, so a reload applies at once), anything
+///    else needs `Authorization: Bearer TOKEN`, else 401 with `WWW-Authenticate: Bearer`. This comes before
+///    routing, so an unauthenticated client cannot learn which paths or rules exist.
+/// 3. Unknown path: 404. Known path, wrong method: 405 with `Allow`.
+///
+/// `HEAD` is accepted wherever `GET` is; the handler leaves the body out.
+public struct AdminRouter: Sendable {
+    /// The admin endpoints.
+    enum Route: Equatable {
+        case healthz
+        case readyz
+        case metrics
+        case config
+        /// `/limits/RULE`, the rule name decoded.
+        case limits(rule: String)
+
+        init?(path: String) {
+            switch path {
+            case "/healthz": self = .healthz
+            case "/readyz": self = .readyz
+            case "/metrics": self = .metrics
+            case "/config": self = .config
+            default:
+                let prefix = "/limits/"
+                guard path.hasPrefix(prefix) else { return nil }
+                let rule = path.dropFirst(prefix.count)
+                guard !rule.isEmpty, !rule.contains("/") else { return nil }
+                self = .limits(rule: String(rule))
+            }
+        }
+
+        /// Whether probes may call it without the token.
+        var isOpen: Bool { self == .healthz || self == .readyz }
+
+        var allowedMethods: [HTTPMethod] {
+            switch self {
+            case .limits: [.GET, .HEAD, .DELETE]
+            default: [.GET, .HEAD]
+            }
+        }
+    }
+
+    let backend: any AdminBackend
+    let metrics: SluiceMetrics
+    let clock: @Sendable () -> LimiterInstant
+
+    /// - Parameters:
+    ///   - backend: the running proxy.
+    ///   - metrics: rendered by `/metrics`.
+    ///   - clock: the time `/limits` reads counters at; injected so tests can pin it.
+    public init(backend: any AdminBackend, metrics: SluiceMetrics, clock: @escaping @Sendable () -> LimiterInstant) {
+        self.backend = backend
+        self.metrics = metrics
+        self.clock = clock
+    }
+
+    /// The answer to one request.
+    ///
+    /// - Parameters:
+    ///   - method: the request method.
+    ///   - uri: the request target as sent (path and query).
+    ///   - authorization: the `Authorization` header value, `nil` if absent.
+    public func respond(method: HTTPMethod, uri: String, authorization: String?) -> AdminResponse {
+        guard let target = AdminRequestTarget(uri) else {
+            return .error(.badRequest, "malformed request target")
+        }
+        let route = Route(path: target.path)
+        if route?.isOpen != true, let token = self.backend.configuration.server.adminToken, !token.isEmpty,
+            !AdminAuthorization.isAuthorized(header: authorization, token: token)
+        {
+            var response = AdminResponse.error(.unauthorized, "missing or wrong bearer token")
+            response.headers.append(("WWW-Authenticate", "Bearer"))
+            return response
+        }
+        guard let route else {
+            return .error(.notFound, "no such endpoint")
+        }
+        guard route.allowedMethods.contains(method) else {
+            var response = AdminResponse.error(.methodNotAllowed, "method not allowed")
+            response.headers.append(("Allow", route.allowedMethods.map(\.rawValue).joined(separator: ", ")))
+            return response
+        }
+        switch route {
+        case .healthz:
+            return .text(.ok, "ok")
+        case .readyz:
+            return self.backend.isReady ? .text(.ok, "ready") : .text(.serviceUnavailable, "not ready")
+        case .metrics:
+            return self.metricsResponse()
+        case .config:
+            return .json(.ok, self.backend.configuration.adminJSON)
+        case .limits(let rule):
+            return self.limitsResponse(method: method, rule: rule, target: target)
+        }
+    }
+
+    /// `GET /metrics`: the store's numbers are copied in first, so they are as fresh as the scrape.
+    private func metricsResponse() -> AdminResponse {
+        if let store = self.backend.limiter?.store {
+            self.metrics.updateStoreGauges(trackedKeys: store.trackedKeys, evictions: store.evictions)
+        }
+        return AdminResponse(
+            status: .ok,
+            headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+            body: self.metrics.exposition()
+        )
+    }
+
+    /// `GET` and `DELETE /limits/RULE?key=...`.
+    private func limitsResponse(method: HTTPMethod, rule: String, target: AdminRequestTarget) -> AdminResponse {
+        guard let limiter = self.backend.limiter else {
+            return .error(.serviceUnavailable, "no configuration loaded yet")
+        }
+        guard limiter.hasRule(rule) else {
+            return .error(.notFound, "no rule named \(rule)")
+        }
+        guard let key = target.queryValue("key") else {
+            return .error(
+                .badRequest,
+                "missing query parameter: key (the values of the rule's key parts joined with |)"
+            )
+        }
+        if method == .DELETE {
+            // Idempotent: forgiving a key nobody tracks is a success too.
+            guard limiter.resetKey(rule: rule, displayKey: key) != nil else {
+                return .error(.notFound, "no rule named \(rule)")
+            }
+            return AdminResponse(status: .noContent)
+        }
+        guard let state = limiter.keyState(rule: rule, displayKey: key, now: self.clock()) else {
+            return .error(.notFound, "no rule named \(rule)")
+        }
+        return .json(.ok, state.adminJSON)
+    }
+}
+
+extension KeyState {
+    /// SPEC §7's shape, plus `blocked_for` (seconds left in the `block_for` penalty box, `null` when not blocked).
+    var adminJSON: AdminJSON {
+        .object([
+            ("rule", .string(self.rule)),
+            ("key", .string(self.key)),
+            (
+                "limits",
+                .array(
+                    self.limits.map { status in
+                        .object([
+                            ("limit", .string(status.limit.text)),
+                            ("remaining", .int(status.remaining)),
+                            ("reset", .int(status.resetSeconds)),
+                        ])
+                    }
+                )
+            ),
+            ("blocked_for", self.blockedForSeconds.map(AdminJSON.int) ?? .null),
+        ])
+    }
+}

@@ -1,0 +1,51 @@
+import NIOHTTP1
+import SluiceConfig
+import SluiceLimiter
+import Testing
+
+@testable import SluiceAdmin
+
+/// Routing as plain function calls, for the cases the socket tests do not reach.
+@Suite struct AdminRouterTests {
+    /// A proxy that has not built its first limiter yet.
+    struct StartingBackend: AdminBackend {
+        var configuration = testConfiguration(adminToken: "t")
+        var limiter: RateLimiter? { nil }
+        var isReady: Bool { false }
+    }
+
+    let router = AdminRouter(backend: StartingBackend(), metrics: SluiceMetrics(), clock: { testNow })
+
+    @Test func limitsWithoutALimiterAre503() {
+        let response = self.router.respond(method: .GET, uri: "/limits/login?key=a", authorization: "Bearer t")
+        #expect(response.status == .serviceUnavailable)
+        #expect(response.header("content-type") == "application/json")
+    }
+
+    @Test func metricsWithoutALimiterStillRender() {
+        let response = self.router.respond(method: .GET, uri: "/metrics", authorization: "Bearer t")
+        #expect(response.status == .ok)
+        #expect(response.body.contains("sluice_tracked_keys 0.0\n"))
+    }
+
+    @Test func authorizationComesBeforeRouting() {
+        #expect(self.router.respond(method: .GET, uri: "/secret-path", authorization: nil).status == .unauthorized)
+        #expect(self.router.respond(method: .POST, uri: "/metrics", authorization: nil).status == .unauthorized)
+        let authorized = self.router.respond(method: .POST, uri: "/metrics", authorization: "Bearer t")
+        #expect(authorized.status == .methodNotAllowed)
+    }
+
+    @Test func probesAreOpenAndAnswerEveryMethodRule() {
+        #expect(self.router.respond(method: .GET, uri: "/readyz", authorization: nil).status == .serviceUnavailable)
+        #expect(self.router.respond(method: .HEAD, uri: "/healthz", authorization: nil).status == .ok)
+        #expect(self.router.respond(method: .POST, uri: "/healthz", authorization: nil).status == .methodNotAllowed)
+        #expect(self.router.respond(method: .GET, uri: "/healthz?verbose=1", authorization: nil).status == .ok)
+    }
+
+    @Test func routes() {
+        #expect(AdminRouter.Route(path: "/limits/login") == .limits(rule: "login"))
+        #expect(AdminRouter.Route(path: "/limits/") == nil)
+        #expect(AdminRouter.Route(path: "/limits/a/b") == nil)
+        #expect(AdminRouter.Route(path: "/metrics/") == nil)
+    }
+}
