@@ -46,6 +46,7 @@ let package = Package(
                 "SluiceConfig",
                 "SluiceLimiter",
                 "SluiceRedis",
+                "SluiceAdmin",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -85,6 +86,7 @@ let package = Package(
             dependencies: [
                 "SluiceConfig",
                 "SluiceProxy",
+                "SluiceAdmin",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -151,6 +153,7 @@ let package = Package(
             name: "SluiceProxyTests",
             dependencies: [
                 "SluiceProxy",
+                "SluiceAdmin",
                 "SluiceTestSupport",
                 "SluiceConfig",
                 .product(name: "NIOCore", package: "swift-nio"),

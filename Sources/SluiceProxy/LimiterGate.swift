@@ -2,6 +2,7 @@ import Logging
 import Synchronization
 import NIOCore
 import NIOHTTP1
+import SluiceAdmin
 import SluiceConfig
 import SluiceLimiter
 
@@ -10,6 +11,7 @@ import SluiceLimiter
 struct LimiterGate: RequestGate {
     let limiter: RateLimiter
     let logger: Logger
+    let metrics: SluiceMetrics
     /// Every shadow-limited request is in the access log; the stderr notice is kept to one line
     /// per rule per second, since the log handler writes synchronously on the event loop.
     let shadowLog = ShadowLogThrottle()
@@ -47,6 +49,7 @@ struct LimiterGate: RequestGate {
         context: inout GateContext,
         now: LimiterInstant
     ) -> GateVerdict {
+        for index in 0..<outcome.ruleDecisions.count { self.metrics.requestDecided(outcome.ruleDecisions[index]) }
         context.decision = outcome.decision.rawValue
         context.rule = outcome.rule ?? outcome.statuses.first?.rule
         switch outcome.decision {

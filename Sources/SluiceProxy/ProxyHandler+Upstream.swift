@@ -115,6 +115,10 @@ extension ProxyHandler {
             exchange.responseHeadSent = true
             exchange.responseStatus = Int(upstreamHead.status.code)
             exchange.responseObserver?.upstreamResponded(status: exchange.responseStatus)
+            self.shared.metrics.upstreamResponded(
+                status: exchange.responseStatus,
+                seconds: Double((NIODeadline.now() - exchange.startedAt).nanoseconds) / 1e9
+            )
             exchange.upstreamReusable = upstreamHead.isKeepAlive
             var head = upstreamHead
             head.version = exchange.clientVersion

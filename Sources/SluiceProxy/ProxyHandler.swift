@@ -137,11 +137,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.shared.metrics.connectionOpened()
         self.peerIP = IPAddress(context.channel.remoteAddress) ?? IPAddress(ipv4: 0)
         self.peerText = self.peerIP.description
         if context.channel.isActive {
             self.startHeadTimer()
         }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.shared.metrics.connectionClosed()
     }
 
     func channelActive(context: ChannelHandlerContext) {

@@ -6,8 +6,10 @@ import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import SluiceAdmin
 import SluiceConfig
 import SluiceLimiter
+import SluiceRedis
 
 /// The proxy as a `Service`: binds the listeners, serves until graceful shutdown, then drains
 /// (SPEC §1: stop accepting, let in-flight requests finish up to `timeouts.shutdown`).
@@ -34,9 +36,16 @@ public final class ProxyServer: Service, Sendable {
     /// Called with each bound address once it accepts connections.
     private let onListening: @Sendable (SocketAddress) -> Void
 
+    /// The Prometheus families of SPEC §7, fed by the request path; the admin listener renders them.
+    public var metrics: SluiceMetrics { self.shared.metrics }
+
+    /// The event loops (the admin listener runs on them too).
+    public var eventLoopGroup: any EventLoopGroup { self.group }
+
     public init(
         configuration: SluiceConfiguration,
         logger: Logger,
+        metrics: SluiceMetrics = SluiceMetrics(),
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) {
         self.logger = logger
@@ -47,11 +56,13 @@ public final class ProxyServer: Service, Sendable {
         self.shared = ProxyShared(
             snapshot: ProxySnapshot(
                 configuration: configuration,
-                gate: Self.makeGate(configuration, previous: nil, group: group, logger: logger)
+                gate: Self.makeGate(configuration, previous: nil, group: group, logger: logger, metrics: metrics)
             ),
             logger: logger,
-            accessLog: accessLog
+            accessLog: accessLog,
+            metrics: metrics
         )
+        metrics.prepare(rules: configuration.rules.map(\.name))
     }
 
     /// The running configuration.
@@ -67,11 +78,12 @@ public final class ProxyServer: Service, Sendable {
         _ configuration: SluiceConfiguration,
         previous: (any RequestGate)?,
         group: any EventLoopGroup,
-        logger: Logger
+        logger: Logger,
+        metrics: SluiceMetrics
     ) -> any RequestGate {
         let previousStore = (previous as? LimiterGate)?.limiter.store
         let store = StoreFactory.store(for: configuration.storage, previous: previousStore, group: group, logger: logger)
-        return LimiterGate(limiter: RateLimiter(configuration: configuration, store: store), logger: logger)
+        return LimiterGate(limiter: RateLimiter(configuration: configuration, store: store), logger: logger, metrics: metrics)
     }
 
     /// Swaps in a validated configuration (SPEC §6): new requests use it at once, requests in
@@ -81,8 +93,10 @@ public final class ProxyServer: Service, Sendable {
         let previous = self.shared.current()
         let snapshot = ProxySnapshot(
             configuration: configuration,
-            gate: Self.makeGate(configuration, previous: previous.gate, group: self.group, logger: self.logger)
+            gate: Self.makeGate(configuration, previous: previous.gate, group: self.group, logger: self.logger, metrics: self.metrics)
         )
+        self.metrics.prepare(rules: configuration.rules.map(\.name))
+        self.metrics.reloaded(success: true)
         self.shared.replace(with: snapshot)
         if let old = (previous.gate as? LimiterGate)?.limiter.store, old !== (snapshot.gate as? LimiterGate)?.limiter.store {
             // A new kind of storage (or new Redis settings): the old store's requests in flight finish first.
@@ -101,6 +115,7 @@ public final class ProxyServer: Service, Sendable {
     /// Counts a reload that failed validation (SPEC §6); the running configuration stays.
     public func recordReloadFailure() {
         self.reloadFailures.wrappingIncrement(ordering: .relaxed)
+        self.metrics.reloaded(success: false)
     }
 
     /// Reloads applied and refused since start (for `sluice_config_reloads_total{result}`).
@@ -292,6 +307,9 @@ public final class ProxyServer: Service, Sendable {
             if let removed = self.limiter?.store.removeIdleKeys(now: .now()), removed > 0 {
                 self.logger.debug("forgot idle keys", metadata: ["count": "\(removed)"])
             }
+            if let store = self.limiter?.store {
+                self.metrics.updateStoreGauges(trackedKeys: store.trackedKeys, evictions: store.evictions)
+            }
         }
     }
 
@@ -369,5 +387,15 @@ public struct ListenError: Error, CustomStringConvertible {
             return "cannot listen on \(self.address): \(String(cString: strerror(io.errnoCode)))"
         }
         return "cannot listen on \(self.address): \(self.underlying)"
+    }
+}
+
+extension ProxyServer: AdminBackend {
+    /// Accepting traffic (started, not draining) and, with Redis storage, decisions going to Redis (SPEC §7).
+    public var isReady: Bool {
+        let listening = self.state.withLockedValue { !$0.listeners.isEmpty && !$0.stopped }
+        guard listening, !self.shared.isDraining else { return false }
+        if let redis = self.limiter?.store as? RedisStore { return redis.isAvailable }
+        return true
     }
 }

@@ -1,5 +1,6 @@
 import Atomics
 import Logging
+import SluiceAdmin
 import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
@@ -45,11 +46,14 @@ final class ProxyShared: Sendable {
     private let draining = ManagedAtomic<Bool>(false)
     let logger: Logger
     let accessLog: AccessLog
+    /// The Prometheus families of SPEC §7 (rendered by the admin listener).
+    let metrics: SluiceMetrics
 
-    init(snapshot: ProxySnapshot, logger: Logger, accessLog: AccessLog) {
+    init(snapshot: ProxySnapshot, logger: Logger, accessLog: AccessLog, metrics: SluiceMetrics) {
         self.snapshot = ManagedAtomic(snapshot)
         self.logger = logger
         self.accessLog = accessLog
+        self.metrics = metrics
     }
 
     @inline(__always)

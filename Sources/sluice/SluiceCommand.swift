@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
+import SluiceAdmin
 import SluiceConfig
 import SluiceProxy
 import UnixSignals
@@ -96,9 +97,6 @@ func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) 
         for problem in problems { FileHandle.standardError.write(Data("\(path): \(problem)\n".utf8)) }
         throw ExitCode(1)
     }
-    if let admin = configuration.server.admin {
-        logger.warning("server.admin (\(admin)) is not served by this build yet; ignoring it")
-    }
     let server = ProxyServer(configuration: configuration, logger: logger) { address in
         // Written unbuffered so a script waiting for this line sees it at once.
         FileHandle.standardOutput.write(Data("sluice listening on \(address.hostPortDescription)\n".utf8))
@@ -107,12 +105,17 @@ func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) 
     // `listening on` line must neither kill the process (SIGHUP's default action) nor lose the reload.
     let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
     let reloader = ReloadOnSignal(path: path, server: server, signals: reloadSignals, logger: logger)
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup),
+        .init(service: reloader),
+    ]
+    if let admin = configuration.server.admin {
+        let adminServer = AdminServer(backend: server, metrics: server.metrics, group: server.eventLoopGroup)
+        services.append(.init(service: AdminService(server: adminServer, address: admin, logger: logger)))
+    }
     let group = ServiceGroup(
         configuration: .init(
-            services: [
-                .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: reloader),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
@@ -166,4 +169,29 @@ extension SocketAddress {
         if case .v6 = self { return "[\(ip)]:\(port)" }
         return "\(ip):\(port)"
     }
+}
+
+/// The admin listener of SPEC §7 as a service: bound at start (a bind failure stops the process, like a proxy
+/// listener's), closed on graceful shutdown. Its address is the one of the file at start; a reload does not move it.
+struct AdminService: Service {
+    let server: AdminServer
+    let address: ListenAddress
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await self.server.start(address: self.address)
+        } catch {
+            throw AdminListenError(description: "cannot listen on \(self.address.host):\(self.address.port) (admin): \(error)")
+        }
+        if let bound = self.server.localAddress {
+            FileHandle.standardOutput.write(Data("sluice admin on \(bound.hostPortDescription)\n".utf8))
+        }
+        try? await gracefulShutdown()
+        await self.server.stop()
+    }
+}
+
+struct AdminListenError: Error, CustomStringConvertible {
+    var description: String
 }

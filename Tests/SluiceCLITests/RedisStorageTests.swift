@@ -8,6 +8,9 @@ import Testing
     static func config(upstreamPort: Int, redisPort: Int, onError: String = "local", limit: String = "20/minute") -> String {
         E2E.config(
             upstreamPort: upstreamPort,
+            server: """
+                  admin: "127.0.0.1:0"
+                """,
             rest: """
                 storage:
                   kind: redis
@@ -79,6 +82,9 @@ import Testing
                 let during = try await E2E.statuses(port: sluice.port, "/hello", count: 5)
                 #expect(during == [503, 503, 503, 503, 503])
                 #expect(ContinuousClock.now - start < .seconds(3))
+                // SPEC §7: not ready while the storage does not answer.
+                let admin = try await AdminEndToEndTests.adminPort(sluice)
+                #expect(try await E2E.request(port: admin, "/readyz").status == 503)
                 try await redis.restart()
                 var recovered = false
                 for _ in 0..<50 where !recovered {
@@ -86,6 +92,7 @@ import Testing
                     recovered = try await E2E.statuses(port: sluice.port, "/hello", count: 1) == [200]
                 }
                 #expect(recovered)
+                #expect(try await E2E.request(port: admin, "/readyz").status == 200)
             }
         }
     }

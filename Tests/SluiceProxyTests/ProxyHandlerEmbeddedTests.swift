@@ -1,3 +1,4 @@
+import SluiceAdmin
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -23,7 +24,8 @@ struct ProxyHandlerEmbeddedTests {
         let shared = ProxyShared(
             snapshot: ProxySnapshot(configuration: configuration, gate: OpenGate()),
             logger: logger,
-            accessLog: AccessLog(.off)
+            accessLog: AccessLog(.off),
+            metrics: SluiceMetrics()
         )
         let channel = EmbeddedChannel()
         try ProxyServer.configureClientPipeline(
@@ -131,7 +133,8 @@ struct TunnelHandlerEmbeddedTests {
         let shared = ProxyShared(
             snapshot: ProxySnapshot(configuration: configuration, gate: OpenGate()),
             logger: Logger(label: "embedded"),
-            accessLog: AccessLog(.off)
+            accessLog: AccessLog(.off),
+            metrics: SluiceMetrics()
         )
         let client = EmbeddedChannel(loop: loop)
         try ProxyServer.configureClientPipeline(
