@@ -82,7 +82,13 @@ public final class ProxyServer: Service, Sendable {
         metrics: SluiceMetrics
     ) -> any RequestGate {
         let previousStore = (previous as? LimiterGate)?.limiter.store
-        let store = StoreFactory.store(for: configuration.storage, previous: previousStore, group: group, logger: logger)
+        let store = StoreFactory.store(
+            for: configuration.storage,
+            previous: previousStore,
+            group: group,
+            logger: logger,
+            metrics: metrics
+        )
         return LimiterGate(limiter: RateLimiter(configuration: configuration, store: store), logger: logger, metrics: metrics)
     }
 

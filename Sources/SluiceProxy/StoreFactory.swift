@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import SluiceAdmin
 import SluiceConfig
 import SluiceLimiter
 import SluiceRedis
@@ -13,13 +14,22 @@ enum StoreFactory {
         for storage: StorageConfiguration,
         previous: (any RateLimitStore)?,
         group: any EventLoopGroup,
-        logger: Logger
+        logger: Logger,
+        metrics: SluiceMetrics
     ) -> any RateLimitStore {
         switch storage.kind {
         case .redis:
             if let redis = storage.redis {
                 if let previous = previous as? RedisStore, previous.configuration == redis { return previous }
-                return RedisStore(configuration: redis, group: group, localMaxKeys: storage.maxKeys, logger: logger)
+                return RedisStore(
+                    configuration: redis,
+                    group: group,
+                    localMaxKeys: storage.maxKeys,
+                    logger: logger,
+                    observe: { seconds, failed in
+                        if failed { metrics.storageError() } else { metrics.storageObserved(seconds: seconds) }
+                    }
+                )
             }
             fallthrough
         case .memory:

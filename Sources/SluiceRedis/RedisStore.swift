@@ -30,6 +30,9 @@ public final class RedisStore: RateLimitStore {
     private let breaker: CircuitBreaker
     private let denials: DenialCache?
     private let scriptSHA = Mutex<String?>(nil)
+    /// Told how long each round trip took and whether it failed (`sluice_storage_latency_seconds`,
+    /// `sluice_storage_errors_total`).
+    private let observe: (@Sendable (Double, Bool) -> Void)?
     private let logger: Logger
 
     /// - Parameters:
@@ -43,8 +46,10 @@ public final class RedisStore: RateLimitStore {
         logger: Logger,
         useServerTime: Bool = true,
         cacheRefusals: Bool = true,
-        tlsCAFile: String? = nil
+        tlsCAFile: String? = nil,
+        observe: (@Sendable (_ seconds: Double, _ failed: Bool) -> Void)? = nil
     ) {
+        self.observe = observe
         self.denials = cacheRefusals ? DenialCache() : nil
         var endpoint = RedisEndpoint(configuration)
         endpoint.tlsCAFile = tlsCAFile
@@ -94,7 +99,13 @@ public final class RedisStore: RateLimitStore {
             return
         }
         let requested = batch
+        let started = ContinuousClock.now
         self.evaluate(operation: "decide", items: batch.items, now: now).whenComplete { result in
+            if let observe = self.observe {
+                let elapsed = (ContinuousClock.now - started).components
+                let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+                if case .failure = result { observe(seconds, true) } else { observe(seconds, false) }
+            }
             switch result {
             case .success(let reply):
                 guard var decided = Self.apply(reply, to: requested) else {

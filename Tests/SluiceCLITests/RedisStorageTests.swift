@@ -85,6 +85,10 @@ import Testing
                 // SPEC §7: not ready while the storage does not answer.
                 let admin = try await AdminEndToEndTests.adminPort(sluice)
                 #expect(try await E2E.request(port: admin, "/readyz").status == 503)
+                let metrics = try await E2E.request(port: admin, "/metrics").bodyString
+                let errors = metrics.split(separator: "\n").first { $0.hasPrefix("sluice_storage_errors_total") }
+                #expect(errors.map { !$0.hasSuffix(" 0") } == true, "\(errors ?? "no sluice_storage_errors_total")")
+                #expect(metrics.contains("sluice_storage_latency_seconds_count"))
                 try await redis.restart()
                 var recovered = false
                 for _ in 0..<50 where !recovered {
