@@ -60,6 +60,18 @@ final class AccessLog: Sendable {
         }
     }
 
+    /// Closes and reopens a file destination at its path (SIGUSR1, after logrotate moved the file away): lines
+    /// buffered so far go to the old file, the next ones to the new. Nothing to do for stdout or off.
+    func reopen() {
+        self.destination.withLockedValue { destination in
+            guard case .file = destination.setting else { return }
+            Self.write(self.takeBuffered(), to: destination.handle)
+            try? destination.handle?.close()
+            destination.handle = Self.open(destination.setting)
+            self.enabled.store(destination.handle != nil, ordering: .releasing)
+        }
+    }
+
     private static func open(_ setting: AccessLog.Setting) -> FileHandle? {
         switch setting {
         case .off:

@@ -118,6 +118,11 @@ public final class ProxyServer: Service, Sendable {
         await self.reconcileListeners(configuration.server.listen)
     }
 
+    /// Reopens the access log file at its path (SIGUSR1, for logrotate).
+    public func reopenAccessLog() {
+        self.shared.accessLog.reopen()
+    }
+
     /// Counts a reload that failed validation (SPEC §6); the running configuration stays.
     public func recordReloadFailure() {
         self.reloadFailures.wrappingIncrement(ordering: .relaxed)

@@ -105,9 +105,13 @@ func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) 
     // `listening on` line must neither kill the process (SIGHUP's default action) nor lose the reload.
     let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
     let reloader = ReloadOnSignal(path: path, server: server, signals: reloadSignals, logger: logger)
+    // SIGUSR1 reopens the access log file (logrotate's `postrotate`), like nginx's USR1.
+    let reopenSignals = await UnixSignalsSequence(trapping: .sigusr1)
+    let reopener = ReopenLogOnSignal(server: server, signals: reopenSignals, logger: logger)
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
         .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup),
         .init(service: reloader),
+        .init(service: reopener),
     ]
     if let admin = configuration.server.admin {
         let adminServer = AdminServer(backend: server, metrics: server.metrics, group: server.eventLoopGroup)
@@ -157,6 +161,20 @@ struct ReloadOnSignal: Service {
                 }
                 self.server.recordReloadFailure()
             }
+        }
+    }
+}
+
+/// Reopens the access log file on SIGUSR1 (after logrotate moved it away).
+struct ReopenLogOnSignal: Service {
+    let server: ProxyServer
+    let signals: UnixSignalsSequence
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in self.signals.cancelOnGracefulShutdown() {
+            self.server.reopenAccessLog()
+            self.logger.info("access log reopened")
         }
     }
 }

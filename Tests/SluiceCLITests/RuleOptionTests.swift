@@ -177,11 +177,8 @@ struct RuleOptionTests {
             let client = try await RawHTTPClient.connect(port: sluice.port, group: E2E.group)
             let me = E2E.from("198.51.100.1")
             // Warm the upstream connection pool with an unmatched request, so the first timed one pays no connect.
-            let warmUp = ContinuousClock.now
             try await client.send(E2E.requestText("/hello", headers: me))
             #expect(try await client.readResponse().status == 200)
-            // An unheld exchange on this machine right now: the yardstick for "not held" below.
-            let unheld = (ContinuousClock.now - warmUp).milliseconds
 
             var sends: [ContinuousClock.Instant] = []
             var arrivals: [ContinuousClock.Instant] = []
@@ -199,8 +196,9 @@ struct RuleOptionTests {
             // The slot of request k is 200 ms after that of request k-1, which was decided after it was sent: so
             // response k arrives at least 200 ms after request k-1 was sent (no jitter can shorten this).
             let spacing = (1..<5).map { (arrivals[$0] - sends[$0 - 1]).milliseconds }
-            // The first is not held: it takes about as long as an unheld exchange, far less than a 200 ms slot.
-            #expect(offsets[0] < unheld + 150, "offsets \(offsets), unheld exchange \(unheld) ms")
+            // That the first is not held is the engine's (AlgorithmPropertyTests.gcraDelayHoldsAndCounts: delayed only when its
+            // wait is positive); over loopback on a loaded 2-core machine one exchange's latency varies by more
+            // than a slot, so only the lower bounds below are checked here.
             for (k, offset) in offsets.enumerated() {
                 #expect(offset >= Int64(k) * 200 - 2, "response \(k) at \(offset) ms; offsets \(offsets)")
             }
@@ -220,10 +218,8 @@ struct RuleOptionTests {
         try await E2E.withSluice({ Self.pacedConfig($0) }) { sluice async throws in
             let client = try await RawHTTPClient.connect(port: sluice.port, group: E2E.group)
             let me = E2E.from("198.51.100.2")
-            let warmUp = ContinuousClock.now
             try await client.send(E2E.requestText("/hello", headers: me))
             #expect(try await client.readResponse().status == 200)
-            let unheld = (ContinuousClock.now - warmUp).milliseconds
 
             let start = ContinuousClock.now
             let timed = try await E2E.pipeline(client, ["/echo-headers?p=1", "/echo-headers?p=2", "/echo-headers?p=3"], headers: me)
@@ -234,7 +230,6 @@ struct RuleOptionTests {
             ])
             let offsets = timed.map { ($0.arrived - start).milliseconds }
             // Slots at 0, 200 and 400 ms, counted from no earlier than the write.
-            #expect(offsets[0] < unheld + 150, "offsets \(offsets), unheld exchange \(unheld) ms")
             #expect(offsets[1] >= 198 && offsets[2] >= 398, "offsets \(offsets)")
             #expect(offsets[2] < 1_200, "offsets \(offsets)")
             #expect(sluice.upstream.requestURIs.suffix(3) == ["/echo-headers?p=1", "/echo-headers?p=2", "/echo-headers?p=3"])

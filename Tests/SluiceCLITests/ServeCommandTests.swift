@@ -217,6 +217,35 @@ struct ServeCommandTests {
         #expect(try await process.waitForExit() == 0)
     }
 
+    /// SIGUSR1 reopens the access log at its path, as logrotate expects: lines before go to the moved-away file,
+    /// lines after to a new file at the configured path.
+    @Test func sigusr1ReopensTheAccessLog() async throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("access-\(UUID()).log").path
+        let rotated = log + ".1"
+        defer {
+            try? FileManager.default.removeItem(atPath: log)
+            try? FileManager.default.removeItem(atPath: rotated)
+        }
+        try await E2E.withSluice({ E2E.config(upstreamPort: $0, accessLog: "\"\(log)\"", rest: "rules: []\n") }) { sluice async throws in
+            func paths(_ file: String) -> [String] {
+                let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+                return text.split(separator: "\n").compactMap {
+                    (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["path"] as? String
+                }
+            }
+            #expect(try await E2E.request(port: sluice.port, "/hello?before").status == 200)
+            try await E2E.eventually("the first line in the log") { paths(log) == ["/hello?before"] || paths(log) == ["/hello"] }
+            try FileManager.default.moveItem(atPath: log, toPath: rotated)
+            sluice.process.signal(SIGUSR1)
+            try await E2E.eventually("the access log reopened") { FileManager.default.fileExists(atPath: log) }
+            #expect(try await E2E.request(port: sluice.port, "/conn").status == 200)
+            try await E2E.eventually("the line after the reopen in the new file") { paths(log).contains("/conn") }
+            #expect(paths(rotated).count == 1)
+            #expect(!paths(rotated).contains("/conn"))
+            #expect(sluice.process.isRunning)
+        }
+    }
+
     @Test func accessLogToFile() async throws {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("access-\(UUID()).log").path
         defer { try? FileManager.default.removeItem(atPath: log) }
