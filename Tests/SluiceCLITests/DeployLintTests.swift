@@ -1,0 +1,51 @@
+import Foundation
+import SluiceTestSupport
+import Testing
+
+/// What of deploy/ can be checked without Docker or a running systemd: the systemd unit (syntax, the commands it
+/// runs, its hardening score) and the files the compose setup refers to.
+@Suite("deploy/ lint") struct DeployLintTests {
+    static let systemdAnalyze = "/usr/bin/systemd-analyze"
+    static var hasSystemdAnalyze: Bool { FileManager.default.isExecutableFile(atPath: systemdAnalyze) }
+
+    /// The unit with its paths pointed at this checkout (verify checks that the binaries it runs exist).
+    static func localUnit() throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-unit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let unit = try String(contentsOfFile: "deploy/sluice.service", encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/bin/sluice", with: SluiceProcess.binaryPath)
+            .replacingOccurrences(of: "/etc/sluice/sluice.yaml", with: FileManager.default.currentDirectoryPath + "/config/sluice.yaml")
+        let path = directory.appendingPathComponent("sluice.service").path
+        try unit.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test(.enabled(if: hasSystemdAnalyze, "systemd-analyze is not installed"))
+    func systemdUnitVerifiesAndIsHardened() throws {
+        let unit = try Self.localUnit()
+        defer { try? FileManager.default.removeItem(atPath: (unit as NSString).deletingLastPathComponent) }
+        let text = try String(contentsOfFile: "deploy/sluice.service", encoding: .utf8)
+        #expect(text.contains("ExecReload=/bin/kill -HUP $MAINPID"))
+        #expect(text.contains("DynamicUser=yes"))
+        let verify = try CleanSpawn.run(Self.systemdAnalyze, ["verify", unit])
+        #expect(verify.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(verify)")
+        // "Overall exposure level for sluice.service: 1.6 OK": 0 is locked down, 10 is fully exposed.
+        let security = try CleanSpawn.run(Self.systemdAnalyze, ["security", "--offline=yes", unit])
+        let line = security.split(separator: "\n").first { $0.contains("Overall exposure level") }
+        let score = line.flatMap { $0.split(separator: ":").last?.split(separator: " ").first }.flatMap { Double($0) }
+        #expect(score.map { $0 <= 2.0 } == true, "\(line ?? "no score")")
+    }
+
+    @Test func composeRefersToFilesThatExist() throws {
+        let compose = try String(contentsOfFile: "deploy/docker-compose.yml", encoding: .utf8)
+        for path in ["../config/examples/multi-instance.yaml", "./haproxy-lb.cfg"] {
+            #expect(compose.contains(path))
+            #expect(FileManager.default.fileExists(atPath: "deploy/" + path), "\(path)")
+        }
+        #expect(compose.components(separatedBy: "<<: *sluice").count - 1 == 2, "three Sluice instances")
+        let dockerfile = try String(contentsOfFile: "deploy/Dockerfile", encoding: .utf8)
+        #expect(dockerfile.contains("HEALTHCHECK"))
+        #expect(dockerfile.contains("USER sluice"))
+        #expect(dockerfile.components(separatedBy: "\nFROM ").count - 1 >= 1, "multi-stage")
+    }
+}
