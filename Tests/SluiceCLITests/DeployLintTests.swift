@@ -36,6 +36,25 @@ import Testing
         #expect(score.map { $0 <= 2.0 } == true, "\(line ?? "no score")")
     }
 
+    /// The rules embedded in the Kubernetes ConfigMap pass `sluice check`.
+    @Test func kubernetesConfigMapRulesAreValid() async throws {
+        let manifest = try String(contentsOfFile: "deploy/kubernetes/sluice.yaml", encoding: .utf8)
+        let start = try #require(manifest.range(of: "  sluice.yaml: |\n"))
+        let block = manifest[start.upperBound...]
+        var lines: [Substring] = []
+        for line in block.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("---") { break }
+            lines.append(line.hasPrefix("    ") ? line.dropFirst(4) : line)
+        }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-k8s-\(UUID()).yaml").path
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (status, output) = try await SluiceProcess.run(["check", "--config", path])
+        #expect(status == 0 && output == "ok\n", "\(output)")
+        #expect(manifest.contains("path: /readyz") && manifest.contains("path: /healthz"))
+        #expect(manifest.contains("pkill -HUP -x sluice"))
+    }
+
     @Test func composeRefersToFilesThatExist() throws {
         let compose = try String(contentsOfFile: "deploy/docker-compose.yml", encoding: .utf8)
         for path in ["../config/examples/multi-instance.yaml", "./haproxy-lb.cfg"] {
