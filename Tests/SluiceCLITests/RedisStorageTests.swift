@@ -5,7 +5,13 @@ import Testing
 /// `storage.kind: redis` with the real binary (SPEC §8): instances sharing one budget, and `on_error` at the HTTP
 /// level while Redis is away.
 @Suite("redis storage end to end") struct RedisStorageTests {
-    static func config(upstreamPort: Int, redisPort: Int, onError: String = "local", limit: String = "20/minute") -> String {
+    static func config(
+        upstreamPort: Int,
+        redisPort: Int,
+        onError: String = "local",
+        limit: String = "20/minute",
+        timeout: String = "100ms"
+    ) -> String {
         E2E.config(
             upstreamPort: upstreamPort,
             server: """
@@ -15,7 +21,7 @@ import Testing
                 storage:
                   kind: redis
                   url: redis://127.0.0.1:\(redisPort)/0
-                  timeout: 100ms
+                  timeout: \(timeout)
                   pool_size: 2
                   on_error: \(onError)
                   instances: 2
@@ -31,8 +37,10 @@ import Testing
     /// Two instances, requests to both at once: together they admit exactly the limit.
     @Test func twoInstancesAdmitTogetherExactlyTheLimit() async throws {
         try await withRedisServer { redis in
-            try await E2E.withSluice({ Self.config(upstreamPort: $0, redisPort: redis.port) }) { first async throws in
-                try await E2E.withSluice({ Self.config(upstreamPort: $0, redisPort: redis.port) }) { second async throws in
+            // A generous timeout: a slow reply on a loaded machine must not send a decision to `on_error: local`
+            // (which counts COUNT/instances on each instance and would blur what this test measures).
+            try await E2E.withSluice({ Self.config(upstreamPort: $0, redisPort: redis.port, timeout: "2s") }) { first async throws in
+                try await E2E.withSluice({ Self.config(upstreamPort: $0, redisPort: redis.port, timeout: "2s") }) { second async throws in
                     let statuses = try await withThrowingTaskGroup(of: [Int].self) { tasks in
                         for port in [first.port, second.port, first.port, second.port] {
                             tasks.addTask { try await E2E.statuses(port: port, "/hello", count: 15) }

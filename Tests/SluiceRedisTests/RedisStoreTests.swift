@@ -20,7 +20,7 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
         database: Int = 0,
         onError: RedisStorageConfiguration.OnError = .local,
         instances: Int = 1,
-        timeout: Duration = .milliseconds(200)
+        timeout: Duration = .seconds(2)
     ) -> RedisStorageConfiguration {
         var configuration = RedisStorageConfiguration(url: "redis://127.0.0.1:\(port)/\(database)")
         configuration.host = "127.0.0.1"
@@ -174,7 +174,7 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
     @Test(arguments: [RedisStorageConfiguration.OnError.allow, .deny, .local])
     func redisDownFollowsOnErrorAndComesBack(_ policy: RedisStorageConfiguration.OnError) async throws {
         try await withRedisServer { server in
-            let store = Self.store(Self.configuration(port: server.port, onError: policy, instances: 2))
+            let store = Self.store(Self.configuration(port: server.port, onError: policy, instances: 2, timeout: .milliseconds(200)))
             let limit = LimitParameters(count: 4, periodNanoseconds: 3600 * 1_000_000_000)
             let item = StoreItem(key: Self.key("outage-\(policy)"), algorithm: .fixedWindow, limit: limit, cost: 1)
             #expect(await Self.decide(store, [item], now: .now()).isAdmitted)
@@ -250,7 +250,7 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
             #expect(server.cli("-a", "s3cret", "--no-auth-warning", "-n", "0", "DBSIZE") == "0")
             await store.close()
 
-            let wrong = Self.store(Self.configuration(port: server.port, password: "wrong", onError: .deny))
+            let wrong = Self.store(Self.configuration(port: server.port, password: "wrong", onError: .deny, timeout: .milliseconds(200)))
             #expect((await Self.decide(wrong, [item], now: .now())).storageUnavailable)
             await wrong.close()
         }
@@ -297,7 +297,7 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
             "--tls-key-file", "\(directory)/server.key", "--tls-ca-cert-file", "\(directory)/ca.pem",
             "--tls-auth-clients", "no",
         ]) { server in
-            var configuration = Self.configuration(port: tlsPort, onError: .deny, timeout: .milliseconds(500))
+            var configuration = Self.configuration(port: tlsPort, onError: .deny)
             configuration.host = "localhost"
             configuration.useTLS = true
             let item = StoreItem(
