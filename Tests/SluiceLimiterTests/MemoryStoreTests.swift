@@ -152,7 +152,7 @@ import Testing
     /// Random inserts, touches, resets, idle sweeps and evictions against a plain model of an LRU map: the table's
     /// index (open addressing with backward-shift deletion) must never lose or invent a key.
     @Test func tableAgreesWithAModelUnderRandomOperations() {
-        var random = SplitMix(seed: 7)
+        var random = SplitMix64(seed: 7)
         for capacity in [1, 3, 17, 100] {
             var table = KeyTable(capacity: capacity)
             var model: [StorageKey] = []  // most recent first
@@ -222,18 +222,5 @@ import Testing
         #expect(store.trackedKeys == keys)
         let perKey = Double(store.tableBytes) / Double(keys)
         #expect(perKey <= 64, "\(perKey) bytes per key")
-    }
-}
-
-/// A seeded generator (SplitMix64) so random tests repeat exactly.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
