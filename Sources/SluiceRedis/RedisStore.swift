@@ -130,18 +130,20 @@ public final class RedisStore: RateLimitStore {
     }
 
     public func commit(_ items: some Collection<StoreItem>, now: LimiterInstant) {
-        let items = SmallArray<2, StoreItem>(items)
+        _ = self.committed(SmallArray<2, StoreItem>(items), now: now)
+    }
+
+    /// `commit`, with a future that completes once the cost is taken (in Redis, or locally); tests wait on it.
+    func committed(_ items: SmallArray<2, StoreItem>, now: LimiterInstant) -> EventLoopFuture<Void>? {
         guard self.breaker.allowsRequest(now: now) else {
             if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
-            return
+            return nil
         }
-        self.evaluate(operation: "commit", items: items, now: now).whenComplete { result in
-            switch result {
-            case .success: self.breaker.recordSuccess()
-            case .failure(let error):
-                self.breaker.recordFailure(error, now: now)
-                if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
-            }
+        return self.evaluate(operation: "commit", items: items, now: now).map { _ in
+            self.breaker.recordSuccess()
+        }.flatMapErrorThrowing { error in
+            self.breaker.recordFailure(error, now: now)
+            if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
         }
     }
 

@@ -99,9 +99,22 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
                         )
                     ]
                     if sequence % 2 == 1 {
-                        items.append(StoreItem(key: Self.key(name + "-b"), algorithm: algorithm, limit: second, cost: cost, group: 1))
+                        // The second limit is sometimes check-only (count_when) or a shadow rule's.
+                        let mode: StoreItem.Mode = rng.next() % 4 == 0 ? .check : .consume
+                        let enforced = rng.next() % 4 != 0
+                        items.append(
+                            StoreItem(
+                                key: Self.key(name + "-b"), algorithm: algorithm, limit: second, cost: cost, mode: mode,
+                                group: enforced ? 0 : 1, isEnforced: enforced
+                            )
+                        )
                     }
                     let instant = LimiterInstant(nanosecondsSinceEpoch: now)
+                    if rng.next() % 6 == 0 {
+                        // count_when: the cost taken after the response, whatever the budget.
+                        memory.commit(items, now: instant)
+                        try await #require(redis.committed(SmallArray(items), now: instant)).get()
+                    }
                     var expected = DecisionBatch()
                     for item in items { expected.append(item) }
                     memory.decide(&expected, now: instant)
