@@ -1,31 +1,24 @@
 import NIOCore
 import SluiceLimiter
 
-/// Encodes a ``RedisCommand`` as a RESP array of bulk strings: `*N\r\n` then `$len\r\n<bytes>\r\n`
-/// per argument.
+/// Writes commands as RESP arrays of bulk strings: `*N\r\n` then `$len\r\n<bytes>\r\n` per argument.
 ///
-/// Inline commands are never used: bulk strings are binary-safe and need no escaping. The
-/// encoder only writes; batching many commands into one flush is the job of
-/// ``RedisChannelHandler``.
-public struct RESPEncoder: MessageToByteEncoder {
-    public typealias OutboundIn = RedisCommand
-
-    public init() {}
-
-    public func encode(data command: RedisCommand, out: inout ByteBuffer) {
-        if let encoded = command.encoded {
-            out.writeImmutableBuffer(encoded)
-            return
-        }
+/// Inline commands are never used: bulk strings are binary-safe and need no escaping. Commands are encoded when they
+/// are made (``RedisCommand``), not by a handler in the pipeline; batching many commands into one flush is the job
+/// of ``RedisChannelHandler``.
+public enum RESPEncoder {
+    /// `arguments` as one RESP array of bulk strings.
+    public static func encode(_ arguments: [ByteBuffer]) -> ByteBuffer {
         var size = 16
-        for argument in command.arguments { size += argument.readableBytes + 16 }
-        out.reserveCapacity(minimumWritableBytes: size)
-        Self.writeHeader(UInt8(ascii: "*"), command.arguments.count, into: &out)
-        for argument in command.arguments {
+        for argument in arguments { size += argument.readableBytes + 16 }
+        var out = ByteBufferAllocator().buffer(capacity: size)
+        Self.writeHeader(UInt8(ascii: "*"), arguments.count, into: &out)
+        for argument in arguments {
             Self.writeHeader(UInt8(ascii: "$"), argument.readableBytes, into: &out)
             out.writeImmutableBuffer(argument)
             out.writeInteger(UInt16(0x0D0A))
         }
+        return out
     }
 
     /// `<type><decimal>\r\n`, without going through `String` (this runs once per argument).

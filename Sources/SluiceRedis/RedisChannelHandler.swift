@@ -9,10 +9,12 @@ struct RedisRequest: Sendable {
 
 /// Pipelines commands on one connection: a FIFO of promises matched to replies in order.
 ///
-/// Consumes ``RedisRequest`` writes and ``RESPValue`` reads; produces ``RedisCommand`` writes
-/// for ``RESPEncoder``. A write is not flushed at once: the first write of an event-loop tick
-/// schedules one flush for the end of the tick, so every command issued during that tick, from
-/// any thread, leaves in one `writev` (SPEC §8: "pipelined on shared connections").
+/// Takes requests from ``RedisConnection`` (called directly on the loop, see ``send(_:)``, or as
+/// ``RedisRequest`` writes) and ``RESPValue`` reads; writes each command's RESP bytes as they are,
+/// with no encoder handler between it and the socket. A write is not flushed at once: the first
+/// write of an event-loop tick schedules one flush for the end of the tick, so every command
+/// issued during that tick, from any thread, leaves in one `writev` (SPEC §8: "pipelined on
+/// shared connections").
 ///
 /// Every command gets a deadline. Only the oldest one can be due first, so one timer is kept
 /// for the head of the FIFO and re-armed lazily when it fires early. Because replies carry no
@@ -26,7 +28,7 @@ struct RedisRequest: Sendable {
 final class RedisChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = RESPValue
     typealias OutboundIn = RedisRequest
-    typealias OutboundOut = RedisCommand
+    typealias OutboundOut = ByteBuffer
 
     private struct Pending {
         var promise: EventLoopPromise<RESPValue>
@@ -60,7 +62,19 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let request = self.unwrapOutboundIn(data)
+        self.send(self.unwrapOutboundIn(data), context: context, promise: promise)
+    }
+
+    /// Queues `request` on this loop without a trip through the pipeline (no boxing of the request per command).
+    func send(_ request: RedisRequest) {
+        guard let context = self.context else {
+            request.promise.fail(RedisError.unavailable("connection closed"))
+            return
+        }
+        self.send(request, context: context, promise: nil)
+    }
+
+    private func send(_ request: RedisRequest, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         if self.isClosed {
             let error = RedisError.unavailable("connection closed")
             request.promise.fail(error)
@@ -69,7 +83,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         }
         let deadline = context.eventLoop.now + self.commandTimeout
         self.pending.append(Pending(promise: request.promise, deadline: deadline))
-        context.write(self.wrapOutboundOut(request.command), promise: promise)
+        context.write(self.wrapOutboundOut(request.command.encoded), promise: promise)
         if self.timer == nil { self.armTimer(at: deadline, context: context) }
         if !self.flushScheduled {
             self.flushScheduled = true

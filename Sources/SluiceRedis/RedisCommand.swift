@@ -1,29 +1,30 @@
 import NIOCore
 
-/// One Redis command: its name and arguments, each sent as a binary-safe bulk string.
+/// One Redis command, already in RESP: an array of bulk strings (never an inline command), so an argument may hold
+/// any bytes, CR and LF included.
 ///
-/// Commands are always sent as RESP arrays of bulk strings (never inline commands), so an
-/// argument may hold any bytes, CR and LF included.
+/// It is encoded when it is made, into one buffer that ``RedisChannelHandler`` hands to the socket as it is: no
+/// encoder handler copies it again on the way out.
 public struct RedisCommand: Sendable {
-    /// The command name first, then its arguments.
-    public var arguments: [ByteBuffer]
-    /// The whole command already in RESP (a hot path writes it into one buffer instead of one per argument);
-    /// when set, `arguments` holds only the name, for logs.
-    public var encoded: ByteBuffer?
+    /// The command name, for logs (never the arguments: they may hold secrets).
+    public let name: String
+    /// The whole command in RESP.
+    public let encoded: ByteBuffer
 
     /// A command from text arguments, e.g. `RedisCommand("SET", key, value)`.
     public init(_ arguments: String...) {
-        self.arguments = arguments.map { ByteBuffer(string: $0) }
+        self.init(arguments: arguments.map { ByteBuffer(string: $0) })
     }
 
     /// A command from raw arguments (binary values, prebuilt keys).
     public init(arguments: [ByteBuffer]) {
-        self.arguments = arguments
+        self.name = arguments.first.map { String(buffer: $0) } ?? ""
+        self.encoded = RESPEncoder.encode(arguments)
     }
 
-    /// A command written in RESP by the caller (an array of bulk strings); `name` is for logs only.
+    /// A command written in RESP by the caller (see ``RESPCommandWriter``); `name` is for logs only.
     public init(name: String, encoded: ByteBuffer) {
-        self.arguments = [ByteBuffer(string: name)]
+        self.name = name
         self.encoded = encoded
     }
 }
@@ -32,7 +33,6 @@ extension RedisCommand: CustomStringConvertible {
     /// The command name only: arguments may hold secrets (`AUTH`) or large values, so they
     /// never reach a log line.
     public var description: String {
-        guard let name = self.arguments.first else { return "(empty command)" }
-        return String(buffer: name).uppercased()
+        self.name.isEmpty ? "(empty command)" : self.name.uppercased()
     }
 }

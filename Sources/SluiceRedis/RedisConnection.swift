@@ -12,9 +12,16 @@ import NIOSSL
 /// command with ``RedisError/unavailable(_:)``.
 public final class RedisConnection: Sendable {
     let channel: any Channel
+    /// Commands are handed to the handler directly on its loop rather than written through the pipeline.
+    private let handler: NIOLoopBound<RedisChannelHandler>
 
-    init(channel: any Channel) {
+    /// On the channel's loop, once its pipeline holds a ``RedisChannelHandler``.
+    init(channel: any Channel) throws {
         self.channel = channel
+        self.handler = NIOLoopBound(
+            try channel.pipeline.syncOperations.handler(type: RedisChannelHandler.self),
+            eventLoop: channel.eventLoop
+        )
     }
 
     /// Connects, then logs in (`AUTH`, with the username when there is one) and selects the
@@ -65,7 +72,6 @@ public final class RedisConnection: Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RESPDecoder()),
-                        MessageToByteHandler(RESPEncoder()),
                         RedisChannelHandler(commandTimeout: commandTimeout, logger: logger)
                     )
                 }
@@ -75,7 +81,12 @@ public final class RedisConnection: Sendable {
                 throw RedisError.unavailable("cannot connect to \(endpoint): \(error)")
             }
             .flatMap { channel in
-                let connection = RedisConnection(channel: channel)
+                let connection: RedisConnection
+                do {
+                    connection = try RedisConnection(channel: channel)
+                } catch {
+                    return channel.close().flatMapThrowing { throw RedisError.unavailable("\(error)") }
+                }
                 return connection.logIn(endpoint).map { connection }.flatMapError { error in
                     connection.close().flatMapThrowing { throw error }
                 }
@@ -124,7 +135,7 @@ public final class RedisConnection: Sendable {
             request.promise.fail(RedisError.unavailable("connection closed"))
             return
         }
-        self.channel.write(request, promise: nil)
+        self.handler.value.send(request)
     }
 
     /// Closes the connection; pending commands fail with ``RedisError/unavailable(_:)``.

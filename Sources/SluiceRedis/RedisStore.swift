@@ -22,6 +22,7 @@ public final class RedisStore: RateLimitStore {
     /// The settings it was made with (a reload with the same ones keeps this store and its connections).
     public let configuration: RedisStorageConfiguration
     private let pool: RedisPool
+    private let group: any EventLoopGroup
     private let prefix: String
     private let onError: RedisStorageConfiguration.OnError
     private let instances: Int
@@ -54,6 +55,7 @@ public final class RedisStore: RateLimitStore {
         var endpoint = RedisEndpoint(configuration)
         endpoint.tlsCAFile = tlsCAFile
         self.configuration = configuration
+        self.group = group
         let timeout = TimeAmount.nanoseconds(configuration.timeout.nanoseconds)
         self.pool = RedisPool(
             endpoint: endpoint,
@@ -100,7 +102,7 @@ public final class RedisStore: RateLimitStore {
         }
         let requested = batch
         let started = ContinuousClock.now
-        self.evaluate(operation: "decide", items: batch.items, now: now).whenComplete { result in
+        self.evaluate(operation: "decide", items: batch.items, now: now) { result in
             if let observe = self.observe {
                 let elapsed = (ContinuousClock.now - started).components
                 let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
@@ -139,12 +141,17 @@ public final class RedisStore: RateLimitStore {
             if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
             return nil
         }
-        return self.evaluate(operation: "commit", items: items, now: now).map { _ in
-            self.breaker.recordSuccess()
-        }.flatMapErrorThrowing { error in
-            self.breaker.recordFailure(error, now: now)
-            if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
+        let done = (MultiThreadedEventLoopGroup.currentEventLoop ?? self.group.any()).makePromise(of: Void.self)
+        self.evaluate(operation: "commit", items: items, now: now) { result in
+            switch result {
+            case .success: self.breaker.recordSuccess()
+            case .failure(let error):
+                self.breaker.recordFailure(error, now: now)
+                if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
+            }
+            done.succeed()
         }
+        return done.futureResult
     }
 
     /// What `on_error` says while Redis cannot answer.
@@ -194,17 +201,27 @@ public final class RedisStore: RateLimitStore {
 
     /// Runs the script with `EVALSHA`, loading it (`EVAL`) when Redis does not know it (`NOSCRIPT`: first use, or
     /// after a restart or `SCRIPT FLUSH`).
-    private func evaluate(operation: String, items: SmallArray<2, StoreItem>, now: LimiterInstant) -> EventLoopFuture<RESPValue> {
+    ///
+    /// `completion` runs on the reply's loop (the caller's, when the pool has a connection there). A callback rather
+    /// than a chained future: one closure per decision instead of a second promise.
+    private func evaluate(
+        operation: String,
+        items: SmallArray<2, StoreItem>,
+        now: LimiterInstant,
+        completion: @escaping @Sendable (Result<RESPValue, any Error>) -> Void
+    ) {
         let loop = MultiThreadedEventLoopGroup.currentEventLoop
         guard let sha = self.scriptSHA.withLock({ $0 }) else {
-            return self.loadAndRun(operation: operation, items: items, now: now, preferring: loop)
+            self.loadAndRun(operation: operation, items: items, now: now, preferring: loop).whenComplete(completion)
+            return
         }
-        let run = self.pool.send(self.scriptCall("EVALSHA", sha, operation: operation, items: items, now: now), preferring: loop)
-        return run.flatMapError { error in
-            if case RedisError.server(let message) = error, message.hasPrefix("NOSCRIPT") {
-                return self.loadAndRun(operation: operation, items: items, now: now, preferring: loop)
+        let call = self.scriptCall("EVALSHA", sha, operation: operation, items: items, now: now)
+        self.pool.send(call, preferring: loop).whenComplete { result in
+            if case .failure(RedisError.server(let message)) = result, message.hasPrefix("NOSCRIPT") {
+                self.loadAndRun(operation: operation, items: items, now: now, preferring: loop).whenComplete(completion)
+            } else {
+                completion(result)
             }
-            return run.eventLoop.makeFailedFuture(error)
         }
     }
 
@@ -262,29 +279,28 @@ public final class RedisStore: RateLimitStore {
 
     /// Fills `batch` from the script's reply; `nil` when the reply is not what the script returns.
     static func apply(_ reply: RESPValue, to batch: DecisionBatch) -> DecisionBatch? {
-        guard let values = reply.array, values.count == 2 + 5 * batch.items.count else { return nil }
-        var numbers: [Int64] = []
-        numbers.reserveCapacity(values.count)
-        for value in values {
-            guard let number = value.int else { return nil }
-            numbers.append(number)
+        guard let values = reply.array, values.count == 2 + 5 * batch.items.count, let admitted = values[1].int else {
+            return nil
         }
         var decided = batch
-        decided.isAdmitted = numbers[1] == 1
+        decided.isAdmitted = admitted == 1
         for index in 0..<batch.items.count {
             let base = 2 + index * 5
-            let wait = numbers[base + 1] * 1000
+            guard let kind = values[base].int, let waitMicroseconds = values[base + 1].int,
+                let remaining = values[base + 2].int, let reset = values[base + 3].int, let blocked = values[base + 4].int
+            else { return nil }
+            let wait = waitMicroseconds * 1000
             let verdict: StepVerdict
-            switch numbers[base] {
+            switch kind {
             case 0: verdict = .admitted
             case 1: verdict = .delayed(nanoseconds: wait)
             default: verdict = .denied(retryAfterNanoseconds: max(1, wait))
             }
             decided.results[index] = StoreItemResult(
                 verdict: verdict,
-                remaining: numbers[base + 2],
-                resetNanoseconds: numbers[base + 3] * 1000,
-                isPenaltyBlocked: numbers[base + 4] == 1
+                remaining: remaining,
+                resetNanoseconds: reset * 1000,
+                isPenaltyBlocked: blocked == 1
             )
         }
         return decided
@@ -298,10 +314,6 @@ public final class RedisStore: RateLimitStore {
         case .tokenBucket: 4
         case .gcra: 5
         }
-    }
-
-    private static func bytes(_ text: String) -> ByteBuffer {
-        ByteBuffer(string: text)
     }
 
     // MARK: Inspection (admin API)

@@ -28,11 +28,10 @@ private struct Harness {
         try self.channel.pipeline.syncOperations.addHandlers(
             self.counter,
             ByteToMessageHandler(RESPDecoder()),
-            MessageToByteHandler(RESPEncoder()),
             RedisChannelHandler(commandTimeout: commandTimeout, logger: quietLogger)
         )
         try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 6379)).wait()
-        self.connection = RedisConnection(channel: self.channel)
+        self.connection = try RedisConnection(channel: self.channel)
     }
 
     /// Everything written to the "socket" so far, as text.
