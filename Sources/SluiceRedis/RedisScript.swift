@@ -8,15 +8,18 @@
 /// which is exact, instead of `/` and `math.floor`, which can round a quotient up. Products of a count and a
 /// period (sliding window) are exact while below 2^53, e.g. 1,000,000 per hour (3.6e15).
 ///
-/// Calling convention (`EVALSHA sha numkeys KEYS... ARGV...`):
-/// - `KEYS[2i-1]` is the counter of item `i`, `KEYS[2i]` its `block_for` penalty key (the counter again when the
-///   item has none);
-/// - `ARGV[1]`: `decide` or `commit` (`count_when`: take the cost whatever the budget); `ARGV[2]`: the time in
-///   microseconds, or empty for the server's `TIME` (instances with skewed clocks then agree); `ARGV[3]`: the
-///   number of items; then 10 values per item: algorithm (1 fixed, 2 sliding, 3 moving, 4 token bucket, 5 gcra),
-///   COUNT, period µs, burst, delay µs, cost, consume (1) or check (0), enforced (1/0), group, penalty µs.
-/// - The reply: the time used, 1 if admitted (else 0), then 5 integers per item: verdict (0 admitted, 1 delayed,
-///   2 denied), wait µs (delay or retry), remaining, reset µs, 1 if refused by a running `block_for` block.
+/// Calling convention (`EVALSHA sha numkeys KEYS... ARGV...`), for one or more requests (see ``DecisionBatcher``),
+/// taken one after another, each all or nothing:
+/// - `KEYS`: two per item of each request in turn, the item's counter then its `block_for` penalty key (the counter
+///   again when the item has none);
+/// - `ARGV[1]`: the time in microseconds, or empty for the server's `TIME` (instances with skewed clocks then
+///   agree); `ARGV[2]`: the number of requests; then per request: `decide` or `commit` (`count_when`: take the cost
+///   whatever the budget), its number of items, and 10 values per item: algorithm (1 fixed, 2 sliding, 3 moving,
+///   4 token bucket, 5 gcra), COUNT, period µs, burst, delay µs, cost, consume (1) or check (0), enforced (1/0),
+///   group, penalty µs.
+/// - The reply: the time used, then per request 1 if admitted (else 0) and 5 integers per item: verdict
+///   (0 admitted, 1 delayed, 2 denied), wait µs (delay or retry), remaining, reset µs, 1 if refused by a running
+///   `block_for` block.
 ///
 /// Every key is written with a TTL that ends when its state stops meaning anything (the `idleAt` of
 /// ``PackedState``), so nothing outlives its window. A counter's state is three doubles packed with `struct.pack`
@@ -29,185 +32,191 @@
 enum RedisScript {
     static let source = #"""
         local fmod, max, min, tonumber, format = math.fmod, math.max, math.min, tonumber, string.format
-        local op = ARGV[1]
         local t
-        if ARGV[2] ~= '' then t = tonumber(ARGV[2]) else
+        if ARGV[1] ~= '' then t = tonumber(ARGV[1]) else
           local time = redis.call('TIME'); t = tonumber(time[1]) * 1000000 + tonumber(time[2])
         end
-        local n = tonumber(ARGV[3])
-        local commit = op == 'commit'
         -- The only helper: every other one is written out where it is used, since Redis runs this body on every call and
         -- each local function would be a new closure (garbage) per call.
         local function cdiv(a, b) local m = fmod(a, b); if m == 0 then return a / b end; return (a - m) / b + 1 end
 
-        -- 1. Check every item. r holds 9 values per item: verdict (0 admitted, 1 delayed, 2 denied), wait, remaining,
-        -- reset, blocked, then what to record if counted: the idle instant (false: nothing, -1: the moving window's log)
-        -- and the state's three values.
+        local reply = { t }
+        local j = 1
         local r = {}
-        local admitted = true
-        for i = 1, n do
-          local b = 3 + (i - 1) * 10
-          local alg, key = ARGV[b + 1], KEYS[2 * i - 1]
-          local c, p, cost = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 6])
-          local v, w, rem, reset, idle, x, y, z = 2, 0, 0, 0, false, 0, 0, 0
-          if alg == '3' then
-            -- Moving window: a sorted set of admission stamps.
-            if commit then c = 9007199254740991 end
-            redis.call('ZREMRANGEBYSCORE', key, '-inf', format('%.0f', t - p))
-            local used = redis.call('ZCARD', key)
-            local newest = t
-            if used > 0 then newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2]) end
-            if used + cost <= c then
-              if cost > 0 then reset = p elseif used > 0 then reset = newest + p - t end
-              v, rem, idle = 0, c - used - cost, -1
-            else
-              local must = used + cost - c
-              w = p
-              if cost <= c and must <= used then
-                local oldest = tonumber(redis.call('ZRANGE', key, must - 1, must - 1, 'WITHSCORES')[2])
-                w = max(1, oldest + p - t)
+        -- Requests one after another, each all or nothing: ao is the offset of its arguments, ko of its keys.
+        local ao, ko = 2, 0
+        for _ = 1, tonumber(ARGV[2]) do
+          local commit = ARGV[ao + 1] == 'commit'
+          local n = tonumber(ARGV[ao + 2])
+
+          -- 1. Check every item. r holds 9 values per item: verdict (0 admitted, 1 delayed, 2 denied), wait, remaining,
+          -- reset, blocked, then what to record if counted: the idle instant (false: nothing, -1: the moving window's log)
+          -- and the state's three values.
+          local admitted = true
+          for i = 1, n do
+            local b = ao + 2 + (i - 1) * 10
+            local alg, key = ARGV[b + 1], KEYS[ko + 2 * i - 1]
+            local c, p, cost = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 6])
+            local v, w, rem, reset, idle, x, y, z = 2, 0, 0, 0, false, 0, 0, 0
+            if alg == '3' then
+              -- Moving window: a sorted set of admission stamps.
+              if commit then c = 9007199254740991 end
+              redis.call('ZREMRANGEBYSCORE', key, '-inf', format('%.0f', t - p))
+              local used = redis.call('ZCARD', key)
+              local newest = t
+              if used > 0 then newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2]) end
+              if used + cost <= c then
+                if cost > 0 then reset = p elseif used > 0 then reset = newest + p - t end
+                v, rem, idle = 0, c - used - cost, -1
+              else
+                local must = used + cost - c
+                w = p
+                if cost <= c and must <= used then
+                  local oldest = tonumber(redis.call('ZRANGE', key, must - 1, must - 1, 'WITHSCORES')[2])
+                  w = max(1, oldest + p - t)
+                end
+                rem, reset = c - used, newest + p - t
               end
-              rem, reset = c - used, newest + p - t
+            else
+              -- Every other state is three doubles (exact integers below 2^53), packed; anything else reads as no state.
+              local s1, s2, s3
+              local raw = redis.call('GET', key)
+              if raw and #raw == 24 then s1, s2, s3 = struct.unpack('<ddd', raw) end
+              if alg == '1' or alg == '2' then
+                if commit then c = 9007199254740991 end
+                local tt = max(0, t)
+                local ws = tt - fmod(tt, p)
+                reset = ws + p - tt
+                if alg == '1' then
+                  -- Fixed window.
+                  local used = 0
+                  if s1 then
+                    if s1 == ws then used = s2 elseif s1 > ws then ws = s1; used = s2; reset = ws + p - tt end
+                  end
+                  local after = used + cost
+                  if after <= c then v, rem, idle, x, y = 0, c - after, ws + p, ws, after
+                  else w, rem = reset, c - used end
+                else
+                  -- Sliding window.
+                  local cur, prev = 0, 0
+                  if s1 then
+                    if s1 >= ws then ws = s1; cur = s2; prev = s3; reset = ws + p - tt
+                    elseif s1 == ws - p then prev = s2 end
+                  end
+                  local elapsed = max(0, min(p, tt - ws))
+                  local used = cdiv(prev * (p - elapsed), p) + cur
+                  local after = used + cost
+                  if after <= c then v, rem, idle, x, y, z = 0, c - after, ws + 2 * p, ws, cur + cost, prev
+                  else
+                    local e = tt - ws
+                    if cost > c then w = ws + 2 * p - tt
+                    else
+                      local room = c - cost - cur
+                      if room >= 0 then local q = room * p; w = max(1, p - (q - fmod(q, prev)) / prev - e)
+                      else local q = (c - cost) * p; w = (p - e) + (p - (q - fmod(q, cur)) / cur) end
+                    end
+                    rem = c - used
+                  end
+                end
+              else
+                -- Token bucket and gcra: one instant (the bucket's full time, the TAT) spaced by the emission interval.
+                local iv = max(1, cdiv(p, c))
+                local base = t
+                if s1 then base = max(s1, t) end
+                local nxt = base + cost * iv
+                if commit then v, idle, x = 0, nxt, nxt
+                elseif alg == '4' then
+                  local span = (c + tonumber(ARGV[b + 4])) * iv
+                  local excess = nxt - t - span
+                  if excess <= 0 then local q = -excess; v, rem, reset, idle, x = 0, (q - fmod(q, iv)) / iv, nxt - t, nxt, nxt
+                  else local q = span - (base - t); w, rem, reset = excess, max(0, (q - fmod(q, iv)) / iv), base - t end
+                else
+                  local tol = tonumber(ARGV[b + 4]) * iv
+                  local wait = base - tol - t
+                  if wait <= 0 then
+                    local slack = tol - (nxt - t)
+                    if slack >= 0 then rem = (slack - fmod(slack, iv)) / iv + 1 end
+                    v, reset, idle, x = 0, nxt - t, nxt, nxt
+                  elseif wait <= tonumber(ARGV[b + 5]) then v, w, reset, idle, x = 1, wait, nxt - t, nxt, nxt
+                  else w, reset = wait, base - t end
+                end
+              end
+            end
+            local blocked = 0
+            local penalty = tonumber(ARGV[b + 10])
+            if not commit and penalty > 0 and KEYS[ko + 2 * i] ~= key then
+              local untilv = redis.call('GET', KEYS[ko + 2 * i])
+              if untilv and tonumber(untilv) > t then
+                local bw = tonumber(untilv) - t
+                if v == 2 then bw = max(bw, w) end
+                v, w, rem, reset, blocked, idle = 2, bw, 0, max(reset, bw), 1, false
+              end
+            end
+            local k = (i - 1) * 9
+            r[k + 1] = v; r[k + 2] = w; r[k + 3] = max(0, rem); r[k + 4] = max(0, reset); r[k + 5] = blocked
+            r[k + 6] = idle; r[k + 7] = x; r[k + 8] = y; r[k + 9] = z
+            if v == 2 and ARGV[b + 8] == '1' then admitted = false end
+          end
+
+          -- 2. Count all or nothing; `commit` (count_when) counts every item whatever its budget.
+          if admitted then
+            -- A check-only or shadow item is counted with its group only when none of the group's items was refused.
+            local refused
+            if not commit then
+              for i = 1, n do
+                if r[(i - 1) * 9 + 1] == 2 then
+                  refused = refused or {}
+                  refused[ARGV[ao + 2 + (i - 1) * 10 + 9]] = true
+                end
+              end
+            end
+            for i = 1, n do
+              local b, k = ao + 2 + (i - 1) * 10, (i - 1) * 9
+              local idle = r[k + 6]
+              if idle and (commit or (ARGV[b + 7] == '1' and (ARGV[b + 8] == '1' or not (refused and refused[ARGV[b + 9]])))) then
+                local key = KEYS[ko + 2 * i - 1]
+                if idle == -1 then
+                  local c, p, cost = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 6])
+                  redis.call('ZREMRANGEBYSCORE', key, '-inf', format('%.0f', t - p))
+                  local card = redis.call('ZCARD', key)
+                  local units = min(cost, c)
+                  local over = card + units - c
+                  if over > 0 then redis.call('ZREMRANGEBYRANK', key, 0, over - 1); card = card - over end
+                  -- Members are `stamp:sequence`, the sequence zero-padded so that members of one stamp sort (and are
+                  -- removed oldest first) in the order they came; the next one continues after the newest.
+                  local stamp, sequence = t, 0
+                  if card > 0 then
+                    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+                    local newest = tonumber(last[2])
+                    if newest >= t then stamp = newest; sequence = tonumber(string.match(last[1], ':(%d+)$')) or card end
+                  end
+                  local score = format('%.0f', stamp)
+                  for u = 1, units do redis.call('ZADD', key, score, score .. ':' .. format('%012.0f', sequence + u)) end
+                  redis.call('PEXPIRE', key, max(1, cdiv(max(stamp + p - t, 1), 1000)))
+                else
+                  redis.call('SET', key, struct.pack('<ddd', r[k + 7], r[k + 8], r[k + 9]), 'PX', max(1, cdiv(max(idle - t, 1), 1000)))
+                end
+              end
             end
           else
-            -- Every other state is three doubles (exact integers below 2^53), packed; anything else reads as no state.
-            local s1, s2, s3
-            local raw = redis.call('GET', key)
-            if raw and #raw == 24 then s1, s2, s3 = struct.unpack('<ddd', raw) end
-            if alg == '1' or alg == '2' then
-              if commit then c = 9007199254740991 end
-              local tt = max(0, t)
-              local ws = tt - fmod(tt, p)
-              reset = ws + p - tt
-              if alg == '1' then
-                -- Fixed window.
-                local used = 0
-                if s1 then
-                  if s1 == ws then used = s2 elseif s1 > ws then ws = s1; used = s2; reset = ws + p - tt end
-                end
-                local after = used + cost
-                if after <= c then v, rem, idle, x, y = 0, c - after, ws + p, ws, after
-                else w, rem = reset, c - used end
-              else
-                -- Sliding window.
-                local cur, prev = 0, 0
-                if s1 then
-                  if s1 >= ws then ws = s1; cur = s2; prev = s3; reset = ws + p - tt
-                  elseif s1 == ws - p then prev = s2 end
-                end
-                local elapsed = max(0, min(p, tt - ws))
-                local used = cdiv(prev * (p - elapsed), p) + cur
-                local after = used + cost
-                if after <= c then v, rem, idle, x, y, z = 0, c - after, ws + 2 * p, ws, cur + cost, prev
-                else
-                  local e = tt - ws
-                  if cost > c then w = ws + 2 * p - tt
-                  else
-                    local room = c - cost - cur
-                    if room >= 0 then local q = room * p; w = max(1, p - (q - fmod(q, prev)) / prev - e)
-                    else local q = (c - cost) * p; w = (p - e) + (p - (q - fmod(q, cur)) / cur) end
-                  end
-                  rem = c - used
-                end
-              end
-            else
-              -- Token bucket and gcra: one instant (the bucket's full time, the TAT) spaced by the emission interval.
-              local iv = max(1, cdiv(p, c))
-              local base = t
-              if s1 then base = max(s1, t) end
-              local nxt = base + cost * iv
-              if commit then v, idle, x = 0, nxt, nxt
-              elseif alg == '4' then
-                local span = (c + tonumber(ARGV[b + 4])) * iv
-                local excess = nxt - t - span
-                if excess <= 0 then local q = -excess; v, rem, reset, idle, x = 0, (q - fmod(q, iv)) / iv, nxt - t, nxt, nxt
-                else local q = span - (base - t); w, rem, reset = excess, max(0, (q - fmod(q, iv)) / iv), base - t end
-              else
-                local tol = tonumber(ARGV[b + 4]) * iv
-                local wait = base - tol - t
-                if wait <= 0 then
-                  local slack = tol - (nxt - t)
-                  if slack >= 0 then rem = (slack - fmod(slack, iv)) / iv + 1 end
-                  v, reset, idle, x = 0, nxt - t, nxt, nxt
-                elseif wait <= tonumber(ARGV[b + 5]) then v, w, reset, idle, x = 1, wait, nxt - t, nxt, nxt
-                else w, reset = wait, base - t end
-              end
-            end
-          end
-          local blocked = 0
-          local penalty = tonumber(ARGV[b + 10])
-          if not commit and penalty > 0 and KEYS[2 * i] ~= key then
-            local untilv = redis.call('GET', KEYS[2 * i])
-            if untilv and tonumber(untilv) > t then
-              local bw = tonumber(untilv) - t
-              if v == 2 then bw = max(bw, w) end
-              v, w, rem, reset, blocked, idle = 2, bw, 0, max(reset, bw), 1, false
-            end
-          end
-          local k = (i - 1) * 9
-          r[k + 1] = v; r[k + 2] = w; r[k + 3] = max(0, rem); r[k + 4] = max(0, reset); r[k + 5] = blocked
-          r[k + 6] = idle; r[k + 7] = x; r[k + 8] = y; r[k + 9] = z
-          if v == 2 and ARGV[b + 8] == '1' then admitted = false end
-        end
-
-        -- 2. Count all or nothing; `commit` (count_when) counts every item whatever its budget.
-        if admitted then
-          -- A check-only or shadow item is counted with its group only when none of the group's items was refused.
-          local refused
-          if not commit then
             for i = 1, n do
-              if r[(i - 1) * 9 + 1] == 2 then
-                refused = refused or {}
-                refused[ARGV[3 + (i - 1) * 10 + 9]] = true
+              local b, k = ao + 2 + (i - 1) * 10, (i - 1) * 9
+              local penalty = tonumber(ARGV[b + 10])
+              if ARGV[b + 8] == '1' and r[k + 1] == 2 and r[k + 5] == 0 and penalty > 0 and KEYS[ko + 2 * i] ~= KEYS[ko + 2 * i - 1] then
+                redis.call('SET', KEYS[ko + 2 * i], format('%.0f', t + penalty), 'PX', max(1, cdiv(penalty, 1000)))
+                r[k + 2] = max(penalty, r[k + 2]); r[k + 3] = 0; r[k + 4] = max(r[k + 4], r[k + 2]); r[k + 5] = 1
               end
             end
           end
-          for i = 1, n do
-            local b, k = 3 + (i - 1) * 10, (i - 1) * 9
-            local idle = r[k + 6]
-            if idle and (commit or (ARGV[b + 7] == '1' and (ARGV[b + 8] == '1' or not (refused and refused[ARGV[b + 9]])))) then
-              local key = KEYS[2 * i - 1]
-              if idle == -1 then
-                local c, p, cost = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 6])
-                redis.call('ZREMRANGEBYSCORE', key, '-inf', format('%.0f', t - p))
-                local card = redis.call('ZCARD', key)
-                local units = min(cost, c)
-                local over = card + units - c
-                if over > 0 then redis.call('ZREMRANGEBYRANK', key, 0, over - 1); card = card - over end
-                -- Members are `stamp:sequence`, the sequence zero-padded so that members of one stamp sort (and are
-                -- removed oldest first) in the order they came; the next one continues after the newest.
-                local stamp, sequence = t, 0
-                if card > 0 then
-                  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-                  local newest = tonumber(last[2])
-                  if newest >= t then stamp = newest; sequence = tonumber(string.match(last[1], ':(%d+)$')) or card end
-                end
-                local score = format('%.0f', stamp)
-                for u = 1, units do redis.call('ZADD', key, score, score .. ':' .. format('%012.0f', sequence + u)) end
-                redis.call('PEXPIRE', key, max(1, cdiv(max(stamp + p - t, 1), 1000)))
-              else
-                redis.call('SET', key, struct.pack('<ddd', r[k + 7], r[k + 8], r[k + 9]), 'PX', max(1, cdiv(max(idle - t, 1), 1000)))
-              end
-            end
-          end
-          if commit then return { t, 1 } end
-        else
-          for i = 1, n do
-            local b, k = 3 + (i - 1) * 10, (i - 1) * 9
-            local penalty = tonumber(ARGV[b + 10])
-            if ARGV[b + 8] == '1' and r[k + 1] == 2 and r[k + 5] == 0 and penalty > 0 and KEYS[2 * i] ~= KEYS[2 * i - 1] then
-              redis.call('SET', KEYS[2 * i], format('%.0f', t + penalty), 'PX', max(1, cdiv(penalty, 1000)))
-              r[k + 2] = max(penalty, r[k + 2]); r[k + 3] = 0; r[k + 4] = max(r[k + 4], r[k + 2]); r[k + 5] = 1
-            end
-          end
-        end
 
-        local reply = { t, admitted and 1 or 0 }
-        local j = 2
-        for i = 1, n do
-          local k = (i - 1) * 9
-          reply[j + 1] = r[k + 1]; reply[j + 2] = r[k + 2]; reply[j + 3] = r[k + 3]; reply[j + 4] = r[k + 4]; reply[j + 5] = r[k + 5]
-          j = j + 5
+          reply[j + 1] = admitted and 1 or 0
+          j = j + 1
+          for i = 1, n do
+            local k = (i - 1) * 9
+            reply[j + 1] = r[k + 1]; reply[j + 2] = r[k + 2]; reply[j + 3] = r[k + 3]; reply[j + 4] = r[k + 4]; reply[j + 5] = r[k + 5]
+            j = j + 5
+          end
+          ao, ko = ao + 2 + 10 * n, ko + 2 * n
         end
         return reply
         """#

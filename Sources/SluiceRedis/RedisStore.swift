@@ -23,6 +23,8 @@ public final class RedisStore: RateLimitStore {
     public let configuration: RedisStorageConfiguration
     private let pool: RedisPool
     private let group: any EventLoopGroup
+    /// One per event loop of `group`, made up front so that finding a loop's batcher takes no lock.
+    private let batchers: [ObjectIdentifier: NIOLoopBoundBox<DecisionBatcher>]
     private let prefix: String
     private let onError: RedisStorageConfiguration.OnError
     private let instances: Int
@@ -56,6 +58,12 @@ public final class RedisStore: RateLimitStore {
         endpoint.tlsCAFile = tlsCAFile
         self.configuration = configuration
         self.group = group
+        var batchers: [ObjectIdentifier: NIOLoopBoundBox<DecisionBatcher>] = [:]
+        for loop in group.makeIterator() {
+            // Made here, off the loop, and used only on it from now on.
+            batchers[ObjectIdentifier(loop)] = .makeBoxSendingValue(DecisionBatcher(eventLoop: loop), eventLoop: loop)
+        }
+        self.batchers = batchers
         let timeout = TimeAmount.nanoseconds(configuration.timeout.nanoseconds)
         self.pool = RedisPool(
             endpoint: endpoint,
@@ -102,7 +110,7 @@ public final class RedisStore: RateLimitStore {
         }
         let requested = batch
         let started = ContinuousClock.now
-        self.evaluate(operation: "decide", items: batch.items, now: now) { result in
+        let request = ScriptRequest(operation: .decide, items: batch.items) { result in
             if let observe = self.observe {
                 let elapsed = (ContinuousClock.now - started).components
                 let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
@@ -124,6 +132,7 @@ public final class RedisStore: RateLimitStore {
                 completion(self.decideWithoutRedis(requested, now: now))
             }
         }
+        self.run(request, now: now)
     }
 
     /// Synchronous callers (not the proxy) get the `on_error` decision: this store never blocks for Redis.
@@ -142,7 +151,7 @@ public final class RedisStore: RateLimitStore {
             return nil
         }
         let done = (MultiThreadedEventLoopGroup.currentEventLoop ?? self.group.any()).makePromise(of: Void.self)
-        self.evaluate(operation: "commit", items: items, now: now) { result in
+        let request = ScriptRequest(operation: .commit, items: items) { result in
             switch result {
             case .success: self.breaker.recordSuccess()
             case .failure(let error):
@@ -151,6 +160,7 @@ public final class RedisStore: RateLimitStore {
             }
             done.succeed()
         }
+        self.run(request, now: now)
         return done.futureResult
     }
 
@@ -199,93 +209,56 @@ public final class RedisStore: RateLimitStore {
 
     // MARK: The script
 
-    /// Runs the script with `EVALSHA`, loading it (`EVAL`) when Redis does not know it (`NOSCRIPT`: first use, or
-    /// after a restart or `SCRIPT FLUSH`).
-    ///
-    /// `completion` runs on the reply's loop (the caller's, when the pool has a connection there). A callback rather
-    /// than a chained future: one closure per decision instead of a second promise.
-    private func evaluate(
-        operation: String,
-        items: SmallArray<2, StoreItem>,
-        now: LimiterInstant,
-        completion: @escaping @Sendable (Result<RESPValue, any Error>) -> Void
-    ) {
+    /// Sends `request` with the others of this tick when called on one of the proxy's loops, else alone.
+    private func run(_ request: ScriptRequest, now: LimiterInstant) {
         let loop = MultiThreadedEventLoopGroup.currentEventLoop
+        // Tests that pick the instants (no server time) send each request alone, at its own instant.
+        if self.useServerTime, let loop, let batcher = self.batchers[ObjectIdentifier(loop)] {
+            batcher.value.add(request, store: self)
+        } else {
+            self.send([request], time: self.useServerTime ? "" : String(now.nanosecondsSinceEpoch / 1000), preferring: loop)
+        }
+    }
+
+    /// Runs the script for `requests` in one call with `EVALSHA`, loading it (`EVAL`) when Redis does not know it
+    /// (`NOSCRIPT`: first use, or after a restart or `SCRIPT FLUSH`). Each request's completion runs on the reply's
+    /// loop (the caller's, when the pool has a connection there).
+    func send(_ requests: [ScriptRequest], time: String, preferring loop: (any EventLoop)?) {
         guard let sha = self.scriptSHA.withLock({ $0 }) else {
-            self.loadAndRun(operation: operation, items: items, now: now, preferring: loop).whenComplete(completion)
+            self.loadAndRun(requests, time: time, preferring: loop)
             return
         }
-        let call = self.scriptCall("EVALSHA", sha, operation: operation, items: items, now: now)
+        let call = ScriptRequest.call("EVALSHA", sha, requests: requests, prefix: self.prefix, time: time)
         self.pool.send(call, preferring: loop).whenComplete { result in
             if case .failure(RedisError.server(let message)) = result, message.hasPrefix("NOSCRIPT") {
-                self.loadAndRun(operation: operation, items: items, now: now, preferring: loop).whenComplete(completion)
+                self.loadAndRun(requests, time: time, preferring: loop)
             } else {
-                completion(result)
+                ScriptRequest.complete(requests, with: result)
             }
         }
     }
 
-    private func loadAndRun(
-        operation: String,
-        items: SmallArray<2, StoreItem>,
-        now: LimiterInstant,
-        preferring loop: (any EventLoop)?
-    ) -> EventLoopFuture<RESPValue> {
+    private func loadAndRun(_ requests: [ScriptRequest], time: String, preferring loop: (any EventLoop)?) {
         // EVAL caches the script server-side; SCRIPT LOAD tells us its SHA for the next calls.
-        let run = self.pool.send(self.scriptCall("EVAL", RedisScript.source, operation: operation, items: items, now: now), preferring: loop)
+        let call = ScriptRequest.call("EVAL", RedisScript.source, requests: requests, prefix: self.prefix, time: time)
+        self.pool.send(call, preferring: loop).whenComplete { result in
+            ScriptRequest.complete(requests, with: result)
+        }
         self.pool.send(RedisCommand("SCRIPT", "LOAD", RedisScript.source), preferring: loop).whenSuccess { reply in
             if let sha = reply.string { self.scriptSHA.withLock { $0 = sha } }
         }
-        return run
     }
 
-    /// `EVALSHA sha` (or `EVAL source`) `numkeys KEYS... ARGV...` for `items`, written in one buffer: a decision
-    /// is on every request's path, and one buffer instead of one per argument is two dozen allocations fewer.
-    private func scriptCall(
-        _ command: String,
-        _ script: String,
-        operation: String,
-        items: SmallArray<2, StoreItem>,
-        now: LimiterInstant
-    ) -> RedisCommand {
-        let count = items.count
-        var writer = RESPCommandWriter(count: 3 + 2 * count + 3 + 10 * count, capacity: script.utf8.count + 64 + count * 200)
-        writer.write(command)
-        writer.write(script)
-        writer.write(Int64(2 * count))
-        for index in 0..<count {
-            let item = items[index]
-            writer.write(prefix: self.prefix, key: item.key)
-            writer.write(prefix: self.prefix, key: item.penaltyKey ?? item.key)
-        }
-        writer.write(operation)
-        writer.write(self.useServerTime ? "" : String(now.nanosecondsSinceEpoch / 1000))
-        writer.write(Int64(count))
-        for index in 0..<count {
-            let item = items[index]
-            writer.write(Self.code(item.algorithm))
-            writer.write(item.limit.count)
-            writer.write(item.limit.periodNanoseconds / 1000)
-            writer.write(item.limit.burst)
-            writer.write(item.limit.delayNanoseconds / 1000)
-            writer.write(item.cost)
-            writer.write(item.mode == .consume ? 1 : 0)
-            writer.write(item.isEnforced ? 1 : 0)
-            writer.write(Int64(item.group))
-            writer.write(item.penaltyKey == nil ? 0 : item.penaltyNanoseconds / 1000)
-        }
-        return RedisCommand(name: command, encoded: writer.buffer)
-    }
-
-    /// Fills `batch` from the script's reply; `nil` when the reply is not what the script returns.
-    static func apply(_ reply: RESPValue, to batch: DecisionBatch) -> DecisionBatch? {
-        guard let values = reply.array, values.count == 2 + 5 * batch.items.count, let admitted = values[1].int else {
+    /// Fills `batch` from its part of the script's reply (1 if admitted, then 5 integers per item); `nil` when the
+    /// part is not what the script returns.
+    static func apply(_ values: ArraySlice<RESPValue>, to batch: DecisionBatch) -> DecisionBatch? {
+        guard values.count == 1 + 5 * batch.items.count, let admitted = values[values.startIndex].int else {
             return nil
         }
         var decided = batch
         decided.isAdmitted = admitted == 1
         for index in 0..<batch.items.count {
-            let base = 2 + index * 5
+            let base = values.startIndex + 1 + index * 5
             guard let kind = values[base].int, let waitMicroseconds = values[base + 1].int,
                 let remaining = values[base + 2].int, let reset = values[base + 3].int, let blocked = values[base + 4].int
             else { return nil }
@@ -304,16 +277,6 @@ public final class RedisStore: RateLimitStore {
             )
         }
         return decided
-    }
-
-    private static func code(_ algorithm: Algorithm) -> Int64 {
-        switch algorithm {
-        case .fixedWindow: 1
-        case .slidingWindow: 2
-        case .movingWindow: 3
-        case .tokenBucket: 4
-        case .gcra: 5
-        }
     }
 
     // MARK: Inspection (admin API)

@@ -334,6 +334,36 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
     }
 
     /// Calls of EVAL and EVALSHA so far (`INFO commandstats`).
+    /// Decisions asked on one event loop in one tick leave as one script call, and come back as if sent one by one:
+    /// the first COUNT admitted in order, with remaining counting down, the rest refused.
+    @Test func decisionsOfOneTickShareOneScriptCall() async throws {
+        try await withRedisServer { server in
+            let store = Self.store(Self.configuration(port: server.port))
+            let limit = LimitParameters(count: 5, periodNanoseconds: 3600 * 1_000_000_000)
+            let warmUp = StoreItem(key: Self.key("tick-warm-up"), algorithm: .tokenBucket, limit: limit, cost: 1)
+            let loop = Self.group.next()
+            // On the loop, so the request is batched like the proxy's; this one also loads the script.
+            _ = try await loop.flatSubmit { Self.decideOnLoop(store, [warmUp], loop: loop) }.get()
+            let before = Self.scriptCalls(server)
+            let item = StoreItem(key: Self.key("tick"), algorithm: .tokenBucket, limit: limit, cost: 1)
+            let decided = try await loop.flatSubmit {
+                EventLoopFuture.whenAllSucceed((0..<12).map { _ in Self.decideOnLoop(store, [item], loop: loop) }, on: loop)
+            }.get()
+            #expect(Self.scriptCalls(server) == before + 1, "12 decisions of one tick, one EVALSHA")
+            #expect(decided.map(\.isAdmitted) == Array(repeating: true, count: 5) + Array(repeating: false, count: 7))
+            #expect(decided.prefix(5).map { $0.results[0].remaining } == [4, 3, 2, 1, 0])
+            await store.close()
+        }
+    }
+
+    static func decideOnLoop(_ store: RedisStore, _ items: [StoreItem], loop: any EventLoop) -> EventLoopFuture<DecisionBatch> {
+        var batch = DecisionBatch()
+        for item in items { batch.append(item) }
+        let promise = loop.makePromise(of: DecisionBatch.self)
+        store.decide(batch, now: .now()) { promise.succeed($0) }
+        return promise.futureResult
+    }
+
     static func scriptCalls(_ server: RedisServer) -> Int {
         let stats = server.cli("INFO", "commandstats")
         var total = 0
