@@ -234,7 +234,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if let parserError = error as? HTTPParserError {
             status = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
         } else {
-            // I/O errors (reset by peer...): nothing to answer.
+            // I/O and TLS errors (reset by peer, a failed handshake, plain HTTP on a TLS port): nothing to answer.
+            self.shared.logger.debug("client connection error", metadata: ["error": "\(error)", "peer": "\(self.peerIP)"])
             self.closeClient()
             return
         }

@@ -132,11 +132,13 @@ final class UpstreamPool {
     ///
     /// - Parameter tls: the running configuration's upstream context; used for `https://` targets only.
     func connect(to target: UpstreamTarget, timeout: TimeAmount, tls: NIOSSLContext?) -> EventLoopFuture<UpstreamConnection> {
-        var handshake: (handler: NIOLoopBound<UpstreamTLSHandshakeHandler>, context: NIOSSLContext)?
+        var handshake: (handler: NIOLoopBound<UpstreamTLSHandshakeHandler>, context: NIOSSLContext, serverHostname: String?)?
         if target.scheme == .https, let tls {
-            handshake = (NIOLoopBound(UpstreamTLSHandshakeHandler(eventLoop: self.eventLoop, timeout: timeout), eventLoop: self.eventLoop), tls)
+            let handler = UpstreamTLSHandshakeHandler(eventLoop: self.eventLoop, timeout: timeout)
+            // SNI takes a name, never an address; NIOSSL then checks an address target against the certificate's IPs.
+            let serverHostname = IPAddress(target.host) == nil ? target.host : nil
+            handshake = (NIOLoopBound(handler, eventLoop: self.eventLoop), tls, serverHostname)
         }
-        let serverHostname = IPAddress(target.host) == nil ? target.host : nil
         let bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -145,7 +147,7 @@ final class UpstreamPool {
                 channel.eventLoop.makeCompletedFuture {
                     if let handshake {
                         try channel.pipeline.syncOperations.addHandler(
-                            NIOSSLClientHandler(context: handshake.context, serverHostname: serverHostname)
+                            NIOSSLClientHandler(context: handshake.context, serverHostname: handshake.serverHostname)
                         )
                         try channel.pipeline.syncOperations.addHandler(handshake.handler.value)
                     }
