@@ -185,6 +185,26 @@ struct ProxyTLSTests {
         }
     }
 
+    /// A pooled TLS connection the upstream closes as it is reused: retried once on a fresh one, as over HTTP.
+    @Test func stalePooledTLSConnectionIsRetried() async throws {
+        try await Self.withTLSUpstream { certificates, upstream in
+            try await withProxy({
+                $0.server.threads = 1
+                $0.upstream.targets = [UpstreamTarget(scheme: .https, host: "localhost", port: upstream.port)]
+                $0.upstream.tls = UpstreamTLS(verify: true, ca: certificates.caPath)
+            }) { proxy in
+                let client = try await proxy.client()
+                try await client.send("GET /stale HTTP/1.1\r\nHost: t\r\n\r\n")
+                #expect(try await client.readResponse().bodyString == "stale")
+                try await client.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+                let response = try await client.readResponse(timeout: .seconds(10))
+                #expect(response.status == 200)
+                #expect(upstream.connectionsAccepted == 2)
+                await client.close()
+            }
+        }
+    }
+
     @Test func httpsUpstreamUnknownToTheSystemRootsIs502() async throws {
         try await Self.withTLSUpstream { _, upstream in
             try await withProxy({
