@@ -133,7 +133,10 @@ final class UpstreamPool {
     /// - Parameter tls: the running configuration's upstream context; used for `https://` targets only.
     func connect(to target: UpstreamTarget, timeout: TimeAmount, tls: NIOSSLContext?) -> EventLoopFuture<UpstreamConnection> {
         var handshake: (handler: NIOLoopBound<UpstreamTLSHandshakeHandler>, context: NIOSSLContext, serverHostname: String?)?
-        if target.scheme == .https, let tls {
+        if target.scheme == .https {
+            // A retry after a reload may pair an older snapshot's https target with a configuration without one:
+            // never fall back to plain HTTP for an https:// target.
+            guard let tls else { return self.eventLoop.makeFailedFuture(UpstreamTLSError.noContext) }
             let handler = UpstreamTLSHandshakeHandler(eventLoop: self.eventLoop, timeout: timeout)
             // SNI takes a name, never an address; NIOSSL then checks an address target against the certificate's IPs.
             let serverHostname = IPAddress(target.host) == nil ? target.host : nil

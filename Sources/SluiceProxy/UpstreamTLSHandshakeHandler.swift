@@ -72,11 +72,13 @@ final class UpstreamTLSHandshakeHandler: ChannelInboundHandler, RemovableChannel
 enum UpstreamTLSError: Error, CustomStringConvertible {
     case handshakeTimedOut
     case closedDuringHandshake
+    case noContext
 
     var description: String {
         switch self {
         case .handshakeTimedOut: "TLS handshake timed out"
         case .closedDuringHandshake: "connection closed during the TLS handshake"
+        case .noContext: "no TLS settings for an https:// target in the running configuration"
         }
     }
 }
