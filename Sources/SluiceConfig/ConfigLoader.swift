@@ -48,24 +48,13 @@ public enum ConfigLoader {
         return configuration
     }
 
-    private static func read(path: String) -> Result<String, ReadFailure> {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            return .failure(ReadFailure("no such file"))
+    private static func read(path: String) -> Result<String, ConfigFile.ReadFailure> {
+        ConfigFile.read(path).flatMap { data in
+            guard let text = String(data: data, encoding: .utf8) else {
+                return .failure(ConfigFile.ReadFailure("not valid UTF-8"))
+            }
+            return .success(text)
         }
-        if isDirectory.boolValue { return .failure(ReadFailure("is a directory")) }
-        guard FileManager.default.isReadableFile(atPath: path), let data = FileManager.default.contents(atPath: path) else {
-            return .failure(ReadFailure("permission denied"))
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            return .failure(ReadFailure("not valid UTF-8"))
-        }
-        return .success(text)
-    }
-
-    private struct ReadFailure: Error, CustomStringConvertible {
-        var description: String
-        init(_ description: String) { self.description = description }
     }
 }
 

@@ -51,6 +51,17 @@ extension ConfigReader {
         return text.value
     }
 
+    /// The path of a file Sluice reads when it starts or reloads (TLS certificates, keys, CAs); a file that is
+    /// missing or unreadable is reported here, with its position, so `sluice check` catches it too.
+    func readableFile(_ node: Node, _ name: String) -> String? {
+        guard let path = self.nonEmptyString(node, name) else { return nil }
+        if let problem = ConfigFile.problem(reading: path) {
+            self.error("\(name): cannot read '\(path)': \(problem)", at: node)
+            return nil
+        }
+        return path
+    }
+
     /// An integer in `range`; YAML 1.1 digit separators (`1_000_000`) are accepted.
     func integer(_ node: Node, _ name: String, in range: ClosedRange<Int> = Int.min...Int.max) -> Int? {
         guard let text = self.text(node, name) else { return nil }

@@ -87,8 +87,8 @@ extension ConfigReader {
 
     private func readTLSFiles(_ node: Node) -> TLSFiles? {
         guard let fields = self.fields(node, "tls", allowed: ["cert", "key"]) else { return nil }
-        let cert = fields["cert"].flatMap { self.nonEmptyString($0.value, "cert") }
-        let key = fields["key"].flatMap { self.nonEmptyString($0.value, "key") }
+        let cert = fields["cert"].flatMap { self.readableFile($0.value, "cert") }
+        let key = fields["key"].flatMap { self.readableFile($0.value, "key") }
         if fields["cert"] == nil { self.error("tls: 'cert' is required", at: node) }
         if fields["key"] == nil { self.error("tls: 'key' is required", at: node) }
         guard let cert, let key else { return nil }

@@ -34,7 +34,7 @@ extension ConfigReader {
             if let verify = tlsFields["verify"], let value = self.boolean(verify.value, "verify") {
                 upstream.tls.verify = value
             }
-            if let ca = tlsFields["ca"], let value = self.nonEmptyString(ca.value, "ca") {
+            if let ca = tlsFields["ca"], let value = self.readableFile(ca.value, "ca") {
                 upstream.tls.ca = value
             }
         }

@@ -8,14 +8,18 @@ extension ProxyHandler {
     // MARK: upstream connection
 
     func attachUpstream(_ exchange: Exchange, config: ProxySnapshot, allowPooled: Bool) {
-        if allowPooled, let connection = self.pool.takeIdle(for: exchange.target) {
+        if allowPooled, let connection = self.pool.takeIdle(for: exchange.target, tls: config.tls.upstream) {
             self.upstreamAttached(connection, to: exchange)
             return
         }
         let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
         let loopBoundExchange = NIOLoopBound(exchange, eventLoop: self.context.eventLoop)
-        self.pool.connect(to: exchange.target, timeout: config.upstreamConnectTimeout).assumeIsolated().whenComplete {
-            result in
+        let connecting = self.pool.connect(
+            to: exchange.target,
+            timeout: config.upstreamConnectTimeout,
+            tls: config.tls.upstream
+        )
+        connecting.assumeIsolated().whenComplete { result in
             let this = loopBoundSelf.value
             let exchange = loopBoundExchange.value
             switch result {

@@ -105,6 +105,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     let shared: ProxyShared
     let pool: UpstreamPool
+    /// `X-Forwarded-Proto`: `https` when this connection came through a TLS listener. Fixed at accept, so a
+    /// reload that turns TLS on or off does not relabel connections already open.
+    let forwardedProto: String
     var state: State = .awaitingHead
     var context: ChannelHandlerContext!
     var peerIP = IPAddress(ipv4: 0)
@@ -128,9 +131,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// this only after every request that arrived before it).
     var inputClosed = false
 
-    init(shared: ProxyShared, pool: UpstreamPool) {
+    init(shared: ProxyShared, pool: UpstreamPool, overTLS: Bool = false) {
         self.shared = shared
         self.pool = pool
+        self.forwardedProto = overTLS ? "https" : "http"
     }
 
     // MARK: channel events
@@ -230,7 +234,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if let parserError = error as? HTTPParserError {
             status = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
         } else {
-            // I/O errors (reset by peer...): nothing to answer.
+            // I/O and TLS errors (reset by peer, a failed handshake, plain HTTP on a TLS port): nothing to answer.
+            self.shared.logger.debug("client connection error", metadata: ["error": "\(error)", "peer": "\(self.peerIP)"])
             self.closeClient()
             return
         }
@@ -487,7 +492,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         } else {
             head.headers.add(name: "X-Forwarded-For", value: self.peerText)
         }
-        head.headers.replaceOrAdd(name: "X-Forwarded-Proto", value: config.scheme)
+        head.headers.replaceOrAdd(name: "X-Forwarded-Proto", value: self.forwardedProto)
         if let clientHost {
             head.headers.replaceOrAdd(name: "X-Forwarded-Host", value: clientHost)
         }

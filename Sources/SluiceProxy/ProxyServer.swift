@@ -5,6 +5,7 @@ import NIOCore
 import NIOExtras
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import SluiceAdmin
 import SluiceConfig
@@ -42,12 +43,16 @@ public final class ProxyServer: Service, Sendable {
     /// The event loops (the admin listener runs on them too).
     public var eventLoopGroup: any EventLoopGroup { self.group }
 
+    /// Reads the TLS files of the configuration (``TLSContexts``); call it off the event loops.
+    ///
+    /// - Throws: ``TLSSetupError`` when a certificate, key or CA file of the configuration cannot be used.
     public init(
         configuration: SluiceConfiguration,
         logger: Logger,
         metrics: SluiceMetrics = SluiceMetrics(),
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
-    ) {
+    ) throws(TLSSetupError) {
+        let tls = try TLSContexts(configuration: configuration)
         self.logger = logger
         self.onListening = onListening
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.server.threads ?? System.coreCount)
@@ -56,7 +61,8 @@ public final class ProxyServer: Service, Sendable {
         self.shared = ProxyShared(
             snapshot: ProxySnapshot(
                 configuration: configuration,
-                gate: Self.makeGate(configuration, previous: nil, group: group, logger: logger, metrics: metrics)
+                gate: Self.makeGate(configuration, previous: nil, group: group, logger: logger, metrics: metrics),
+                tls: tls
             ),
             logger: logger,
             accessLog: accessLog,
@@ -94,12 +100,20 @@ public final class ProxyServer: Service, Sendable {
 
     /// Swaps in a validated configuration (SPEC §6): new requests use it at once, requests in
     /// flight keep the snapshot they started with.
-    public func reload(_ configuration: SluiceConfiguration) async {
+    ///
+    /// The TLS files are read again even when the configuration is unchanged, so renewed certificates take
+    /// effect for new connections.
+    ///
+    /// - Throws: ``TLSSetupError`` when a TLS file cannot be used; nothing changes then (the caller counts the
+    ///   failure with ``recordReloadFailure()``).
+    public func reload(_ configuration: SluiceConfiguration) async throws(TLSSetupError) {
+        let tls = try TLSContexts(configuration: configuration)
         self.reloadSuccesses.wrappingIncrement(ordering: .relaxed)
         let previous = self.shared.current()
         let snapshot = ProxySnapshot(
             configuration: configuration,
-            gate: Self.makeGate(configuration, previous: previous.gate, group: self.group, logger: self.logger, metrics: self.metrics)
+            gate: Self.makeGate(configuration, previous: previous.gate, group: self.group, logger: self.logger, metrics: self.metrics),
+            tls: tls
         )
         self.metrics.prepare(rules: configuration.rules.map(\.name))
         self.metrics.reloaded(success: true)
@@ -220,11 +234,14 @@ public final class ProxyServer: Service, Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let pool = pools[ObjectIdentifier(channel.eventLoop)]!.value
+                    // Read at accept: after a reload, new connections get the new certificate, open ones keep theirs.
+                    let snapshot = shared.current()
                     try Self.configureClientPipeline(
                         channel.pipeline.syncOperations,
                         shared: shared,
                         pool: pool,
-                        maxHeaderBytes: shared.current().configuration.server.maxHeaderBytes
+                        maxHeaderBytes: snapshot.configuration.server.maxHeaderBytes,
+                        tls: snapshot.tls.server
                     )
                 }
             }
@@ -271,12 +288,20 @@ public final class ProxyServer: Service, Sendable {
     }
 
     /// The client connection's pipeline, assembled in one place.
+    ///
+    /// - Parameter tls: With `server.tls`, TLS is terminated first in the pipeline; a failed handshake (plain
+    ///   HTTP sent to a TLS port among them) closes that connection only. Without it, the plain pipeline has no
+    ///   extra handler at all.
     static func configureClientPipeline(
         _ pipeline: ChannelPipeline.SynchronousOperations,
         shared: ProxyShared,
         pool: UpstreamPool,
-        maxHeaderBytes: Int
+        maxHeaderBytes: Int,
+        tls: NIOSSLContext? = nil
     ) throws {
+        if let tls {
+            try pipeline.addHandler(NIOSSLServerHandler(context: tls))
+        }
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = maxHeaderBytes
         limits.maxHeaderFieldSize = maxHeaderBytes
@@ -288,7 +313,7 @@ public final class ProxyServer: Service, Sendable {
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits))
         )
         try pipeline.addHandler(HTTPServerPipelineHandler())
-        try pipeline.addHandler(ProxyHandler(shared: shared, pool: pool))
+        try pipeline.addHandler(ProxyHandler(shared: shared, pool: pool, overTLS: tls != nil))
     }
 
     public func run() async throws {

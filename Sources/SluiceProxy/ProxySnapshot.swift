@@ -14,7 +14,8 @@ final class ProxySnapshot: Sendable, AtomicReference {
     let clientIP: ClientIPResolver
     let targets: [UpstreamTarget]
     let preserveHost: Bool
-    let scheme: String
+    /// Read at accept time for the listeners, and per new upstream connection for `https://` targets.
+    let tls: TLSContexts
     let maxBodyBytes: Int
     let maxIdlePerLoop: Int
     let headerReadTimeout: TimeAmount
@@ -22,14 +23,14 @@ final class ProxySnapshot: Sendable, AtomicReference {
     let upstreamConnectTimeout: TimeAmount
     let upstreamResponseTimeout: TimeAmount
 
-    init(configuration: SluiceConfiguration, gate: any RequestGate) {
+    init(configuration: SluiceConfiguration, gate: any RequestGate, tls: TLSContexts = TLSContexts()) {
         self.configuration = configuration
         self.gate = gate
+        self.tls = tls
         let server = configuration.server
         self.clientIP = ClientIPResolver(trustedProxies: server.trustedProxies, header: server.clientIPHeader)
         self.targets = configuration.upstream.targets
         self.preserveHost = configuration.upstream.preserveHost
-        self.scheme = server.tls == nil ? "http" : "https"
         self.maxBodyBytes = server.maxBodyBytes
         self.maxIdlePerLoop = configuration.upstream.maxIdlePerLoop
         self.headerReadTimeout = TimeAmount(server.timeouts.headerRead)

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import SluiceConfig
 
 /// One keep-alive connection to an upstream target.
@@ -8,13 +9,16 @@ final class UpstreamConnection {
     let channel: Channel
     let handler: UpstreamHandler
     let target: UpstreamTarget
+    /// The client context an `https://` connection was made with; `nil` for `http://`.
+    let tls: NIOSSLContext?
     /// Set when the connection served a request before (a pooled connection may have gone stale).
     var reused = false
 
-    init(channel: Channel, handler: UpstreamHandler, target: UpstreamTarget) {
+    init(channel: Channel, handler: UpstreamHandler, target: UpstreamTarget, tls: NIOSSLContext?) {
         self.channel = channel
         self.handler = handler
         self.target = target
+        self.tls = tls
     }
 }
 
@@ -64,14 +68,23 @@ final class UpstreamPool {
         return list
     }
 
-    func takeIdle(for target: UpstreamTarget) -> UpstreamConnection? {
+    /// An idle connection to `target`, if one is open.
+    ///
+    /// - Parameter tls: the running configuration's upstream context. An `https://` connection made with another
+    ///   one (before a reload changed `upstream.tls` or renewed the CA) is closed instead of reused: it was checked
+    ///   against settings that no longer hold.
+    func takeIdle(for target: UpstreamTarget, tls: NIOSSLContext?) -> UpstreamConnection? {
         let list = self.list(for: target)
         while let connection = list.connections.popLast() {
             self.idleCount -= 1
-            if connection.channel.isActive {
+            guard connection.channel.isActive else { continue }
+            if let made = connection.tls, made !== tls {
                 connection.handler.onClose = nil
-                return connection
+                connection.channel.close(promise: nil)
+                continue
             }
+            connection.handler.onClose = nil
+            return connection
         }
         return nil
     }
@@ -111,13 +124,36 @@ final class UpstreamPool {
     }
 
     /// Opens a new connection to `target` on this loop.
-    func connect(to target: UpstreamTarget, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection> {
+    ///
+    /// For an `https://` target the connection is handed out only once its TLS handshake is done, with the server
+    /// name (SNI, and the name its certificate must carry) taken from the target's host when that is a name; an
+    /// address host is checked against the certificate's IP addresses instead. `timeout` applies to the TCP
+    /// connect and then again to the handshake.
+    ///
+    /// - Parameter tls: the running configuration's upstream context; used for `https://` targets only.
+    func connect(to target: UpstreamTarget, timeout: TimeAmount, tls: NIOSSLContext?) -> EventLoopFuture<UpstreamConnection> {
+        var handshake: (handler: NIOLoopBound<UpstreamTLSHandshakeHandler>, context: NIOSSLContext, serverHostname: String?)?
+        if target.scheme == .https {
+            // A retry after a reload may pair an older snapshot's https target with a configuration without one:
+            // never fall back to plain HTTP for an https:// target.
+            guard let tls else { return self.eventLoop.makeFailedFuture(UpstreamTLSError.noContext) }
+            let handler = UpstreamTLSHandshakeHandler(eventLoop: self.eventLoop, timeout: timeout)
+            // SNI takes a name, never an address; NIOSSL then checks an address target against the certificate's IPs.
+            let serverHostname = IPAddress(target.host) == nil ? target.host : nil
+            handshake = (NIOLoopBound(handler, eventLoop: self.eventLoop), tls, serverHostname)
+        }
         let bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.autoRead, value: true)
-            .channelInitializer { channel in
+            .channelInitializer { [handshake] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let handshake {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: handshake.context, serverHostname: handshake.serverHostname)
+                        )
+                        try channel.pipeline.syncOperations.addHandler(handshake.handler.value)
+                    }
                     var encoderConfiguration = HTTPRequestEncoder.Configuration()
                     encoderConfiguration.automaticallySetFramingHeaders = false
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
@@ -128,9 +164,22 @@ final class UpstreamPool {
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }
-        return bootstrap.connect(host: target.host, port: target.port).flatMapThrowing { channel in
+        let connected = bootstrap.connect(host: target.host, port: target.port)
+        let ready: EventLoopFuture<Channel>
+        if let handshake {
+            let done = handshake.handler.value.handshakeDone
+            ready = connected.flatMap { channel in
+                done.map { channel }.flatMapErrorThrowing { error in
+                    channel.close(promise: nil)
+                    throw error
+                }
+            }
+        } else {
+            ready = connected
+        }
+        return ready.flatMapThrowing { channel in
             let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
-            return UpstreamConnection(channel: channel, handler: handler, target: target)
+            return UpstreamConnection(channel: channel, handler: handler, target: target, tls: handshake?.context)
         }
     }
 }

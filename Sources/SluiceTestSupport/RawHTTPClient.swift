@@ -2,6 +2,8 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 
 /// A byte-level HTTP client for tests: sends exactly the bytes it is given (malformed ones too)
 /// and parses responses from what comes back, so framing, ordering and closes are all visible.
@@ -38,21 +40,42 @@ public final class RawHTTPClient: @unchecked Sendable {
     private let state = NIOLockedValueBox(State())
     public let channel: Channel
 
-    public static func connect(host: String = "127.0.0.1", port: Int, group: EventLoopGroup) async throws -> RawHTTPClient {
+    /// - Parameters:
+    ///   - tls: when given, speaks TLS with this client context (bytes sent before the handshake completes wait
+    ///     for it).
+    ///   - serverHostname: with `tls`, the name sent in SNI and checked in the server's certificate.
+    public static func connect(
+        host: String = "127.0.0.1",
+        port: Int,
+        group: EventLoopGroup,
+        tls: NIOSSLContext? = nil,
+        serverHostname: String? = "localhost"
+    ) async throws -> RawHTTPClient {
         let collector = Collector()
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls, serverHostname: serverHostname)
+                        )
+                    }
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
             }
             .connect(host: host, port: port).get()
-        let client = RawHTTPClient(channel: channel)
+        let client = RawHTTPClient(channel: channel, collector: collector)
         collector.client = client
         return client
     }
 
-    private init(channel: Channel) {
+    /// Kept for the TLS events it records: they may arrive before ``Collector/client`` is set.
+    private let collector: Collector
+
+    private init(channel: Channel, collector: Collector) {
         self.channel = channel
+        self.collector = collector
     }
 
     fileprivate func append(_ bytes: [UInt8]) {
@@ -74,6 +97,28 @@ public final class RawHTTPClient: @unchecked Sendable {
     }
 
     public var isClosed: Bool { self.state.withLockedValue { $0.closed } }
+
+    /// The last error the connection reported (a failed TLS handshake, a reset), if any.
+    public var lastError: String? { self.collector.events.withLockedValue { $0.lastError } }
+
+    /// Waits for the TLS handshake; returns the ALPN protocol the server chose (`nil`: none).
+    /// Throws if the connection closes first or the handshake takes longer than `timeout`.
+    public func tlsHandshake(timeout: Duration = .seconds(10)) async throws -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let (handshake, error) = self.collector.events.withLockedValue { ($0.handshake, $0.lastError) }
+            let closed = self.isClosed
+            if case .some(let negotiated) = handshake { return negotiated }
+            if closed { throw TimeoutError(description: "closed before the TLS handshake completed: \(error ?? "eof")") }
+            if ContinuousClock.now >= deadline { throw TimeoutError(description: "no TLS handshake within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// The certificate the server presented (after ``tlsHandshake(timeout:)``).
+    public func peerCertificate() async throws -> NIOSSLCertificate? {
+        try await self.channel.nioSSL_peerCertificate().get()
+    }
 
     public func send(_ text: String) async throws {
         try await self.send(Array(text.utf8))
@@ -231,9 +276,18 @@ public final class RawHTTPClient: @unchecked Sendable {
 }
 
 private final class Collector: ChannelInboundHandler, @unchecked Sendable {
-    // @unchecked: `client` is set once before the first read and only read on the event loop afterwards.
+    // @unchecked: `client` is set once before the first read and only read on the event loop afterwards;
+    // `events` is behind its lock.
     typealias InboundIn = ByteBuffer
     var client: RawHTTPClient?
+
+    struct Events {
+        /// Set once a TLS handshake completed: the ALPN protocol the server chose, if any.
+        var handshake: String?? = .none
+        var lastError: String?
+    }
+
+    let events = NIOLockedValueBox(Events())
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = self.unwrapInboundIn(data)
@@ -244,7 +298,15 @@ private final class Collector: ChannelInboundHandler, @unchecked Sendable {
         if let event = event as? ChannelEvent, case .inputClosed = event {
             self.client?.markClosed()
         }
+        if let event = event as? TLSUserEvent, case .handshakeCompleted(let negotiatedProtocol) = event {
+            self.events.withLockedValue { $0.handshake = .some(negotiatedProtocol) }
+        }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        self.events.withLockedValue { $0.lastError = "\(error)" }
+        context.fireErrorCaught(error)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

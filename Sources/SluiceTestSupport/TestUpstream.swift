@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A real HTTP upstream for end-to-end tests, on 127.0.0.1 with a free port.
 ///
@@ -50,7 +51,8 @@ public final class TestUpstream: @unchecked Sendable {
     func addSlowUploadBytes(_ n: Int) { self.lock.withLock { self._slowUploadBytes += n } }
     func addDownloadBytesWritten(_ n: Int) { self.lock.withLock { self._downloadBytesWritten += n } }
 
-    public init(group: EventLoopGroup) async throws {
+    /// - Parameter tls: when given, the upstream speaks HTTPS with this context (an `https://` target).
+    public init(group: EventLoopGroup, tls: NIOSSLContext? = nil) async throws {
         self.group = group
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -61,6 +63,9 @@ public final class TestUpstream: @unchecked Sendable {
                     return self._connections
                 }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(UpstreamRouter(connectionID: id, upstream: self))
                 }

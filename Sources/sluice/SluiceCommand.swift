@@ -36,13 +36,21 @@ struct Check: AsyncParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() async throws {
+        let configuration: SluiceConfiguration
         do {
-            _ = try ConfigLoader.load(path: self.options.config)
-            print("ok")
+            configuration = try ConfigLoader.load(path: self.options.config)
         } catch {
             for e in error.errors { print(e.description) }
             throw ExitCode(1)
         }
+        // Like `nginx -t`, the certificates and keys are loaded too, not only found.
+        do {
+            _ = try TLSContexts(configuration: configuration)
+        } catch {
+            print("\(self.options.config): \(error)")
+            throw ExitCode(1)
+        }
+        print("ok")
     }
 }
 
@@ -77,29 +85,17 @@ func makeLogger(level: String) -> Logger {
     return Logger(label: "sluice")
 }
 
-/// Settings this build parses and validates but cannot serve yet. Refusing to start is better
-/// than serving something else than the file says (plain HTTP instead of TLS).
-func unsupportedSettings(_ configuration: SluiceConfiguration) -> [String] {
-    var problems: [String] = []
-    if configuration.server.tls != nil {
-        problems.append("server.tls: TLS listeners are not supported by this build yet")
-    }
-    if configuration.upstream.targets.contains(where: { $0.scheme == .https }) {
-        problems.append("upstream: https:// upstreams are not supported by this build yet")
-    }
-    return problems
-}
-
 /// Runs the proxy until SIGTERM/SIGINT, reloading on SIGHUP (SPEC §1, §6).
 func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) async throws {
-    let problems = unsupportedSettings(configuration)
-    guard problems.isEmpty else {
-        for problem in problems { FileHandle.standardError.write(Data("\(path): \(problem)\n".utf8)) }
+    let server: ProxyServer
+    do {
+        server = try ProxyServer(configuration: configuration, logger: logger) { address in
+            // Written unbuffered so a script waiting for this line sees it at once.
+            FileHandle.standardOutput.write(Data("sluice listening on \(address.hostPortDescription)\n".utf8))
+        }
+    } catch {
+        FileHandle.standardError.write(Data("\(path): \(error)\n".utf8))
         throw ExitCode(1)
-    }
-    let server = ProxyServer(configuration: configuration, logger: logger) { address in
-        // Written unbuffered so a script waiting for this line sees it at once.
-        FileHandle.standardOutput.write(Data("sluice listening on \(address.hostPortDescription)\n".utf8))
     }
     // SIGHUP is trapped before any listener announces itself: a script that reloads right after the
     // `listening on` line must neither kill the process (SIGHUP's default action) nor lose the reload.
@@ -143,22 +139,21 @@ struct ReloadOnSignal: Service {
 
     func run() async throws {
         for await _ in self.signals.cancelOnGracefulShutdown() {
+            let configuration: SluiceConfiguration
             do {
-                let configuration = try ConfigLoader.load(path: self.path)
-                let problems = unsupportedSettings(configuration)
-                guard problems.isEmpty else {
-                    for problem in problems {
-                        self.logger.error("reload refused, keeping the running configuration: \(self.path): \(problem)")
-                    }
-                    self.server.recordReloadFailure()
-                    continue
-                }
-                await self.server.reload(configuration)
-                self.logger.info("configuration reloaded", metadata: ["file": "\(self.path)"])
+                configuration = try ConfigLoader.load(path: self.path)
             } catch {
                 for e in error.errors {
                     self.logger.error("reload failed, keeping the running configuration: \(e.description)")
                 }
+                self.server.recordReloadFailure()
+                continue
+            }
+            do {
+                try await self.server.reload(configuration)
+                self.logger.info("configuration reloaded", metadata: ["file": "\(self.path)"])
+            } catch {
+                self.logger.error("reload failed, keeping the running configuration: \(self.path): \(error)")
                 self.server.recordReloadFailure()
             }
         }

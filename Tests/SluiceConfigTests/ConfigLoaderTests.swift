@@ -219,12 +219,16 @@ struct ConfigLoaderTests {
 
     @Test("upstream targets and URL forms")
     func upstreamTargets() throws {
+        // `ca` must name a readable file (checked at load); its contents are the proxy's business.
+        let ca = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-ca-\(UUID()).pem").path
+        try "".write(toFile: ca, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: ca) }
         let yaml = """
             upstream:
               targets: [http://10.0.0.1:3000, "https://[2001:db8::1]", HTTP://Backend.Example/]
               preserve_host: no
               max_idle_per_loop: 0
-              tls: { verify: false, ca: /etc/ca.pem }
+              tls: { verify: false, ca: "\(ca)" }
 
             """
         let upstream = try loadValid(yaml).upstream
@@ -235,7 +239,7 @@ struct ConfigLoaderTests {
         ])
         #expect(!upstream.preserveHost)
         #expect(upstream.maxIdlePerLoop == 0)
-        #expect(upstream.tls == UpstreamTLS(verify: false, ca: "/etc/ca.pem"))
+        #expect(upstream.tls == UpstreamTLS(verify: false, ca: ca))
     }
 
     @Test("redis storage with every field")

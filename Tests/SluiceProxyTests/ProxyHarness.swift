@@ -24,7 +24,7 @@ final class ProxyHarness {
         configure(&configuration)
         var logger = Logger(label: "sluice-test")
         logger.logLevel = .critical
-        self.server = ProxyServer(configuration: configuration, logger: logger)
+        self.server = try ProxyServer(configuration: configuration, logger: logger)
         try await self.server.start()
         self.port = self.server.listeningAddresses.first!.port!
     }

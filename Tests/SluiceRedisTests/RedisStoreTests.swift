@@ -295,19 +295,14 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
     /// `rediss://`: decisions over TLS to a server whose certificate a private CA signed; a client that does not
     /// trust that CA gets no connection (and `on_error` decides).
     @Test func decisionsOverTLS() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-tls-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        func openssl(_ arguments: String...) throws { _ = try CleanSpawn.run("/usr/bin/openssl", arguments) }
-        try openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(directory)/ca.key", "-out", "\(directory)/ca.pem", "-days", "2", "-subj", "/CN=Sluice test CA")
-        try openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(directory)/server.key", "-out", "\(directory)/server.csr", "-subj", "/CN=localhost")
-        try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(toFile: "\(directory)/ext.cnf", atomically: true, encoding: .utf8)
-        try openssl("x509", "-req", "-in", "\(directory)/server.csr", "-CA", "\(directory)/ca.pem", "-CAkey", "\(directory)/ca.key", "-CAcreateserial", "-out", "\(directory)/server.pem", "-days", "2", "-extfile", "\(directory)/ext.cnf")
-        try openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(directory)/other.key", "-out", "\(directory)/other.pem", "-days", "2", "-subj", "/CN=Another CA")
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        let leaf = try certificates.issue("server")
+        let other = try certificates.unrelatedCA("other")
         let tlsPort = Int.random(in: 12_000..<20_000)
         try await withRedisServer(extraArguments: [
-            "--tls-port", String(tlsPort), "--tls-cert-file", "\(directory)/server.pem",
-            "--tls-key-file", "\(directory)/server.key", "--tls-ca-cert-file", "\(directory)/ca.pem",
+            "--tls-port", String(tlsPort), "--tls-cert-file", leaf.cert,
+            "--tls-key-file", leaf.key, "--tls-ca-cert-file", certificates.caPath,
             "--tls-auth-clients", "no",
         ]) { server in
             var configuration = Self.configuration(port: tlsPort, onError: .deny)
@@ -319,7 +314,7 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
                 limit: LimitParameters(count: 1, periodNanoseconds: 60_000_000_000),
                 cost: 1
             )
-            let trusted = RedisStore(configuration: configuration, group: Self.group, localMaxKeys: 100, logger: Logger(label: "test"), tlsCAFile: "\(directory)/ca.pem")
+            let trusted = RedisStore(configuration: configuration, group: Self.group, localMaxKeys: 100, logger: Logger(label: "test"), tlsCAFile: certificates.caPath)
             let first = await Self.decide(trusted, [item], now: .now())
             #expect(first.isAdmitted && !first.storageUnavailable)
             let second = await Self.decide(trusted, [item], now: .now())
@@ -327,7 +322,7 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
             #expect(server.cli("DBSIZE") == "1")
             await trusted.close()
 
-            let untrusting = RedisStore(configuration: configuration, group: Self.group, localMaxKeys: 100, logger: Logger(label: "test"), tlsCAFile: "\(directory)/other.pem")
+            let untrusting = RedisStore(configuration: configuration, group: Self.group, localMaxKeys: 100, logger: Logger(label: "test"), tlsCAFile: other)
             #expect((await Self.decide(untrusting, [item], now: .now())).storageUnavailable)
             await untrusting.close()
         }
