@@ -5,8 +5,9 @@ import NIOHTTP1
 ///
 /// Sits after `configureHTTPServerPipeline` (which serialises pipelined requests and turns parse errors into 400).
 /// The head is kept until `.end` arrives; a body is read and dropped (no admin endpoint takes one), so a client that
-/// sends one still gets its answer. The answer comes from ``AdminRouter`` synchronously: every endpoint reads
-/// in-memory state only, so nothing here blocks the event loop.
+/// sends one still gets its answer. The answer comes from ``AdminRouter`` in a task, since `/limits` may wait for a
+/// shared store; the event loop is never blocked, and the pipeline handler before this one holds a pipelined next
+/// request back until this answer's `.end` is written, so answers stay in order.
 ///
 /// Keep-alive follows the request (`HTTPRequestHead.isKeepAlive`); the connection is closed after the response
 /// of a request that did not ask to keep it.
@@ -31,12 +32,17 @@ final class AdminHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard let head = self.head else { return }
             self.head = nil
-            let response = self.router.respond(
-                method: head.method,
-                uri: head.uri,
-                authorization: head.headers.first(name: "authorization")
-            )
-            self.write(response, for: head, context: context)
+            let router = self.router
+            let authorization = head.headers.first(name: "authorization")
+            let answered = context.eventLoop.makePromise(of: AdminResponse.self)
+            answered.completeWithTask {
+                await router.respond(method: head.method, uri: head.uri, authorization: authorization)
+            }
+            let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            answered.futureResult.whenSuccess { response in
+                let (handler, context) = handler.value
+                handler.write(response, for: head, context: context)
+            }
         }
     }
 

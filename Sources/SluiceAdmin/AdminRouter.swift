@@ -71,7 +71,9 @@ public struct AdminRouter: Sendable {
     ///   - method: the request method.
     ///   - uri: the request target as sent (path and query).
     ///   - authorization: the `Authorization` header value, `nil` if absent.
-    public func respond(method: HTTPMethod, uri: String, authorization: String?) -> AdminResponse {
+    ///
+    /// Asynchronous because `/limits` may ask a shared store (Redis) and wait for its answer.
+    public func respond(method: HTTPMethod, uri: String, authorization: String?) async -> AdminResponse {
         guard let target = AdminRequestTarget(uri) else {
             return .error(.badRequest, "malformed request target")
         }
@@ -101,7 +103,7 @@ public struct AdminRouter: Sendable {
         case .config:
             return .json(.ok, self.backend.configuration.adminJSON)
         case .limits(let rule):
-            return self.limitsResponse(method: method, rule: rule, target: target)
+            return await self.limitsResponse(method: method, rule: rule, target: target)
         }
     }
 
@@ -118,7 +120,7 @@ public struct AdminRouter: Sendable {
     }
 
     /// `GET` and `DELETE /limits/RULE?key=...`.
-    private func limitsResponse(method: HTTPMethod, rule: String, target: AdminRequestTarget) -> AdminResponse {
+    private func limitsResponse(method: HTTPMethod, rule: String, target: AdminRequestTarget) async -> AdminResponse {
         guard let limiter = self.backend.limiter else {
             return .error(.serviceUnavailable, "no configuration loaded yet")
         }
@@ -131,17 +133,22 @@ public struct AdminRouter: Sendable {
                 "missing query parameter: key (the values of the rule's key parts joined with |)"
             )
         }
-        if method == .DELETE {
-            // Idempotent: forgiving a key nobody tracks is a success too.
-            guard limiter.resetKey(rule: rule, displayKey: key) != nil else {
+        do {
+            if method == .DELETE {
+                // Idempotent: forgiving a key nobody tracks is a success too.
+                guard try await limiter.resetKey(rule: rule, displayKey: key) != nil else {
+                    return .error(.notFound, "no rule named \(rule)")
+                }
+                return AdminResponse(status: .noContent)
+            }
+            guard let state = try await limiter.keyState(rule: rule, displayKey: key, now: self.clock()) else {
                 return .error(.notFound, "no rule named \(rule)")
             }
-            return AdminResponse(status: .noContent)
+            return .json(.ok, state.adminJSON)
+        } catch {
+            // A shared store that cannot answer: neither full quotas nor a reset that did not happen.
+            return .error(.serviceUnavailable, "rate-limit storage unavailable: \(error)")
         }
-        guard let state = limiter.keyState(rule: rule, displayKey: key, now: self.clock()) else {
-            return .error(.notFound, "no rule named \(rule)")
-        }
-        return .json(.ok, state.adminJSON)
     }
 }
 

@@ -124,6 +124,7 @@ public final class MemoryStore: RateLimitStore {
         }
     }
 
+    /// The state of one counter without changing it; `nil` when the key is not tracked.
     public func status(of item: StoreItem, now: LimiterInstant) -> StoreItemResult? {
         self.shards[self.shardIndex(item.key)].mutex.withLock { table in
             guard table.contains(item.key) else { return nil }
@@ -133,17 +134,30 @@ public final class MemoryStore: RateLimitStore {
         }
     }
 
+    /// The end of the penalty block of `penaltyKey`, `nil` when it is not blocked at `now`.
     public func blockedUntil(_ penaltyKey: StorageKey, now: LimiterInstant) -> LimiterInstant? {
         self.shards[self.shardIndex(penaltyKey)].mutex.withLock { table in
             table.blockedUntil(penaltyKey, now: now).map(LimiterInstant.init(nanosecondsSinceEpoch:))
         }
     }
 
+    /// Forgets a key; returns whether it was tracked.
     @discardableResult
     public func reset(_ key: StorageKey) -> Bool {
         self.shards[self.shardIndex(key)].mutex.withLock { table in
             table.remove(key)
         }
+    }
+
+    public func inspect(_ items: [StoreItem], penaltyKey: StorageKey?, now: LimiterInstant) async -> StoreInspection {
+        StoreInspection(
+            results: items.map { self.status(of: $0, now: now) },
+            blockedUntil: penaltyKey.flatMap { self.blockedUntil($0, now: now) }
+        )
+    }
+
+    public func remove(_ keys: [StorageKey]) async -> Bool {
+        keys.reduce(false) { removed, key in self.reset(key) || removed }
     }
 
     @discardableResult

@@ -17,11 +17,12 @@ extension RateLimiter {
         self.rule(named: name) != nil
     }
 
-    /// The state of a key given in display form (`203.0.113.7|/login`), `nil` for an unknown rule.
+    /// The state of a key given in display form (`203.0.113.7|/login`), `nil` for an unknown rule. With a shared
+    /// store it takes a round trip, and throws when the store cannot answer.
     ///
     /// The display key is split into as many values as the rule has key parts (only the last may contain `|`); a
     /// key with too few values, like one never seen, shows full quotas.
-    public func keyState(rule name: String, displayKey: String, now: LimiterInstant) -> KeyState? {
+    public func keyState(rule name: String, displayKey: String, now: LimiterInstant) async throws -> KeyState? {
         guard let rule = self.rule(named: name) else { return nil }
         var state = KeyState(rule: name, key: displayKey, limits: [], blockedForSeconds: nil)
         var keyed = rule.keyPrefix
@@ -31,16 +32,20 @@ extension RateLimiter {
             }
             return state
         }
-        let configured = Set(rule.configuration.limits)
-        for limit in rule.allLimits {
-            let item = StoreItem(
+        let limits = rule.allLimits
+        let items = limits.map { limit in
+            StoreItem(
                 key: rule.storageKey(keyed, limit: limit.limit),
                 algorithm: rule.configuration.algorithm,
                 limit: limit.parameters,
                 cost: 0
             )
+        }
+        let inspection = try await self.store.inspect(items, penaltyKey: rule.penaltyKey(keyed), now: now)
+        let configured = Set(rule.configuration.limits)
+        for (limit, result) in zip(limits, inspection.results) {
             let policy = rule.limits.first { $0.limit == limit.limit }?.policyName ?? limit.policyName
-            if let result = self.store.status(of: item, now: now) {
+            if let result {
                 state.limits.append(
                     LimitStatus(
                         rule: name,
@@ -56,7 +61,7 @@ extension RateLimiter {
                 )
             }
         }
-        if let penalty = rule.penaltyKey(keyed), let until = self.store.blockedUntil(penalty, now: now) {
+        if let until = inspection.blockedUntil {
             state.blockedForSeconds = FixedPoint.retryAfterSeconds(
                 nanoseconds: until.nanosecondsSinceEpoch - now.nanosecondsSinceEpoch
             )
@@ -65,19 +70,14 @@ extension RateLimiter {
     }
 
     /// Forgets every counter and the penalty block of a key (`DELETE /limits/RULE?key=...`); `nil` for an unknown
-    /// rule, else whether anything was tracked.
+    /// rule, else whether anything was tracked. With a shared store it returns once the keys are gone.
     @discardableResult
-    public func resetKey(rule name: String, displayKey: String) -> Bool? {
+    public func resetKey(rule name: String, displayKey: String) async throws -> Bool? {
         guard let rule = self.rule(named: name) else { return nil }
         var keyed = rule.keyPrefix
         guard rule.key.combineKey(fromDisplayKey: displayKey, into: &keyed) else { return false }
-        var removed = false
-        for limit in rule.allLimits {
-            removed = self.store.reset(rule.storageKey(keyed, limit: limit.limit)) || removed
-        }
-        if let penalty = rule.penaltyKey(keyed) {
-            removed = self.store.reset(penalty) || removed
-        }
-        return removed
+        var keys = rule.allLimits.map { rule.storageKey(keyed, limit: $0.limit) }
+        if let penalty = rule.penaltyKey(keyed) { keys.append(penalty) }
+        return try await self.store.remove(keys)
     }
 }

@@ -173,15 +173,13 @@ public protocol RateLimitStore: AnyObject, Sendable {
     /// Takes each item's cost unconditionally (`count_when` after a matching response status).
     func commit(_ items: some Collection<StoreItem>, now: LimiterInstant)
 
-    /// The state of one counter without changing it; `nil` when the key is not tracked.
-    func status(of item: StoreItem, now: LimiterInstant) -> StoreItemResult?
+    /// The state of counters without changing them (admin `GET /limits/...`, SPEC §7); a shared store answers
+    /// after a round trip.
+    func inspect(_ items: [StoreItem], penaltyKey: StorageKey?, now: LimiterInstant) async throws -> StoreInspection
 
-    /// The end of the penalty block of `penaltyKey`, `nil` when it is not blocked at `now`.
-    func blockedUntil(_ penaltyKey: StorageKey, now: LimiterInstant) -> LimiterInstant?
-
-    /// Forgets a key (admin `DELETE /limits/...`, SPEC §7). Returns whether it was tracked.
-    @discardableResult
-    func reset(_ key: StorageKey) -> Bool
+    /// Forgets keys (admin `DELETE /limits/...`, SPEC §7) and returns whether any was tracked; a shared store
+    /// answers once they are gone.
+    func remove(_ keys: [StorageKey]) async throws -> Bool
 
     /// Forgets every key whose state has gone idle by `now` (its window passed, its bucket refilled, its block
     /// ended); returns how many. Stores whose keys expire by themselves (Redis TTLs) do nothing.
@@ -193,6 +191,19 @@ public protocol RateLimitStore: AnyObject, Sendable {
 
     /// Keys evicted so far to stay within `max_keys` (`sluice_evictions_total`).
     var evictions: Int { get }
+}
+
+/// What ``RateLimitStore/inspect(_:penaltyKey:now:)`` found.
+public struct StoreInspection: Sendable {
+    /// One per item, in order: its counter looked at without taking anything, `nil` when the key is not tracked.
+    public var results: [StoreItemResult?]
+    /// The end of the penalty block, `nil` when the key is not blocked.
+    public var blockedUntil: LimiterInstant?
+
+    public init(results: [StoreItemResult?], blockedUntil: LimiterInstant?) {
+        self.results = results
+        self.blockedUntil = blockedUntil
+    }
 }
 
 extension RateLimitStore {

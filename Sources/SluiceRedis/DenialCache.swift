@@ -62,6 +62,13 @@ final class DenialCache: Sendable {
         }
     }
 
+    /// Drops what is known of `keys` (an admin reset).
+    func forget(_ keys: [StorageKey]) {
+        self.entries.withLock { entries in
+            for key in keys { entries.removeValue(forKey: key) }
+        }
+    }
+
     /// The refusal of `batch` from the cache, `nil` when Redis must be asked.
     func answer(_ batch: DecisionBatch, now: LimiterInstant) -> DecisionBatch? {
         let t = now.nanosecondsSinceEpoch

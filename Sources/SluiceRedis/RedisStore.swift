@@ -281,19 +281,46 @@ public final class RedisStore: RateLimitStore {
 
     // MARK: Inspection (admin API)
 
-    public func status(of item: StoreItem, now: LimiterInstant) -> StoreItemResult? {
-        // Looking needs a round trip; the admin API will ask through an asynchronous variant.
-        nil
+    /// Each counter looked at through the script (cost 0, check only, so nothing is written), whether each key
+    /// exists (an untracked key shows full quotas, as in memory), and the penalty key's remaining TTL, which is what
+    /// is left of the block: pipelined, one round trip. Throws when Redis cannot answer (the admin API says 503).
+    public func inspect(_ items: [StoreItem], penaltyKey: StorageKey?, now: LimiterInstant) async throws -> StoreInspection {
+        var batch = DecisionBatch()
+        for var item in items {
+            item.cost = 0
+            item.mode = .check
+            item.isEnforced = false
+            item.penaltyKey = nil
+            item.penaltyNanoseconds = 0
+            batch.append(item)
+        }
+        let promise = self.group.any().makePromise(of: ArraySlice<RESPValue>.self)
+        let look = ScriptRequest(operation: .decide, items: batch.items) { promise.completeWith($0) }
+        self.send([look], time: self.useServerTime ? "" : String(now.nanosecondsSinceEpoch / 1000), preferring: nil)
+        let exists = items.map { self.pool.send(RedisCommand("EXISTS", self.redisKey($0.key)), preferring: nil) }
+        let blockLeft = penaltyKey.map { self.pool.send(RedisCommand("PTTL", self.redisKey($0)), preferring: nil) }
+
+        guard let looked = Self.apply(try await promise.futureResult.get(), to: batch) else {
+            throw RedisError.protocolError("unexpected script reply")
+        }
+        var results: [StoreItemResult?] = []
+        for (index, existing) in exists.enumerated() {
+            results.append(try await existing.get().int == 1 ? looked.results[index] : nil)
+        }
+        var blockedUntil: LimiterInstant?
+        if let milliseconds = try await blockLeft?.get().int, milliseconds > 0 {
+            blockedUntil = LimiterInstant(nanosecondsSinceEpoch: now.nanosecondsSinceEpoch + milliseconds * 1_000_000)
+        }
+        return StoreInspection(results: results, blockedUntil: blockedUntil)
     }
 
-    public func blockedUntil(_ penaltyKey: StorageKey, now: LimiterInstant) -> LimiterInstant? {
-        nil
-    }
-
-    @discardableResult
-    public func reset(_ key: StorageKey) -> Bool {
-        _ = self.pool.send(RedisCommand("DEL", self.redisKey(key)), preferring: nil)
-        return true
+    /// `DEL` of the keys, awaited; refusals of them cached here are forgotten too, so the next request asks Redis.
+    public func remove(_ keys: [StorageKey]) async throws -> Bool {
+        self.denials?.forget(keys)
+        let command = RedisCommand(arguments: [ByteBuffer(string: "DEL")] + keys.map { ByteBuffer(string: self.redisKey($0)) })
+        let removed = try await self.pool.send(command, preferring: nil).get()
+        for key in keys { self.local.reset(key) }
+        return (removed.int ?? 0) > 0
     }
 
     /// Redis keys expire on their own (every write sets a TTL).

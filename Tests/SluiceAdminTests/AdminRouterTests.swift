@@ -16,30 +16,30 @@ import Testing
 
     let router = AdminRouter(backend: StartingBackend(), metrics: SluiceMetrics(), clock: { testNow })
 
-    @Test func limitsWithoutALimiterAre503() {
-        let response = self.router.respond(method: .GET, uri: "/limits/login?key=a", authorization: "Bearer t")
+    @Test func limitsWithoutALimiterAre503() async throws {
+        let response = await self.router.respond(method: .GET, uri: "/limits/login?key=a", authorization: "Bearer t")
         #expect(response.status == .serviceUnavailable)
         #expect(response.header("content-type") == "application/json")
     }
 
-    @Test func metricsWithoutALimiterStillRender() {
-        let response = self.router.respond(method: .GET, uri: "/metrics", authorization: "Bearer t")
+    @Test func metricsWithoutALimiterStillRender() async throws {
+        let response = await self.router.respond(method: .GET, uri: "/metrics", authorization: "Bearer t")
         #expect(response.status == .ok)
         #expect(response.body.contains("sluice_tracked_keys 0.0\n"))
     }
 
-    @Test func authorizationComesBeforeRouting() {
-        #expect(self.router.respond(method: .GET, uri: "/secret-path", authorization: nil).status == .unauthorized)
-        #expect(self.router.respond(method: .POST, uri: "/metrics", authorization: nil).status == .unauthorized)
-        let authorized = self.router.respond(method: .POST, uri: "/metrics", authorization: "Bearer t")
+    @Test func authorizationComesBeforeRouting() async throws {
+        #expect(await self.router.respond(method: .GET, uri: "/secret-path", authorization: nil).status == .unauthorized)
+        #expect(await self.router.respond(method: .POST, uri: "/metrics", authorization: nil).status == .unauthorized)
+        let authorized = await self.router.respond(method: .POST, uri: "/metrics", authorization: "Bearer t")
         #expect(authorized.status == .methodNotAllowed)
     }
 
-    @Test func probesAreOpenAndAnswerEveryMethodRule() {
-        #expect(self.router.respond(method: .GET, uri: "/readyz", authorization: nil).status == .serviceUnavailable)
-        #expect(self.router.respond(method: .HEAD, uri: "/healthz", authorization: nil).status == .ok)
-        #expect(self.router.respond(method: .POST, uri: "/healthz", authorization: nil).status == .methodNotAllowed)
-        #expect(self.router.respond(method: .GET, uri: "/healthz?verbose=1", authorization: nil).status == .ok)
+    @Test func probesAreOpenAndAnswerEveryMethodRule() async throws {
+        #expect(await self.router.respond(method: .GET, uri: "/readyz", authorization: nil).status == .serviceUnavailable)
+        #expect(await self.router.respond(method: .HEAD, uri: "/healthz", authorization: nil).status == .ok)
+        #expect(await self.router.respond(method: .POST, uri: "/healthz", authorization: nil).status == .methodNotAllowed)
+        #expect(await self.router.respond(method: .GET, uri: "/healthz?verbose=1", authorization: nil).status == .ok)
     }
 
     @Test func routes() {

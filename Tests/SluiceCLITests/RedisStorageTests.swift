@@ -10,7 +10,8 @@ import Testing
         redisPort: Int,
         onError: String = "local",
         limit: String = "20/minute",
-        timeout: String = "100ms"
+        timeout: String = "100ms",
+        algorithm: String = "fixed_window"
     ) -> String {
         E2E.config(
             upstreamPort: upstreamPort,
@@ -29,7 +30,7 @@ import Testing
                   - name: shared-budget
                     key: [ip]
                     limits: ["\(limit)"]
-                    algorithm: fixed_window
+                    algorithm: \(algorithm)
                 """
         )
     }
@@ -54,6 +55,39 @@ import Testing
                     #expect(statuses.filter { $0 == 429 }.count == 40)
                     #expect(first.upstream.requestURIs.count + second.upstream.requestURIs.count == 20)
                 }
+            }
+        }
+    }
+
+    /// SPEC §7 with Redis storage: `GET /limits` reads the shared counters, `DELETE` waits until they are gone (and
+    /// this instance's cached refusal with them), and without Redis the admin API says so instead of guessing.
+    @Test func adminReadsAndForgetsRedisCounters() async throws {
+        try await withRedisServer { redis in
+            // A token bucket: no window can turn during the test and refill the budget.
+            let config = { (upstream: Int) in
+                Self.config(upstreamPort: upstream, redisPort: redis.port, onError: "deny", limit: "3/hour", timeout: "2s", algorithm: "token_bucket")
+            }
+            try await E2E.withSluice(config) { sluice async throws in
+                let admin = try await AdminEndToEndTests.adminPort(sluice)
+                #expect(try await E2E.statuses(port: sluice.port, "/hello", count: 4) == [200, 200, 200, 429])
+                let path = "/limits/shared-budget?key=127.0.0.1"
+                let spent = try await E2E.request(port: admin, path)
+                let limits = try #require(
+                    (try JSONSerialization.jsonObject(with: Data(spent.bodyString.utf8)) as? [String: Any])?["limits"] as? [[String: Any]]
+                )
+                #expect(limits.first?["remaining"] as? Int == 0, "\(spent.bodyString)")
+                #expect((limits.first?["reset"] as? Int ?? 0) > 0, "\(spent.bodyString)")
+                #expect(redis.cli("--scan", "--pattern", "sluice:*").isEmpty == false)
+
+                #expect(try await E2E.request(port: admin, path, method: "DELETE").status == 204)
+                #expect(redis.cli("--scan", "--pattern", "sluice:*").isEmpty, "DELETE answered before the keys were gone")
+                let forgiven = try await E2E.request(port: admin, path)
+                #expect(forgiven.bodyString.contains("\"remaining\": 3"), "\(forgiven.bodyString)")
+                #expect(try await E2E.statuses(port: sluice.port, "/hello", count: 1) == [200])
+
+                await redis.stop()
+                #expect(try await E2E.request(port: admin, path).status == 503)
+                #expect(try await E2E.request(port: admin, path, method: "DELETE").status == 503)
             }
         }
     }

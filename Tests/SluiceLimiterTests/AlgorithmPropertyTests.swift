@@ -669,9 +669,9 @@ let nanosecondsPerSecond: Int64 = 1_000_000_000
                 let request = scenario.request()
                 let now = LimiterInstant(nanosecondsSinceEpoch: t)
                 let penaltyKeys = Array(Set(limiter.prepare(request, now: now).batch.items.compactMap(\.penaltyKey)))
-                let blocksBefore = penaltyKeys.map { limiter.store.blockedUntil($0, now: now) }
+                let blocksBefore = penaltyKeys.map { (limiter.store as! MemoryStore).blockedUntil($0, now: now) }
                 let outcome = limiter.evaluate(request, now: now)
-                let breach = penaltyKeys.map { limiter.store.blockedUntil($0, now: now) } != blocksBefore
+                let breach = penaltyKeys.map { (limiter.store as! MemoryStore).blockedUntil($0, now: now) } != blocksBefore
                 history += " [\(t - Self.start)ns \(Self.describe(request)) → \(Self.describe(outcome))\(breach ? " (breach)" : "")]"
                 guard budget.check(!breach || outcome.decision == .limited, "an admitted request set a block; \(scenario.header); requests:\(history)")
                 else { break }
@@ -707,7 +707,7 @@ let nanosecondsPerSecond: Int64 = 1_000_000_000
                 let items = limiter.prepare(request, now: now).batch.items
                 func counters() -> [String] {
                     items.map { item in
-                        limiter.store.status(of: item, now: now).map { "\($0.verdict) \($0.remaining) \($0.resetNanoseconds)" } ?? "untracked"
+                        (limiter.store as! MemoryStore).status(of: item, now: now).map { "\($0.verdict) \($0.remaining) \($0.resetNanoseconds)" } ?? "untracked"
                     }
                 }
                 let before = counters()

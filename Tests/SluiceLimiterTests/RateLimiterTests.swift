@@ -129,7 +129,7 @@ import Testing
         #expect(fallback.evaluate(forged, now: at(0)).decision == .admitted)
     }
 
-    @Test func allOrNothingAcrossRules() {
+    @Test func allOrNothingAcrossRules() async throws {
         let perIP = RuleConfiguration(name: "per-ip", key: [.ip], limits: [limit(100, per: 60)], algorithm: .fixedWindow)
         let global = RuleConfiguration(name: "global", key: [.const("all")], limits: [limit(1, per: 60)], algorithm: .fixedWindow)
         let limiter = self.limiter([perIP, global])
@@ -139,12 +139,12 @@ import Testing
         #expect(blocked.retryAfter == 60)
         #expect(blocked.ruleDecisions.map(\.decision) == [.admitted, .limited])
         // per-ip was not charged for the refused request.
-        let perIPStatus = limiter.keyState(rule: "per-ip", displayKey: "203.0.113.7", now: at(0))!
+        let perIPStatus = try await limiter.keyState(rule: "per-ip", displayKey: "203.0.113.7", now: at(0))!
         #expect(perIPStatus.limits.map(\.remaining) == [99])
         #expect(blocked.statuses.first?.rule == "global")
     }
 
-    @Test func blockFor() {
+    @Test func blockFor() async throws {
         var rule = self.login
         rule.algorithm = .fixedWindow
         rule.blockFor = .seconds(600)
@@ -156,7 +156,7 @@ import Testing
         // Blocked well after the window reset; refused requests do not extend the block.
         #expect(limiter.evaluate(self.post, now: at(100)).retryAfter == 501)
         #expect(limiter.evaluate(self.post, now: at(500)).retryAfter == 101)
-        #expect(limiter.keyState(rule: "login", displayKey: "203.0.113.7", now: at(500))?.blockedForSeconds == 101)
+        #expect(try await limiter.keyState(rule: "login", displayKey: "203.0.113.7", now: at(500))?.blockedForSeconds == 101)
         #expect(limiter.evaluate(self.post, now: at(601)).decision == .admitted)
     }
 
@@ -230,16 +230,16 @@ import Testing
         #expect(outcome.headerMode == .draft)
     }
 
-    @Test func adminStateAndReset() {
+    @Test func adminStateAndReset() async throws {
         let limiter = self.limiter([self.login])
         _ = limiter.evaluate(self.post, now: at(0))
-        #expect(limiter.keyState(rule: "nope", displayKey: "x", now: at(0)) == nil)
-        let state = limiter.keyState(rule: "login", displayKey: "203.0.113.7", now: at(0))!
+        #expect(try await limiter.keyState(rule: "nope", displayKey: "x", now: at(0)) == nil)
+        let state = try await limiter.keyState(rule: "login", displayKey: "203.0.113.7", now: at(0))!
         #expect(state.limits.map(\.remaining) == [1])
         #expect(state.limits.map(\.limit.text) == ["2/minute"])
-        #expect(limiter.keyState(rule: "login", displayKey: "198.51.100.9", now: at(0))?.limits.map(\.remaining) == [2])
-        #expect(limiter.resetKey(rule: "login", displayKey: "203.0.113.7") == true)
-        #expect(limiter.resetKey(rule: "nope", displayKey: "x") == nil)
-        #expect(limiter.keyState(rule: "login", displayKey: "203.0.113.7", now: at(0))?.limits.map(\.remaining) == [2])
+        #expect(try await limiter.keyState(rule: "login", displayKey: "198.51.100.9", now: at(0))?.limits.map(\.remaining) == [2])
+        #expect(try await limiter.resetKey(rule: "login", displayKey: "203.0.113.7") == true)
+        #expect(try await limiter.resetKey(rule: "nope", displayKey: "x") == nil)
+        #expect(try await limiter.keyState(rule: "login", displayKey: "203.0.113.7", now: at(0))?.limits.map(\.remaining) == [2])
     }
 }
