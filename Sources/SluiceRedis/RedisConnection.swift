@@ -33,6 +33,8 @@ public final class RedisConnection: Sendable {
     ///   - connectTimeout: For the TCP connect; `AUTH` and `SELECT` use `commandTimeout`.
     ///   - commandTimeout: How long any command may wait for its reply.
     ///   - logger: For debug lines only; state changes are logged by ``RedisPool``.
+    ///   - tlsContext: For `rediss://`, a context made once for many connections (see ``RedisPool``); made here
+    ///     when `nil`.
     /// - Returns: The connection, or a failure: ``RedisError/unavailable(_:)`` when the server
     ///   cannot be reached, ``RedisError/server(_:)`` when it refuses `AUTH` or `SELECT`.
     /// The TLS client context of `rediss://`: certificates verified against the system's roots, or against
@@ -50,11 +52,12 @@ public final class RedisConnection: Sendable {
         on eventLoop: any EventLoop,
         connectTimeout: TimeAmount,
         commandTimeout: TimeAmount,
-        logger: Logger
+        logger: Logger,
+        tlsContext: NIOSSLContext? = nil
     ) -> EventLoopFuture<RedisConnection> {
         let tls: NIOSSLContext?
         do {
-            tls = try endpoint.useTLS ? Self.tlsContext(endpoint) : nil
+            tls = try endpoint.useTLS ? (tlsContext ?? Self.tlsContext(endpoint)) : nil
         } catch {
             return eventLoop.makeFailedFuture(RedisError.unavailable("TLS setup for \(endpoint): \(error)"))
         }

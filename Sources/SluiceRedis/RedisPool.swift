@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// A fixed number of pipelined ``RedisConnection``s spread over an event loop group.
@@ -25,6 +26,9 @@ public final class RedisPool: Sendable {
     private let commandTimeout: TimeAmount
     private let logger: Logger
     private let state = Mutex(RedisPoolState())
+    /// For `rediss://`: made once (it reads the CA file), not per reconnect; `nil` for plain connections or when
+    /// it cannot be made, in which case each attempt makes it again and fails with the reason.
+    private let tlsContext: NIOSSLContext?
 
     /// - Parameters:
     ///   - endpoint: The server and credentials.
@@ -46,6 +50,7 @@ public final class RedisPool: Sendable {
         self.group = group
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
+        self.tlsContext = endpoint.useTLS ? try? RedisConnection.tlsContext(endpoint) : nil
         var logger = logger
         logger[metadataKey: "redis"] = "\(endpoint)"
         self.logger = logger
@@ -120,7 +125,8 @@ public final class RedisPool: Sendable {
             on: eventLoop,
             connectTimeout: self.connectTimeout,
             commandTimeout: self.commandTimeout,
-            logger: self.logger
+            logger: self.logger,
+            tlsContext: self.tlsContext
         )
         // Recorded before the callback is registered, so the callback always finds it.
         self.state.withLock { state in state.attemptStarted(slot: index, attempt) }
