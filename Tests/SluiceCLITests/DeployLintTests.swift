@@ -55,6 +55,18 @@ import Testing
         #expect(manifest.contains("pkill -HUP -x sluice"))
     }
 
+    /// The image's config passes `sluice check`, listens beyond the container's loopback, and has the admin port
+    /// the HEALTHCHECK asks.
+    @Test func imageConfigIsValidAndReachable() async throws {
+        let dockerfile = try String(contentsOfFile: "deploy/Dockerfile", encoding: .utf8)
+        #expect(dockerfile.contains("COPY deploy/sluice-container.yaml /etc/sluice/sluice.yaml"))
+        #expect(dockerfile.contains("/dev/tcp/127.0.0.1/9090"))
+        let config = try String(contentsOfFile: "deploy/sluice-container.yaml", encoding: .utf8)
+        #expect(config.contains("listen: \"0.0.0.0:8080\"") && config.contains("admin: \"0.0.0.0:9090\""))
+        let (status, output) = try await SluiceProcess.run(["check", "--config", "deploy/sluice-container.yaml"])
+        #expect(status == 0 && output == "ok\n", "\(output)")
+    }
+
     @Test func composeRefersToFilesThatExist() throws {
         let compose = try String(contentsOfFile: "deploy/docker-compose.yml", encoding: .utf8)
         for path in ["../config/examples/multi-instance.yaml", "./haproxy-lb.cfg"] {
