@@ -31,42 +31,58 @@ struct ScriptRequest: Sendable {
         prefix: String,
         time: String
     ) -> RedisCommand {
+        var keys = 0
         var items = 0
-        for request in requests { items += request.items.count }
+        for request in requests {
+            items += request.items.count
+            for index in 0..<request.items.count { keys += Self.penaltyMicroseconds(request.items[index]) > 0 ? 2 : 1 }
+        }
         var writer = RESPCommandWriter(
-            count: 3 + 2 * items + 2 + 2 * requests.count + 10 * items,
-            capacity: script.utf8.count + 64 + items * 200
+            count: 3 + keys + 2 + requests.count,
+            capacity: script.utf8.count + 64 + keys * (prefix.utf8.count + 40) + requests.count * 32 + items * 80
         )
         writer.write(command)
         writer.write(script)
-        writer.write(Int64(2 * items))
+        writer.write(Int64(keys))
         for request in requests {
             for index in 0..<request.items.count {
                 let item = request.items[index]
                 writer.write(prefix: prefix, key: item.key)
-                writer.write(prefix: prefix, key: item.penaltyKey ?? item.key)
+                if Self.penaltyMicroseconds(item) > 0, let penaltyKey = item.penaltyKey {
+                    writer.write(prefix: prefix, key: penaltyKey)
+                }
             }
         }
         writer.write(time)
         writer.write(Int64(requests.count))
         for request in requests {
-            writer.write(request.operation.rawValue)
-            writer.write(Int64(request.items.count))
-            for index in 0..<request.items.count {
-                let item = request.items[index]
-                writer.write(Self.code(item.algorithm))
-                writer.write(item.limit.count)
-                writer.write(item.limit.periodNanoseconds / 1000)
-                writer.write(item.limit.burst)
-                writer.write(item.limit.delayNanoseconds / 1000)
-                writer.write(item.cost)
-                writer.write(item.mode == .consume ? 1 : 0)
-                writer.write(item.isEnforced ? 1 : 0)
-                writer.write(Int64(item.group))
-                writer.write(item.penaltyKey == nil ? 0 : item.penaltyNanoseconds / 1000)
+            writer.writePacked(2 + 10 * request.items.count) { index in
+                switch index {
+                case 0: return request.operation == .commit ? 1 : 0
+                case 1: return Double(request.items.count)
+                default:
+                    let item = request.items[(index - 2) / 10]
+                    switch (index - 2) % 10 {
+                    case 0: return Self.code(item.algorithm)
+                    case 1: return Double(item.limit.count)
+                    case 2: return Double(item.limit.periodNanoseconds / 1000)
+                    case 3: return Double(item.limit.burst)
+                    case 4: return Double(item.limit.delayNanoseconds / 1000)
+                    case 5: return Double(item.cost)
+                    case 6: return item.mode == .consume ? 1 : 0
+                    case 7: return item.isEnforced ? 1 : 0
+                    case 8: return Double(item.group)
+                    default: return Double(Self.penaltyMicroseconds(item))
+                    }
+                }
             }
         }
         return RedisCommand(name: command, encoded: writer.buffer)
+    }
+
+    /// The item's `block_for` in microseconds, 0 without one; its penalty key is sent only when this is not 0.
+    private static func penaltyMicroseconds(_ item: StoreItem) -> Int64 {
+        item.penaltyKey == nil ? 0 : item.penaltyNanoseconds / 1000
     }
 
     /// Hands each request its part of `result`; all of them fail when the reply is not shaped as the script's.
@@ -94,7 +110,7 @@ struct ScriptRequest: Sendable {
         }
     }
 
-    private static func code(_ algorithm: Algorithm) -> Int64 {
+    private static func code(_ algorithm: Algorithm) -> Double {
         switch algorithm {
         case .fixedWindow: 1
         case .slidingWindow: 2
