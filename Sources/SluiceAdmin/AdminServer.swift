@@ -32,6 +32,11 @@ public final class AdminServer: Sendable {
 
     private let group: any EventLoopGroup
     private let router: AdminRouter
+    private let metrics: SluiceMetrics
+    private let clock: @Sendable () -> LimiterInstant
+    /// The status page's rates, sampled from `metrics` while listening.
+    private let history: RateHistory
+    private let sampler = Mutex<RepeatedTask?>(nil)
     private let state = Mutex<State>(.idle)
     /// Open client connections, closed by ``stop()`` so keep-alive scrapers do not hold the process.
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
@@ -48,7 +53,11 @@ public final class AdminServer: Sendable {
         clock: @escaping @Sendable () -> LimiterInstant = { LimiterInstant.now() }
     ) {
         self.group = group
-        self.router = AdminRouter(backend: backend, metrics: metrics, clock: clock)
+        self.metrics = metrics
+        self.clock = clock
+        let history = RateHistory()
+        self.history = history
+        self.router = AdminRouter(backend: backend, metrics: metrics, clock: clock, history: history)
     }
 
     /// Binds `address` and starts accepting.
@@ -88,7 +97,25 @@ public final class AdminServer: Sendable {
             state = .listening(channel)
             return false
         }
-        if stoppedMeanwhile { try? await channel.close() }
+        if stoppedMeanwhile {
+            try? await channel.close()
+            return
+        }
+        self.startSampling()
+    }
+
+    /// Reads the metrics' totals into the history every `history.interval`: the status page's rates cost the
+    /// request path nothing beyond the counters it feeds anyway.
+    private func startSampling() {
+        let (history, metrics, clock) = (self.history, self.metrics, self.clock)
+        let sample: @Sendable () -> Void = {
+            history.record(metrics.totals(), atMilliseconds: clock().nanosecondsSinceEpoch / 1_000_000)
+        }
+        sample()
+        let (seconds, attoseconds) = history.interval.components
+        let every = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        let task = self.group.next().scheduleRepeatedTask(initialDelay: every, delay: every) { _ in sample() }
+        self.sampler.withLock { $0 = task }
     }
 
     /// The bound address, `nil` unless listening.
@@ -105,6 +132,10 @@ public final class AdminServer: Sendable {
             defer { state = .stopped }
             if case .listening(let channel) = state { return channel }
             return nil
+        }
+        self.sampler.withLock { task in
+            task?.cancel()
+            task = nil
         }
         if let listener { try? await listener.close() }
         let open = self.connections.withLock { table in

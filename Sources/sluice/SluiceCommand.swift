@@ -150,7 +150,9 @@ struct ReloadOnSignal: Service {
                     for problem in problems {
                         self.logger.error("reload refused, keeping the running configuration: \(self.path): \(problem)")
                     }
-                    self.server.recordReloadFailure()
+                    self.server.recordReloadFailure(
+                        reason: problems.map { "\(self.path): \($0)" }.joined(separator: "\n")
+                    )
                     continue
                 }
                 await self.server.reload(configuration)
@@ -159,7 +161,7 @@ struct ReloadOnSignal: Service {
                 for e in error.errors {
                     self.logger.error("reload failed, keeping the running configuration: \(e.description)")
                 }
-                self.server.recordReloadFailure()
+                self.server.recordReloadFailure(reason: error.errors.map(\.description).joined(separator: "\n"))
             }
         }
     }
