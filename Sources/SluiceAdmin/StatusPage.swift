@@ -33,7 +33,7 @@ enum StatusPage {
                margin: 22px 0 10px; }
           .grid { display: grid; gap: 14px; }
           .health { grid-template-columns: repeat(3, minmax(0, 1fr)); }
-          .rules { grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); }
+          .rules { grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); }
           .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
           .card h3 { margin: 0 0 8px; font-size: 15px; display: flex; align-items: center; gap: 8px; }
           .card h3 .sub { color: var(--muted); font-weight: 400; font-size: 12.5px; }
@@ -43,12 +43,13 @@ enum StatusPage {
           .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
                    color: #fff; background: var(--muted); }
           .badge.ok { background: var(--ok); } .badge.warn { background: var(--warn); } .badge.bad { background: var(--bad); }
-          .legend { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 6px; margin-top: 6px; }
-          .legend div { font-size: 12px; color: var(--muted); }
+          .legend { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 6px; margin-top: 4px; }
+          .legend div { font-size: 12px; color: var(--muted); white-space: nowrap; }
           .legend b { display: block; color: var(--ink); font-size: 16px; font-variant-numeric: tabular-nums; }
-          .legend .now { display: block; }
+          .legend .now { display: block; font-variant-numeric: tabular-nums; }
+          .caption { font-size: 11.5px; color: var(--muted); margin-top: 6px; }
           .swatch { display: inline-block; width: 9px; height: 9px; border-radius: 2px; margin-right: 5px; }
-          svg { display: block; width: 100%; height: 170px; }
+          svg { display: block; width: 100%; height: 150px; }
           svg text { font-size: 11px; fill: var(--muted); font-variant-numeric: tabular-nums; }
           table { width: 100%; border-collapse: collapse; background: var(--card); border: 1px solid var(--line);
                   border-radius: 8px; overflow: hidden; }
@@ -158,7 +159,7 @@ enum StatusPage {
 
         // Drawn in the card's own pixel width, so text in the chart keeps its size.
         function drawChart(rule, status, width) {
-          const W = Math.max(300, Math.round(width)), H = 170, L = 44, R = 6, T = 24, B = 20;
+          const W = Math.max(300, Math.round(width)), H = 150, L = 40, R = 6, T = 22, B = 20;
           const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img",
                                     "aria-label": `requests per second of rule ${rule.name}` });
           const start = status.now_ms - SPAN_MS;
@@ -232,11 +233,11 @@ enum StatusPage {
               head.append(document.createTextNode(LABELS[d]));
               item.append(head);
               item.append(el("b", { class: "last-minute" }, count(rule.last_minute[d])));
-              item.append(document.createTextNode("in the last minute"));
               item.append(el("span", { class: "now" }, `now ${rate(now)}`));
               legend.append(item);
             }
             card.append(drawChart(rule, status, card.clientWidth - 30));
+            card.append(el("div", { class: "caption" }, "requests in the last minute, and the rate of the last sample"));
             card.append(legend);
           }
         }
