@@ -5,7 +5,10 @@ import SluiceConfig
 import SluiceLimiter
 import Synchronization
 
-/// The admin listener of SPEC §7 (`server.admin`): health, readiness, metrics, config and per-key limit state.
+/// The admin listener of SPEC §7 (`server.admin`): health, readiness, metrics, config and per-key limit state, and
+/// the status page (`/`, `/status`).
+///
+/// While listening it samples the metrics' totals into a ``RateHistory`` every 2 s, for the status page's charts.
 ///
 /// Runs on the event loop group it is given (the proxy's), one ``AdminHTTPHandler`` per connection behind NIO's
 /// HTTP/1.1 server pipeline, with keep-alive. It binds one address; on a reload that changes `server.admin`, the
