@@ -123,7 +123,8 @@ public struct AdminRouter: Sendable {
                 body: StatusPage.html
             )
         case .status:
-            var response = AdminResponse.json(.ok, StatusReport(backend: self.backend, history: self.history, now: self.clock()).json)
+            let report = StatusReport(backend: self.backend, history: self.history, now: self.clock())
+            var response = AdminResponse.json(.ok, report.json)
             response.headers.append(("Cache-Control", "no-store"))
             return response
         }

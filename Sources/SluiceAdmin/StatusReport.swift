@@ -111,7 +111,7 @@ struct StatusReport {
                         .object([
                             ("rule", .string(entry.rule)),
                             ("key_hash", .string(entry.key.displayHash)),
-                            ("decision", .string(entry.shadow ? Decision.shadowLimited.rawValue : Decision.limited.rawValue)),
+                            ("decision", .string((entry.shadow ? Decision.shadowLimited : Decision.limited).rawValue)),
                             ("count", .int(entry.count)),
                             ("last_seen_ms", .int(Int(entry.lastSeenSeconds * 1000))),
                         ])

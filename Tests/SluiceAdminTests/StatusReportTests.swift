@@ -9,7 +9,10 @@ import Testing
 @Suite struct StatusReportTests {
     static let nowMilliseconds: Int64 = testNow.nanosecondsSinceEpoch / 1_000_000
 
-    func report(_ backend: TestBackend, history: RateHistory = RateHistory()) throws -> (text: String, json: [String: Any]) {
+    func report(
+        _ backend: TestBackend,
+        history: RateHistory = RateHistory()
+    ) throws -> (text: String, json: [String: Any]) {
         let text = StatusReport(backend: backend, history: history, now: testNow).json.rendered()
         let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         return (text, json)

@@ -95,7 +95,8 @@ import Testing
             // No rule matches: the upstream's 404.
             #expect(try await E2E.statuses(port: sluice.port, "/elsewhere", count: 1) == [404])
 
-            let rows = try #require((try await Self.status(admin: admin)["limited_keys"] as? [String: Any])?["keys"] as? [[String: Any]])
+            let limitedKeys = try await Self.status(admin: admin)["limited_keys"] as? [String: Any]
+            let rows = try #require(limitedKeys?["keys"] as? [[String: Any]])
             #expect(rows.count == 1)
             #expect(rows.first?["rule"] as? String == "login")
             let shown = try #require(rows.first?["key_hash"] as? String)
@@ -103,15 +104,17 @@ import Testing
 
             var lines: [[String: Any]] = []
             try await E2E.eventually("three access log lines") {
-                lines = sluice.process.outputSoFar.split(separator: "\n").filter { $0.hasPrefix("{\"time\"") }.compactMap {
-                    try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-                }
+                lines = sluice.process.outputSoFar.split(separator: "\n")
+                    .filter { $0.hasPrefix("{\"time\"") }
+                    .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
                 return lines.count >= 3
             }
             let limited = try #require(lines.first { $0["status"] as? Int == 429 })
             #expect(limited["rule"] as? String == "login")
             #expect(limited["key_hash"] as? String == shown)
-            let admitted = try #require(lines.first { $0["status"] as? Int == 200 && $0["path"] as? String == "/hello" })
+            let admitted = try #require(
+                lines.first { $0["path"] as? String == "/hello" && $0["status"] as? Int == 200 }
+            )
             #expect(admitted["key_hash"] as? String == shown, "the same key, admitted or not")
             let unmatched = try #require(lines.first { $0["path"] as? String == "/elsewhere" })
             #expect(unmatched["key_hash"] is NSNull, "no rule applied, no key")

@@ -26,7 +26,11 @@ final class SluiceProcess: @unchecked Sendable {
 
     /// Starts `sluice ARGS` (or another program, such as the browser of the status page test) and collects stdout
     /// and stderr together.
-    init(_ arguments: [String], executable: String = SluiceProcess.binaryPath, environment: [String: String] = [:]) throws {
+    init(
+        _ arguments: [String],
+        executable: String = SluiceProcess.binaryPath,
+        environment: [String: String] = [:]
+    ) throws {
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         var fds: [Int32] = [0, 0]
