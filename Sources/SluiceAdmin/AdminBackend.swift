@@ -14,4 +14,17 @@ public protocol AdminBackend: Sendable {
     var limiter: RateLimiter? { get }
     /// Whether the proxy accepts traffic and its storage answers (`GET /readyz`).
     var isReady: Bool { get }
+    /// Whether the storage decides requests now (Redis reachable, breaker closed). Defaults to `true`.
+    var storageAvailable: Bool { get }
+    /// The keys refused most recently, for the status page; `nil` when the proxy does not track them (the
+    /// default).
+    var limitedKeys: LimitedKeyTracker? { get }
+    /// Reload counts and the last result, for the status page; `nil` when unknown (the default).
+    var reloadStatus: ReloadStatus? { get }
+}
+
+extension AdminBackend {
+    public var storageAvailable: Bool { true }
+    public var limitedKeys: LimitedKeyTracker? { nil }
+    public var reloadStatus: ReloadStatus? { nil }
 }

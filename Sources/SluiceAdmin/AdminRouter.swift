@@ -22,6 +22,10 @@ public struct AdminRouter: Sendable {
         case readyz
         case metrics
         case config
+        /// `/`: the status page (HTML).
+        case statusPage
+        /// `/status`: the JSON the status page polls.
+        case status
         /// `/limits/RULE`, the rule name decoded.
         case limits(rule: String)
 
@@ -31,6 +35,8 @@ public struct AdminRouter: Sendable {
             case "/readyz": self = .readyz
             case "/metrics": self = .metrics
             case "/config": self = .config
+            case "/": self = .statusPage
+            case "/status": self = .status
             default:
                 let prefix = "/limits/"
                 guard path.hasPrefix(prefix) else { return nil }
@@ -54,15 +60,23 @@ public struct AdminRouter: Sendable {
     let backend: any AdminBackend
     let metrics: SluiceMetrics
     let clock: @Sendable () -> LimiterInstant
+    let history: RateHistory
 
     /// - Parameters:
     ///   - backend: the running proxy.
     ///   - metrics: rendered by `/metrics`.
-    ///   - clock: the time `/limits` reads counters at; injected so tests can pin it.
-    public init(backend: any AdminBackend, metrics: SluiceMetrics, clock: @escaping @Sendable () -> LimiterInstant) {
+    ///   - clock: the time `/limits` reads counters at and `/status` is stamped with; injected so tests can pin it.
+    ///   - history: the sampled rates `/status` serves (``AdminServer`` fills it).
+    public init(
+        backend: any AdminBackend,
+        metrics: SluiceMetrics,
+        clock: @escaping @Sendable () -> LimiterInstant,
+        history: RateHistory = RateHistory()
+    ) {
         self.backend = backend
         self.metrics = metrics
         self.clock = clock
+        self.history = history
     }
 
     /// The answer to one request.
@@ -104,6 +118,17 @@ public struct AdminRouter: Sendable {
             return .json(.ok, self.backend.configuration.adminJSON)
         case .limits(let rule):
             return await self.limitsResponse(method: method, rule: rule, target: target)
+        case .statusPage:
+            return AdminResponse(
+                status: .ok,
+                headers: [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")],
+                body: StatusPage.html
+            )
+        case .status:
+            let report = StatusReport(backend: self.backend, history: self.history, now: self.clock())
+            var response = AdminResponse.json(.ok, report.json)
+            response.headers.append(("Cache-Control", "no-store"))
+            return response
         }
     }
 

@@ -5,7 +5,10 @@ import SluiceConfig
 import SluiceLimiter
 import Synchronization
 
-/// The admin listener of SPEC §7 (`server.admin`): health, readiness, metrics, config and per-key limit state.
+/// The admin listener of SPEC §7 (`server.admin`): health, readiness, metrics, config and per-key limit state, and
+/// the status page (`/`, `/status`).
+///
+/// While listening it samples the metrics' totals into a ``RateHistory`` every 2 s, for the status page's charts.
 ///
 /// Runs on the event loop group it is given (the proxy's), one ``AdminHTTPHandler`` per connection behind NIO's
 /// HTTP/1.1 server pipeline, with keep-alive. It binds one address; on a reload that changes `server.admin`, the
@@ -32,6 +35,11 @@ public final class AdminServer: Sendable {
 
     private let group: any EventLoopGroup
     private let router: AdminRouter
+    private let metrics: SluiceMetrics
+    private let clock: @Sendable () -> LimiterInstant
+    /// The status page's rates, sampled from `metrics` while listening.
+    private let history: RateHistory
+    private let sampler = Mutex<RepeatedTask?>(nil)
     private let state = Mutex<State>(.idle)
     /// Open client connections, closed by ``stop()`` so keep-alive scrapers do not hold the process.
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
@@ -48,7 +56,11 @@ public final class AdminServer: Sendable {
         clock: @escaping @Sendable () -> LimiterInstant = { LimiterInstant.now() }
     ) {
         self.group = group
-        self.router = AdminRouter(backend: backend, metrics: metrics, clock: clock)
+        self.metrics = metrics
+        self.clock = clock
+        let history = RateHistory()
+        self.history = history
+        self.router = AdminRouter(backend: backend, metrics: metrics, clock: clock, history: history)
     }
 
     /// Binds `address` and starts accepting.
@@ -88,7 +100,25 @@ public final class AdminServer: Sendable {
             state = .listening(channel)
             return false
         }
-        if stoppedMeanwhile { try? await channel.close() }
+        if stoppedMeanwhile {
+            try? await channel.close()
+            return
+        }
+        self.startSampling()
+    }
+
+    /// Reads the metrics' totals into the history every `history.interval`: the status page's rates cost the
+    /// request path nothing beyond the counters it feeds anyway.
+    private func startSampling() {
+        let (history, metrics, clock) = (self.history, self.metrics, self.clock)
+        let sample: @Sendable () -> Void = {
+            history.record(metrics.totals(), atMilliseconds: clock().nanosecondsSinceEpoch / 1_000_000)
+        }
+        sample()
+        let (seconds, attoseconds) = history.interval.components
+        let every = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        let task = self.group.next().scheduleRepeatedTask(initialDelay: every, delay: every) { _ in sample() }
+        self.sampler.withLock { $0 = task }
     }
 
     /// The bound address, `nil` unless listening.
@@ -105,6 +135,10 @@ public final class AdminServer: Sendable {
             defer { state = .stopped }
             if case .listening(let channel) = state { return channel }
             return nil
+        }
+        self.sampler.withLock { task in
+            task?.cancel()
+            task = nil
         }
         if let listener { try? await listener.close() }
         let open = self.connections.withLock { table in

@@ -15,8 +15,8 @@ import Synchronization
 ///
 /// Hot path: ``requestDecided(rule:decision:)`` and ``upstreamResponded(status:seconds:)`` run once per request on
 /// every event loop. They keep the registry out of it: the counter handles are cached in small `Mutex`-protected
-/// tables (one dictionary lookup under a short lock, then an atomic increment), and a series is created in the
-/// registry only the first time its labels are seen.
+/// tables (one dictionary lookup under a short lock, then two atomic increments: the counter's and a readable total
+/// beside it for ``totals()``), and a series is created in the registry only the first time its labels are seen.
 ///
 /// - note: All methods are thread-safe and may be called from any event loop.
 public final class SluiceMetrics: Sendable {
@@ -34,7 +34,7 @@ public final class SluiceMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
     private let upstreamLatency: ValueHistogram
-    private let storageErrors: Counter
+    private let storageErrors: ReadableCounter
     private let storageLatency: ValueHistogram
     private let trackedKeys: Gauge
     private let evictions: Counter
@@ -45,13 +45,18 @@ public final class SluiceMetrics: Sendable {
     /// `sluice_requests_total` handles by rule, one slot per counted ``Decision``.
     private let requestCounters: Mutex<[String: RuleCounters]>
     /// `sluice_upstream_responses_total` handles by status code.
-    private let responseCounters: Mutex<[Int: Counter]>
+    private let responseCounters: Mutex<[Int: ReadableCounter]>
+    /// Not Prometheus families: the status page's upstream health and Redis latency (``totals()``).
+    private let upstreamUnreachable = Atomic<Int>(0)
+    private let upstreamTimeouts = Atomic<Int>(0)
+    private let storageDecisions = Atomic<Int>(0)
+    private let storageNanoseconds = Atomic<Int>(0)
     /// The store's cumulative eviction total at the last ``updateStoreGauges(trackedKeys:evictions:)``.
     private let lastEvictionTotal: Mutex<Int>
 
     /// The four counters of one rule, indexed by ``Decision/metricSlot``.
     private struct RuleCounters: Sendable {
-        var counters: [Counter]
+        var counters: [ReadableCounter]
     }
 
     /// Computed, not stored: `MetricNameDescriptor` is not `Sendable`, and it is only needed when a series is made.
@@ -82,11 +87,13 @@ public final class SluiceMetrics: Sendable {
             ),
             buckets: Self.upstreamLatencyBuckets
         )
-        self.storageErrors = registry.makeCounter(
-            descriptor: MetricNameDescriptor(
-                metricName: "sluice_storage_errors",
-                unitName: "total",
-                helpText: "Storage operations that failed or timed out."
+        self.storageErrors = ReadableCounter(
+            registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    metricName: "sluice_storage_errors",
+                    unitName: "total",
+                    helpText: "Storage operations that failed or timed out."
+                )
             )
         )
         self.storageLatency = registry.makeValueHistogram(
@@ -153,15 +160,14 @@ public final class SluiceMetrics: Sendable {
     /// Counts one upstream response and records the time to its head.
     public func upstreamResponded(status: Int, seconds: Double) {
         let cached = self.responseCounters.withLock { $0[status] }
-        let counter: Counter
+        let counter: ReadableCounter
         if let cached {
             counter = cached
         } else {
             // Created outside our lock: the registry takes its own, and a race only builds the same handle twice
             // (the registry returns the existing series for the same labels).
-            let made = self.registry.makeCounter(
-                descriptor: Self.upstreamResponses,
-                labels: [("status", String(status))]
+            let made = ReadableCounter(
+                self.registry.makeCounter(descriptor: Self.upstreamResponses, labels: [("status", String(status))])
             )
             counter = self.responseCounters.withLock { table in
                 if let existing = table[status] { return existing }
@@ -171,6 +177,16 @@ public final class SluiceMetrics: Sendable {
         }
         counter.increment()
         self.upstreamLatency.record(max(0, seconds))
+    }
+
+    /// Sluice answered 502 (upstream unreachable) or 504 (upstream too slow) itself; for the status page only
+    /// (`sluice_upstream_responses_total` counts what the upstream said).
+    public func upstreamFailed(status: Int) {
+        if status == 504 {
+            self.upstreamTimeouts.wrappingAdd(1, ordering: .relaxed)
+        } else {
+            self.upstreamUnreachable.wrappingAdd(1, ordering: .relaxed)
+        }
     }
 
     /// A client connection was accepted.
@@ -186,6 +202,8 @@ public final class SluiceMetrics: Sendable {
     /// Records the time one storage decision took.
     public func storageObserved(seconds: Double) {
         self.storageLatency.record(max(0, seconds))
+        self.storageDecisions.wrappingAdd(1, ordering: .relaxed)
+        self.storageNanoseconds.wrappingAdd(Int(max(0, seconds) * 1e9), ordering: .relaxed)
     }
 
     /// Counts one failed or timed-out storage operation.
@@ -225,6 +243,30 @@ public final class SluiceMetrics: Sendable {
         if delta > 0 { self.evictions.increment(by: Int64(delta)) }
     }
 
+    // MARK: Reading back
+
+    /// The totals counted so far, for the status page's sampler. Takes each table's lock once.
+    public func totals() -> MetricTotals {
+        var totals = MetricTotals()
+        totals.requests = self.requestCounters.withLock { table in
+            table.mapValues { rule in
+                DecisionCounts(
+                    admitted: rule.counters[0].value,
+                    limited: rule.counters[1].value,
+                    shadowLimited: rule.counters[2].value,
+                    exempt: rule.counters[3].value
+                )
+            }
+        }
+        totals.upstreamResponses = self.responseCounters.withLock { table in table.mapValues(\.value) }
+        totals.upstreamUnreachable = self.upstreamUnreachable.load(ordering: .relaxed)
+        totals.upstreamTimeouts = self.upstreamTimeouts.load(ordering: .relaxed)
+        totals.storageErrors = self.storageErrors.value
+        totals.storageDecisions = self.storageDecisions.load(ordering: .relaxed)
+        totals.storageNanoseconds = self.storageNanoseconds.load(ordering: .relaxed)
+        return totals
+    }
+
     // MARK: Rendering
 
     /// The Prometheus text exposition (format 0.0.4) of every family.
@@ -249,9 +291,11 @@ public final class SluiceMetrics: Sendable {
         if let cached = self.requestCounters.withLock({ $0[rule] }) { return cached }
         let made = RuleCounters(
             counters: Decision.countedInMetrics.map { decision in
-                self.registry.makeCounter(
-                    descriptor: Self.requests,
-                    labels: [("rule", rule), ("decision", decision.rawValue)]
+                ReadableCounter(
+                    self.registry.makeCounter(
+                        descriptor: Self.requests,
+                        labels: [("rule", rule), ("decision", decision.rawValue)]
+                    )
                 )
             }
         )

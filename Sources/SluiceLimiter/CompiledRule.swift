@@ -118,6 +118,14 @@ final class CompiledRule: Sendable {
         return hasher.finalize()
     }
 
+    /// The digest of the key absorbed in `keyed` itself, for logs and the status page (``LimitOutcome/keyDigest``).
+    /// Its own marker, so it never equals a counter's or a penalty box's name.
+    func keyDigest(_ keyed: KeyHasher) -> StorageKey {
+        var hasher = keyed
+        hasher.combine(3)
+        return hasher.finalize()
+    }
+
     private static func prefix(_ namespace: String, seed: StorageKey) -> KeyHasher {
         var hasher = KeyHasher(seed: seed)
         hasher.combine(lengthPrefixed: namespace)

@@ -99,6 +99,13 @@ public struct LimitOutcome: Sendable {
     public var deferredCharge: DeferredCharge?
     /// The store could not decide and `on_error: deny` refuses the request: answer 503 (`decision` is `limited`).
     public var storageUnavailable = false
+    /// The digest of the request's key under the rule the access log names (``rule``, else the rule of
+    /// `statuses[0]`); `nil` when that rule has no key (exempt, `on_missing_key: deny`) or no rule applied.
+    ///
+    /// A digest, never the key's values: the access log's `key_hash` and the status page show its
+    /// ``StorageKey/displayHash`` so an operator can follow one client without Sluice writing its API key anywhere.
+    /// Keyed by the store's seed like the counters (random per process for the memory store).
+    public var keyDigest: StorageKey?
 
     public init(
         decision: Decision,

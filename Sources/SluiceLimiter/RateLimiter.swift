@@ -95,6 +95,9 @@ public final class RateLimiter: Sendable {
 
         var rule: Int
         var kind: Kind
+        /// The hasher after the request's key (`counted` entries only). Kept rather than finalised: only the rule
+        /// the outcome names gets its ``LimitOutcome/keyDigest``, once per request.
+        var keyed: KeyHasher? = nil
     }
 
     /// Matches the rules and derives the store items of `request`.
@@ -163,7 +166,11 @@ public final class RateLimiter: Sendable {
                 prepared.positions.append(prepared.batch.items.count - 1)
             }
             prepared.entries.append(
-                Entry(rule: rule.index, kind: .counted(limits: limits, firstPosition: firstPosition, refusedLimit: refusedLimit))
+                Entry(
+                    rule: rule.index,
+                    kind: .counted(limits: limits, firstPosition: firstPosition, refusedLimit: refusedLimit),
+                    keyed: keyed
+                )
             )
         }
         if refusedEnforced {
@@ -294,16 +301,22 @@ public final class RateLimiter: Sendable {
             outcome.decision = .limited
             outcome.storageUnavailable = true
             outcome.rule = blocking.map { self.rules[$0.rule].name } ?? outcome.statuses.first?.rule
+            outcome.keyDigest = Self.keyDigest(of: blocking?.rule ?? statusRules.first, in: prepared, rules: self.rules)
             return outcome
         }
+        // The rule the access log names: the refusing one, the shadow one, else the most constrained one.
+        var namedRule = statusRules.first
         if let refused = refusedForGood {
             self.setBlocked(&outcome, rule: refused.rule, limit: refused.limit, retryAfter: nil)
+            namedRule = refused.rule
         } else if !prepared.batch.isAdmitted, let blocking {
             let retry = FixedPoint.retryAfterSeconds(nanoseconds: longestRetry)
             self.setBlocked(&outcome, rule: blocking.rule, limit: blocking.limit, retryAfter: retry)
+            namedRule = blocking.rule
         } else if let shadowRule {
             outcome.decision = .shadowLimited
             outcome.rule = self.rules[shadowRule].name
+            namedRule = shadowRule
         } else if anyCounted {
             outcome.decision = .admitted
         } else if anyExempt {
@@ -313,7 +326,21 @@ public final class RateLimiter: Sendable {
             if longestDelay > 0 { outcome.delay = .nanoseconds(longestDelay) }
             if !deferred.isEmpty { outcome.deferredCharge = DeferredCharge(store: self.store, entries: deferred) }
         }
+        outcome.keyDigest = Self.keyDigest(of: namedRule, in: prepared, rules: self.rules)
         return outcome
+    }
+
+    /// The key digest of rule `index` in this request, `nil` when it had no key.
+    private static func keyDigest(
+        of index: Int?,
+        in prepared: borrowing PreparedDecision,
+        rules: [CompiledRule]
+    ) -> StorageKey? {
+        guard let index else { return nil }
+        for entryIndex in 0..<prepared.entries.count where prepared.entries[entryIndex].rule == index {
+            if let keyed = prepared.entries[entryIndex].keyed { return rules[index].keyDigest(keyed) }
+        }
+        return nil
     }
 
     private func setBlocked(_ outcome: inout LimitOutcome, rule index: Int, limit: String, retryAfter: Int?) {

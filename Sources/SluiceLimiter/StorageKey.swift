@@ -24,6 +24,21 @@ public struct StorageKey: Hashable, Sendable, CustomStringConvertible {
         return hex(self.high) + hex(self.low)
     }
 
+    /// The first 12 hex digits (48 bits): the key hash the access log (`key_hash`) and the status page show.
+    ///
+    /// Long enough to tell apart every key an operator looks at on one screen or greps for in a day of logs, short
+    /// enough to read aloud. Built without allocating (a 12-byte string is stored inline).
+    public var displayHash: String {
+        let digits = self.high >> 16
+        return String(unsafeUninitializedCapacity: 12) { buffer in
+            for index in 0..<12 {
+                let nibble = UInt8(truncatingIfNeeded: digits >> UInt64((11 - index) * 4)) & 0xf
+                buffer[index] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble
+            }
+            return 12
+        }
+    }
+
     public func hash(into hasher: inout Hasher) {
         // Already a keyed hash: one word is as good as both.
         hasher.combine(self.low)

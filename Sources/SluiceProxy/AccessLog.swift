@@ -3,8 +3,13 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOHTTP1
 import SluiceConfig
+import SluiceLimiter
 
 /// One JSON object per request (SPEC §2 `access_log`), written off the event loops.
+///
+/// Besides SPEC §2's fields, `key_hash` is the ``StorageKey/displayHash`` of the request's key under `rule` (the
+/// status page shows the same value), `null` when no rule with a key applied: one client can be followed through
+/// the log without its key (an API key, say) being written anywhere.
 ///
 /// Event loops only append to an in-memory buffer under a short lock; a background thread
 /// writes the buffer out every 100 ms, so a slow disk or a blocked stdout pipe never stalls
@@ -108,6 +113,8 @@ final class AccessLog: Sendable {
         Self.appendJSONString(uri, to: &line)
         line += ",\"status\":\(status),\"rule\":"
         if let rule = exchange.rule { Self.appendJSONString(rule, to: &line) } else { line += "null" }
+        line += ",\"key_hash\":"
+        if let key = exchange.keyDigest { line += "\"" + key.displayHash + "\"" } else { line += "null" }
         line += ",\"decision\":\"\(exchange.decision)\",\"upstream_ms\":"
         line += upstreamMs.map(String.init) ?? "null"
         line += ",\"bytes_in\":\(bytesIn),\"bytes_out\":\(bytesOut)}\n"

@@ -12,6 +12,8 @@ struct LimiterGate: RequestGate {
     let limiter: RateLimiter
     let logger: Logger
     let metrics: SluiceMetrics
+    /// Told the key of every limited and shadow-limited request (status page).
+    let limitedKeys: LimitedKeyTracker
     /// Every shadow-limited request is in the access log; the stderr notice is kept to one line
     /// per rule per second, since the log handler writes synchronously on the event loop.
     let shadowLog = ShadowLogThrottle()
@@ -52,6 +54,17 @@ struct LimiterGate: RequestGate {
         for index in 0..<outcome.ruleDecisions.count { self.metrics.requestDecided(outcome.ruleDecisions[index]) }
         context.decision = outcome.decision.rawValue
         context.rule = outcome.rule ?? outcome.statuses.first?.rule
+        context.keyDigest = outcome.keyDigest
+        if outcome.decision == .limited || outcome.decision == .shadowLimited, !outcome.storageUnavailable,
+            let rule = outcome.rule, let key = outcome.keyDigest
+        {
+            self.limitedKeys.record(
+                rule: rule,
+                key: key,
+                shadow: outcome.decision == .shadowLimited,
+                nowSeconds: now.unixSeconds
+            )
+        }
         switch outcome.decision {
         case .noRule, .exempt:
             return .forward(.plain)

@@ -83,6 +83,7 @@ extension ProxyHandler {
         }
         let close = !exchange.requestEnded || !exchange.clientKeepAlive
         self.state = .answeredLocally(closeAfter: close, requestEnded: exchange.requestEnded)
+        self.shared.metrics.upstreamFailed(status: Int(status.code))
         self.shared.accessLog.record(
             exchange: exchange.context,
             method: exchange.method,

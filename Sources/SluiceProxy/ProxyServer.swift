@@ -1,4 +1,3 @@
-import Atomics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -31,8 +30,10 @@ public final class ProxyServer: Service, Sendable {
     /// Open client connections, so a drain that outlives `timeouts.shutdown` can close them
     /// while their loops still run. One lock operation per connection, none per request.
     private let clients = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
-    private let reloadSuccesses = ManagedAtomic<Int>(0)
-    private let reloadFailures = ManagedAtomic<Int>(0)
+    /// Reload counts and the last result, for the status page (`sluice_config_reloads_total` counts them too).
+    private let reloads: NIOLockedValueBox<ReloadStatus>
+    /// The keys refused most in the last minutes, fed by the gate, shown by the status page.
+    private let limitedKeyTracker: LimitedKeyTracker
     private let logger: Logger
     /// Called with each bound address once it accepts connections.
     private let onListening: @Sendable (SocketAddress) -> Void
@@ -58,10 +59,20 @@ public final class ProxyServer: Service, Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.server.threads ?? System.coreCount)
         self.group = group
         let accessLog = AccessLog(configuration.server.accessLog)
+        let limitedKeys = LimitedKeyTracker()
+        self.limitedKeyTracker = limitedKeys
+        self.reloads = NIOLockedValueBox(ReloadStatus(startedMilliseconds: Self.unixMilliseconds()))
         self.shared = ProxyShared(
             snapshot: ProxySnapshot(
                 configuration: configuration,
-                gate: Self.makeGate(configuration, previous: nil, group: group, logger: logger, metrics: metrics),
+                gate: Self.makeGate(
+                    configuration,
+                    previous: nil,
+                    group: group,
+                    logger: logger,
+                    metrics: metrics,
+                    limitedKeys: limitedKeys
+                ),
                 tls: tls
             ),
             logger: logger,
@@ -85,7 +96,8 @@ public final class ProxyServer: Service, Sendable {
         previous: (any RequestGate)?,
         group: any EventLoopGroup,
         logger: Logger,
-        metrics: SluiceMetrics
+        metrics: SluiceMetrics,
+        limitedKeys: LimitedKeyTracker
     ) -> any RequestGate {
         let previousStore = (previous as? LimiterGate)?.limiter.store
         let store = StoreFactory.store(
@@ -95,7 +107,12 @@ public final class ProxyServer: Service, Sendable {
             logger: logger,
             metrics: metrics
         )
-        return LimiterGate(limiter: RateLimiter(configuration: configuration, store: store), logger: logger, metrics: metrics)
+        return LimiterGate(
+            limiter: RateLimiter(configuration: configuration, store: store),
+            logger: logger,
+            metrics: metrics,
+            limitedKeys: limitedKeys
+        )
     }
 
     /// Swaps in a validated configuration (SPEC §6): new requests use it at once, requests in
@@ -105,14 +122,24 @@ public final class ProxyServer: Service, Sendable {
     /// effect for new connections.
     ///
     /// - Throws: ``TLSSetupError`` when a TLS file cannot be used; nothing changes then (the caller counts the
-    ///   failure with ``recordReloadFailure()``).
+    ///   failure with ``recordReloadFailure(reason:)``).
     public func reload(_ configuration: SluiceConfiguration) async throws(TLSSetupError) {
         let tls = try TLSContexts(configuration: configuration)
-        self.reloadSuccesses.wrappingIncrement(ordering: .relaxed)
+        self.reloads.withLockedValue { reloads in
+            reloads.successes += 1
+            reloads.last = ReloadStatus.Attempt(milliseconds: Self.unixMilliseconds(), succeeded: true)
+        }
         let previous = self.shared.current()
         let snapshot = ProxySnapshot(
             configuration: configuration,
-            gate: Self.makeGate(configuration, previous: previous.gate, group: self.group, logger: self.logger, metrics: self.metrics),
+            gate: Self.makeGate(
+                configuration,
+                previous: previous.gate,
+                group: self.group,
+                logger: self.logger,
+                metrics: self.metrics,
+                limitedKeys: self.limitedKeyTracker
+            ),
             tls: tls
         )
         self.metrics.prepare(rules: configuration.rules.map(\.name))
@@ -138,14 +165,23 @@ public final class ProxyServer: Service, Sendable {
     }
 
     /// Counts a reload that failed validation (SPEC §6); the running configuration stays.
-    public func recordReloadFailure() {
-        self.reloadFailures.wrappingIncrement(ordering: .relaxed)
+    ///
+    /// - Parameter reason: what was wrong (the `FILE:LINE:COLUMN: message` lines), shown on the status page.
+    public func recordReloadFailure(reason: String) {
+        self.reloads.withLockedValue { reloads in
+            reloads.failures += 1
+            reloads.last = ReloadStatus.Attempt(milliseconds: Self.unixMilliseconds(), succeeded: false, error: reason)
+        }
         self.metrics.reloaded(success: false)
     }
 
     /// Reloads applied and refused since start (for `sluice_config_reloads_total{result}`).
     public var reloadCounts: (success: Int, failure: Int) {
-        (self.reloadSuccesses.load(ordering: .relaxed), self.reloadFailures.load(ordering: .relaxed))
+        self.reloads.withLockedValue { ($0.successes, $0.failures) }
+    }
+
+    private static func unixMilliseconds() -> Int64 {
+        LimiterInstant.now().nanosecondsSinceEpoch / 1_000_000
     }
 
     /// Binds every listener; throws if one cannot be bound.
@@ -431,7 +467,16 @@ extension ProxyServer: AdminBackend {
     public var isReady: Bool {
         let listening = self.state.withLockedValue { !$0.listeners.isEmpty && !$0.stopped }
         guard listening, !self.shared.isDraining else { return false }
+        return self.storageAvailable
+    }
+
+    /// With Redis storage, whether decisions go to Redis (breaker closed, a connection up); memory always decides.
+    public var storageAvailable: Bool {
         if let redis = self.limiter?.store as? RedisStore { return redis.isAvailable }
         return true
     }
+
+    public var limitedKeys: LimitedKeyTracker? { self.limitedKeyTracker }
+
+    public var reloadStatus: ReloadStatus? { self.reloads.withLockedValue { $0 } }
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import SluiceConfig
+import SluiceLimiter
 
 /// What the proxy knows about a request when it asks the gate, and what the gate tells the log.
 struct GateContext: Sendable {
@@ -10,6 +11,8 @@ struct GateContext: Sendable {
     var rule: String? = nil
     /// `admitted`, `limited`, `shadow_limited`, `exempt` or `none`.
     var decision: String = "none"
+    /// The digest of the request's key under `rule` (the log's `key_hash`); `nil` when that rule has no key.
+    var keyDigest: StorageKey? = nil
 
     init(clientIP: IPAddress, peerIP: IPAddress) {
         self.clientIP = clientIP

@@ -146,7 +146,7 @@ struct ReloadOnSignal: Service {
                 for e in error.errors {
                     self.logger.error("reload failed, keeping the running configuration: \(e.description)")
                 }
-                self.server.recordReloadFailure()
+                self.server.recordReloadFailure(reason: error.errors.map(\.description).joined(separator: "\n"))
                 continue
             }
             do {
@@ -154,7 +154,7 @@ struct ReloadOnSignal: Service {
                 self.logger.info("configuration reloaded", metadata: ["file": "\(self.path)"])
             } catch {
                 self.logger.error("reload failed, keeping the running configuration: \(self.path): \(error)")
-                self.server.recordReloadFailure()
+                self.server.recordReloadFailure(reason: "\(self.path): \(error)")
             }
         }
     }

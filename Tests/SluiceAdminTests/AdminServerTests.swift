@@ -247,7 +247,9 @@ import Testing
             let delete = try await send(.DELETE, "/metrics", port: port)
             #expect(delete.status == .methodNotAllowed)
             #expect(delete.headers.first(name: "allow") == "GET, HEAD")
-            try await expectStatus(.notFound, .GET, "/", port: port)
+            // `/` is the status page; anything unknown is 404.
+            try await expectStatus(.ok, .GET, "/", port: port)
+            try await expectStatus(.notFound, .GET, "/nope", port: port)
             try await expectStatus(.notFound, .GET, "/healthz/x", port: port)
         }
     }

@@ -61,15 +61,19 @@ func testConfiguration(adminToken: String? = nil, redisPassword: String? = nil) 
     return configuration
 }
 
-/// A stand-in for the proxy: a configuration, a real limiter and a readiness flag the test can change.
+/// A stand-in for the proxy: a configuration, a real limiter, a readiness flag, storage availability and a reload
+/// record the test can change, and a tracker of limited keys the test feeds.
 final class TestBackend: AdminBackend {
     private struct State {
         var configuration: SluiceConfiguration
         var limiter: RateLimiter?
         var isReady: Bool
+        var storageAvailable = true
+        var reloadStatus: ReloadStatus? = nil
     }
 
     private let state: Mutex<State>
+    let limitedKeys: LimitedKeyTracker? = LimitedKeyTracker()
 
     init(configuration: SluiceConfiguration = testConfiguration(), isReady: Bool = true) {
         self.state = Mutex(
@@ -86,6 +90,14 @@ final class TestBackend: AdminBackend {
     var isReady: Bool {
         get { self.state.withLock { $0.isReady } }
         set { self.state.withLock { $0.isReady = newValue } }
+    }
+    var storageAvailable: Bool {
+        get { self.state.withLock { $0.storageAvailable } }
+        set { self.state.withLock { $0.storageAvailable = newValue } }
+    }
+    var reloadStatus: ReloadStatus? {
+        get { self.state.withLock { $0.reloadStatus } }
+        set { self.state.withLock { $0.reloadStatus = newValue } }
     }
 
     /// Swaps in a new snapshot, keeping the counters (as a reload does).

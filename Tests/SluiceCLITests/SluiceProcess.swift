@@ -24,14 +24,19 @@ final class SluiceProcess: @unchecked Sendable {
     private var output = ""
     private var exitStatus: Int32?
 
-    /// Starts `sluice ARGS` and collects stdout and stderr together.
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    /// Starts `sluice ARGS` (or another program, such as the browser of the status page test) and collects stdout
+    /// and stderr together.
+    init(
+        _ arguments: [String],
+        executable: String = SluiceProcess.binaryPath,
+        environment: [String: String] = [:]
+    ) throws {
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         var fds: [Int32] = [0, 0]
         guard CleanSpawn.makePipe(&fds) == 0 else { throw CancellationError() }
         do {
-            self.pid = try CleanSpawn.spawn(Self.binaryPath, arguments, output: fds[1], environment: env)
+            self.pid = try CleanSpawn.spawn(executable, arguments, output: fds[1], environment: env)
         } catch {
             close(fds[0])
             close(fds[1])
@@ -113,7 +118,7 @@ final class SluiceProcess: @unchecked Sendable {
         while self.isRunning {
             if ContinuousClock.now > deadline {
                 kill(self.pid, SIGKILL)
-                Issue.record("sluice did not exit in time")
+                Issue.record("child \(self.pid) did not exit within \(timeout): \(self.outputSoFar.suffix(2000))")
                 throw CancellationError()
             }
             try await Task.sleep(for: .milliseconds(20))
