@@ -63,6 +63,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    func validate() throws {
+        // A typo must not quietly log at another level.
+        guard Logger.Level(rawValue: self.logLevel) != nil else {
+            throw ValidationError("unknown log level '\(self.logLevel)' (trace, debug, info, notice, warning, error, critical)")
+        }
+    }
+
     func run() async throws {
         let logger = makeLogger(level: self.logLevel)
         let configuration: SluiceConfiguration

@@ -181,6 +181,40 @@ struct ServeCommandTests {
         #expect(output.contains(path))
     }
 
+    /// `--log-level` sets what the operational log shows; an unknown level is refused, not taken for `info`.
+    @Test func logLevelOption() async throws {
+        let (status, output) = try await SluiceProcess.run(["serve", "--config", "/nonexistent.yaml", "--log-level", "verbose"])
+        #expect(status != 0 && status != 1, "a usage error, before the config is read: \(output)")
+        #expect(output.contains("unknown log level 'verbose'"), "\(output)")
+        let upstream = try await TestUpstream(group: E2E.group)
+        defer { Task { await upstream.close() } }
+        let path = try E2E.writeConfig(
+            """
+            version: 1
+            server:
+              listen: "127.0.0.1:0"
+              access_log: "off"
+            upstream:
+              url: http://127.0.0.1:\(upstream.port)
+            rules: []
+            """
+        )
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for (level, shown) in [("info", true), ("error", false)] {
+            let sluice = try SluiceProcess(["serve", "--config", path, "--log-level", level])
+            _ = try await sluice.listeningPort()
+            sluice.signal(SIGHUP)
+            if shown {
+                try await sluice.waitForOutput("configuration reloaded")
+            } else {
+                try await Task.sleep(for: .seconds(1))
+                #expect(!sluice.outputSoFar.contains("configuration reloaded"), "\(level): \(sluice.outputSoFar)")
+            }
+            sluice.signal(SIGTERM)
+            _ = try await sluice.waitForExit()
+        }
+    }
+
     /// One line per listener, IPv6 in brackets; both serve.
     @Test func oneLinePerListener() async throws {
         let upstream = try await TestUpstream(group: E2E.group)
