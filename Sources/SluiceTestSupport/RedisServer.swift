@@ -12,16 +12,43 @@ public final class RedisServer: @unchecked Sendable {
     // @unchecked: the only mutable field, `current`, is read and written under `lock`; each
     // `RedisProcess` guards its own state.
     public let port: Int
+    /// The TLS port when started with ``TLSFiles``, else `nil`.
+    public let tlsPort: Int?
     public let password: String?
     private let extraArguments: [String]
     private let directory: URL
     private let lock = NSLock()
     private var current: RedisProcess?
 
-    private init(port: Int, password: String?, extraArguments: [String]) throws {
+    /// Certificates for a TLS port beside the plain one (`rediss://` tests).
+    public struct TLSFiles: Sendable {
+        public var cert: String
+        public var key: String
+        public var ca: String
+
+        public init(cert: String, key: String, ca: String) {
+            self.cert = cert
+            self.key = key
+            self.ca = ca
+        }
+    }
+
+    private init(port: Int, tls: TLSFiles?, password: String?, extraArguments: [String]) throws {
         self.port = port
         self.password = password
-        self.extraArguments = extraArguments
+        var arguments = extraArguments
+        if let tls {
+            // Picked with the plain port, so a taken one is replaced like it.
+            let tlsPort = Int.random(in: 12_000..<20_000)
+            self.tlsPort = tlsPort
+            arguments += [
+                "--tls-port", String(tlsPort), "--tls-cert-file", tls.cert, "--tls-key-file", tls.key,
+                "--tls-ca-cert-file", tls.ca, "--tls-auth-clients", "no",
+            ]
+        } else {
+            self.tlsPort = nil
+        }
+        self.extraArguments = arguments
         self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(UUID())")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
     }
@@ -32,10 +59,15 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     /// Launches a server and returns once it answers `PING`.
-    public static func start(password: String? = nil, extraArguments: [String] = []) async throws -> RedisServer {
+    public static func start(
+        password: String? = nil,
+        tls: TLSFiles? = nil,
+        extraArguments: [String] = []
+    ) async throws -> RedisServer {
         for _ in 0..<20 {
             let server = try RedisServer(
                 port: Int.random(in: 12_000..<20_000),
+                tls: tls,
                 password: password,
                 extraArguments: extraArguments
             )
@@ -134,10 +166,11 @@ public final class RedisServer: @unchecked Sendable {
 /// Starts a ``RedisServer``, runs `body` with it, and stops it on every path out.
 public func withRedisServer<T>(
     password: String? = nil,
+    tls: RedisServer.TLSFiles? = nil,
     extraArguments: [String] = [],
     _ body: (RedisServer) async throws -> T
 ) async throws -> T {
-    let server = try await RedisServer.start(password: password, extraArguments: extraArguments)
+    let server = try await RedisServer.start(password: password, tls: tls, extraArguments: extraArguments)
     do {
         let result = try await body(server)
         await server.stop()

@@ -13,13 +13,20 @@ import Testing
 /// at test time.
 @Suite("TLS", .timeLimit(.minutes(2)))
 struct ProxyTLSTests {
-    // MARK: listeners
-
-    @Test func tlsListenerForwardsToPlainUpstreamWithALPNAndForwardedProto() async throws {
+    /// A proxy whose listener terminates TLS with a leaf of a fresh private CA, and that CA (for clients).
+    static func withTLSListener(_ body: (ProxyHarness, TestCertificates) async throws -> Void) async throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
         let leaf = try certificates.issue("proxy")
         try await withProxy({ $0.server.tls = TLSFiles(cert: leaf.cert, key: leaf.key) }) { proxy in
+            try await body(proxy, certificates)
+        }
+    }
+
+    // MARK: listeners
+
+    @Test func tlsListenerForwardsToPlainUpstreamWithALPNAndForwardedProto() async throws {
+        try await Self.withTLSListener { proxy, certificates in
             let client = try await RawHTTPClient.connect(
                 port: proxy.port,
                 group: ProxyHarness.group,
@@ -40,10 +47,7 @@ struct ProxyTLSTests {
 
     /// A client offering only `h2` still gets HTTP/1.1 (no ALPN answer), as with nginx without http2.
     @Test func clientWithoutHTTP1InALPNStillServed() async throws {
-        let certificates = try TestCertificates()
-        defer { certificates.remove() }
-        let leaf = try certificates.issue("proxy")
-        try await withProxy({ $0.server.tls = TLSFiles(cert: leaf.cert, key: leaf.key) }) { proxy in
+        try await Self.withTLSListener { proxy, certificates in
             let client = try await RawHTTPClient.connect(
                 port: proxy.port,
                 group: ProxyHarness.group,
@@ -57,10 +61,7 @@ struct ProxyTLSTests {
     }
 
     @Test func plainHTTPOnTLSPortIsClosedWithoutDisturbingTLSClients() async throws {
-        let certificates = try TestCertificates()
-        defer { certificates.remove() }
-        let leaf = try certificates.issue("proxy")
-        try await withProxy({ $0.server.tls = TLSFiles(cert: leaf.cert, key: leaf.key) }) { proxy in
+        try await Self.withTLSListener { proxy, certificates in
             let tlsClient = try await RawHTTPClient.connect(
                 port: proxy.port,
                 group: ProxyHarness.group,

@@ -299,13 +299,8 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
         defer { certificates.remove() }
         let leaf = try certificates.issue("server")
         let other = try certificates.unrelatedCA("other")
-        let tlsPort = Int.random(in: 12_000..<20_000)
-        try await withRedisServer(extraArguments: [
-            "--tls-port", String(tlsPort), "--tls-cert-file", leaf.cert,
-            "--tls-key-file", leaf.key, "--tls-ca-cert-file", certificates.caPath,
-            "--tls-auth-clients", "no",
-        ]) { server in
-            var configuration = Self.configuration(port: tlsPort, onError: .deny)
+        try await withRedisServer(tls: .init(cert: leaf.cert, key: leaf.key, ca: certificates.caPath)) { server in
+            var configuration = Self.configuration(port: try #require(server.tlsPort), onError: .deny)
             configuration.host = "localhost"
             configuration.useTLS = true
             let item = StoreItem(
