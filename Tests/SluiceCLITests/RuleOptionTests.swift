@@ -330,9 +330,9 @@ struct RuleOptionTests {
                     rules:
                       - name: penalty
                         key: [ip]
-                        limits: ["2/second"]
+                        limits: ["2/2 seconds"]
                         algorithm: moving_window
-                        block_for: 3s
+                        block_for: 4s
                     """
             )
         }) { sluice async throws in
@@ -343,14 +343,14 @@ struct RuleOptionTests {
             let breach = try await E2E.request(port: sluice.port, "/hello", headers: a)
             let breachReceived = ContinuousClock.now
             #expect(breach.status == 429)
-            // Retry-After is the penalty, not the window's one second.
-            #expect(breach.retryAfter == 3, "Retry-After \(breach.header("Retry-After") ?? "absent")")
+            // Retry-After is the penalty, not the window's two seconds.
+            #expect(breach.retryAfter == 4, "Retry-After \(breach.header("Retry-After") ?? "absent")")
             #expect(breach.bodyString.contains(#""rule":"penalty""#))
 
             // Another key is not affected.
             #expect(try await E2E.statuses(port: sluice.port, "/hello", count: 2, headers: b) == [200, 200])
 
-            /// A request for A during the block, with the Retry-After range the block's end allows: it ends 3 s after
+            /// A request for A during the block, with the Retry-After range the block's end allows: it ends 4 s after
             /// the breach was decided (between `breachSent` and `breachReceived`), whatever A sends meanwhile.
             func duringBlock() async throws -> (RawHTTPClient.Response, ClosedRange<Int>) {
                 let sent = ContinuousClock.now
@@ -359,13 +359,13 @@ struct RuleOptionTests {
                 func seconds(_ d: Duration) -> Int {
                     Int((Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18).rounded(.up))
                 }
-                let low = max(1, seconds(breachSent + .seconds(3) - received))
-                let high = max(low, seconds(breachReceived + .seconds(3) - sent))
+                let low = max(1, seconds(breachSent + .seconds(4) - received))
+                let high = max(low, seconds(breachReceived + .seconds(4) - sent))
                 return (r, low...high)
             }
 
-            // The 1-second window would admit A again; the penalty does not.
-            try await E2E.sleep(until: breachSent + .milliseconds(1300))
+            // The 2-second window would admit A again; the penalty does not.
+            try await E2E.sleep(until: breachSent + .milliseconds(2300))
             let (during, duringRange) = try await duringBlock()
             #expect(during.status == 429)
             #expect(
@@ -374,7 +374,7 @@ struct RuleOptionTests {
             )
 
             // One near the end: still refused, and it must not extend the block.
-            try await E2E.sleep(until: breachSent + .milliseconds(2500))
+            try await E2E.sleep(until: breachSent + .milliseconds(3500))
             let (nearEnd, nearEndRange) = try await duringBlock()
             #expect(nearEnd.status == 429)
             #expect(
@@ -384,7 +384,7 @@ struct RuleOptionTests {
 
             // Just after the block's end (it started no later than the breach answer arrived): free again, with
             // the plain limit back in force.
-            try await E2E.sleep(until: breachReceived + .milliseconds(3150))
+            try await E2E.sleep(until: breachReceived + .milliseconds(4150))
             let after = try await E2E.statuses(port: sluice.port, "/hello", count: 3, headers: a)
             #expect(after == [200, 200, 429], "after the penalty: \(after)")
             // A: 2 + 2, B: 2 reached the upstream.
