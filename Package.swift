@@ -142,7 +142,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceLimiterTests",
-            dependencies: ["SluiceLimiter", "SluiceConfig"]
+            dependencies: ["SluiceLimiter", "SluiceConfig", "SluiceTestSupport"]
         ),
         /// Black-box tests of the `sluice` binary: command line, signals, limiting end to end.
         .testTarget(

@@ -36,7 +36,7 @@ indirect enum AdminJSON: Sendable, Equatable {
         case .int(let value):
             out += String(value)
         case .string(let value):
-            Self.writeString(value, to: &out)
+            JSONText.appendString(value, to: &out)
         case .array(let values):
             guard !values.isEmpty else {
                 out += "[]"
@@ -57,7 +57,7 @@ indirect enum AdminJSON: Sendable, Equatable {
             out += "{\n"
             for (index, (key, value)) in members.enumerated() {
                 out += String(repeating: " ", count: indent + 2)
-                Self.writeString(key, to: &out)
+                JSONText.appendString(key, to: &out)
                 out += ": "
                 value.write(to: &out, indent: indent + 2)
                 out += index == members.count - 1 ? "\n" : ",\n"
@@ -65,9 +65,13 @@ indirect enum AdminJSON: Sendable, Equatable {
             out += String(repeating: " ", count: indent) + "}"
         }
     }
+}
 
-    /// Escapes per RFC 8259 §7: quote, backslash and control characters.
-    private static func writeString(_ value: String, to out: inout String) {
+/// JSON text written by hand: the admin answers and the access log (whose lines are built without Foundation's
+/// encoder, on the request path).
+public enum JSONText {
+    /// Appends `value` as a JSON string, escaped per RFC 8259 §7: quote, backslash and control characters.
+    public static func appendString(_ value: String, to out: inout String) {
         out += "\""
         for scalar in value.unicodeScalars {
             switch scalar {

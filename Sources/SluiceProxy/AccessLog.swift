@@ -2,6 +2,7 @@ import Atomics
 import Foundation
 import NIOConcurrencyHelpers
 import NIOHTTP1
+import SluiceAdmin
 import SluiceConfig
 import SluiceLimiter
 
@@ -108,11 +109,11 @@ final class AccessLog: Sendable {
         var line = "{\"time\":\""
         line += Self.timestamp()
         line += "\",\"client_ip\":\"\(exchange.clientIP)\",\"method\":"
-        Self.appendJSONString(method.rawValue, to: &line)
+        JSONText.appendString(method.rawValue, to: &line)
         line += ",\"path\":"
-        Self.appendJSONString(uri, to: &line)
+        JSONText.appendString(uri, to: &line)
         line += ",\"status\":\(status),\"rule\":"
-        if let rule = exchange.rule { Self.appendJSONString(rule, to: &line) } else { line += "null" }
+        if let rule = exchange.rule { JSONText.appendString(rule, to: &line) } else { line += "null" }
         line += ",\"key_hash\":"
         if let key = exchange.keyDigest { line += "\"" + key.displayHash + "\"" } else { line += "null" }
         line += ",\"decision\":\"\(exchange.decision)\",\"upstream_ms\":"
@@ -167,26 +168,5 @@ final class AccessLog: Sendable {
         let ms = Int32(tv.tv_usec / 1000)
         return "\(pad(tmValue.tm_year + 1900, 4))-\(pad(tmValue.tm_mon + 1, 2))-\(pad(tmValue.tm_mday, 2))T"
             + "\(pad(tmValue.tm_hour, 2)):\(pad(tmValue.tm_min, 2)):\(pad(tmValue.tm_sec, 2)).\(pad(ms, 3))Z"
-    }
-
-    static func appendJSONString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
     }
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SluiceAdmin
 
 /// The tiny built-in upstream of `sluice demo`: answers every request with a short JSON body
 /// naming the method and path, so a person trying Sluice needs no backend of their own.
@@ -32,7 +33,9 @@ private final class DemoUpstreamHandler: ChannelInboundHandler {
             break
         case .end:
             guard let head = self.head else { return }
-            let body = #"{"upstream":"sluice-demo","method":"\#(head.method.rawValue)","path":"\#(Self.jsonEscaped(head.uri))"}"# + "\n"
+            var body = #"{"upstream":"sluice-demo","method":"\#(head.method.rawValue)","path":"#
+            JSONText.appendString(head.uri, to: &body)
+            body += "}\n"
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/json")
             headers.add(name: "Content-Length", value: String(body.utf8.count))
@@ -42,15 +45,5 @@ private final class DemoUpstreamHandler: ChannelInboundHandler {
             }
             context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
         }
-    }
-
-    private static func jsonEscaped(_ s: String) -> String {
-        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-    }
-}
-
-extension String {
-    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-        self.split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }

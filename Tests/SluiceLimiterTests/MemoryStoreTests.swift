@@ -1,6 +1,7 @@
 import Dispatch
 import SluiceConfig
 import Synchronization
+import SluiceTestSupport
 import Testing
 @testable import SluiceLimiter
 

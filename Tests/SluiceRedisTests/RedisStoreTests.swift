@@ -71,7 +71,7 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
             defer { Task { await redis.close() } }
             var random = SystemRandomNumberGenerator()
             let seed = UInt64.random(in: 0...UInt64.max, using: &random)
-            var rng = SeededRandom(seed: seed)
+            var rng = SplitMix64(seed: seed)
             var compared = 0
             for sequence in 0..<24 {
                 let memory = MemoryStore(maxKeys: 1000)
@@ -363,16 +363,3 @@ extension RedisIntegrationTests { @Suite("Redis store") struct RedisStoreTests {
         return total
     }
 } }
-
-/// SplitMix64: seeded so a failing sequence can be replayed from the seed in the message.
-struct SeededRandom {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
