@@ -9,8 +9,8 @@ struct RedisRequest: Sendable {
 
 /// Pipelines commands on one connection: a FIFO of promises matched to replies in order.
 ///
-/// Takes requests from ``RedisConnection`` (called directly on the loop, see ``send(_:)``, or as
-/// ``RedisRequest`` writes) and ``RESPValue`` reads; writes each command's RESP bytes as they are,
+/// Takes requests from ``RedisConnection`` (called directly on the loop, see ``send(_:)``) and
+/// ``RESPValue`` reads; writes each command's RESP bytes as they are,
 /// with no encoder handler between it and the socket. A write is not flushed at once: the first
 /// write of an event-loop tick schedules one flush for the end of the tick, so every command
 /// issued during that tick, from any thread, leaves in one `writev` (SPEC §8: "pipelined on
@@ -25,9 +25,8 @@ struct RedisRequest: Sendable {
 ///
 /// Closes the channel on a timeout, a malformed reply or a reply nobody asked for. Whatever
 /// ends the connection, every pending command fails: none is left hanging.
-final class RedisChannelHandler: ChannelDuplexHandler {
+final class RedisChannelHandler: ChannelInboundHandler {
     typealias InboundIn = RESPValue
-    typealias OutboundIn = RedisRequest
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
@@ -61,29 +60,16 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         self.context = nil
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        self.send(self.unwrapOutboundIn(data), context: context, promise: promise)
-    }
-
-    /// Queues `request` on this loop without a trip through the pipeline (no boxing of the request per command).
+    /// Queues `request` on this loop. Called directly by ``RedisConnection`` rather than written through the
+    /// pipeline: no boxing of the request per command.
     func send(_ request: RedisRequest) {
-        guard let context = self.context else {
+        guard let context = self.context, !self.isClosed else {
             request.promise.fail(RedisError.unavailable("connection closed"))
-            return
-        }
-        self.send(request, context: context, promise: nil)
-    }
-
-    private func send(_ request: RedisRequest, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        if self.isClosed {
-            let error = RedisError.unavailable("connection closed")
-            request.promise.fail(error)
-            promise?.fail(error)
             return
         }
         let deadline = context.eventLoop.now + self.commandTimeout
         self.pending.append(Pending(promise: request.promise, deadline: deadline))
-        context.write(self.wrapOutboundOut(request.command.encoded), promise: promise)
+        context.write(self.wrapOutboundOut(request.command.encoded), promise: nil)
         if self.timer == nil { self.armTimer(at: deadline, context: context) }
         if !self.flushScheduled {
             self.flushScheduled = true
