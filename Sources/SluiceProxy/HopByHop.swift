@@ -9,7 +9,16 @@ enum HopByHop {
         "proxy-authenticate", "proxy-authorization",
     ]
 
-    /// Removes hop-by-hop headers, including every header the `Connection` field names.
+    /// Headers a `Connection` option may never remove (SPEC §3 "Hostile clients"): the message's framing, its
+    /// `Host`, and the fields Sluice sets itself. `Connection: Content-Length` once made the body of a request
+    /// travel unframed to the upstream, which read it as further requests (smuggled past every limit).
+    /// nginx ignores the option list altogether; these names are ignored, the others are honoured (RFC 9110 §7.6.1).
+    static let protectedNames: [String] = [
+        "content-length", "transfer-encoding", "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+    ]
+
+    /// Removes hop-by-hop headers, including every header the `Connection` field names except the
+    /// ``protectedNames``.
     ///
     /// - Parameter keepUpgrade: keep `Upgrade` and set `Connection: upgrade` (WebSocket tunnels).
     static func strip(_ headers: inout HTTPHeaders, keepUpgrade: Bool) {
@@ -28,8 +37,10 @@ enum HopByHop {
         if present & 1 != 0 {  // connection
             for token in headers[canonicalForm: "connection"] {
                 let t = token.lowercased()
-                if t != "close" && t != "keep-alive" && t != "upgrade" && Self.hopByHopIndex(String(t)) == nil {
-                    headers.remove(name: String(t))
+                if t != "close" && t != "keep-alive" && t != "upgrade" && Self.hopByHopIndex(t) == nil
+                    && !Self.isProtected(t)
+                {
+                    headers.remove(name: t)
                 }
             }
         }
@@ -40,6 +51,11 @@ enum HopByHop {
             for value in upgrade { headers.add(name: "Upgrade", value: value) }
             headers.add(name: "Connection", value: "upgrade")
         }
+    }
+
+    /// Whether a `Connection` option naming `lowercasedName` must be ignored (``protectedNames``).
+    static func isProtected(_ lowercasedName: String) -> Bool {
+        Self.protectedNames.contains(lowercasedName)
     }
 
     @inline(__always)

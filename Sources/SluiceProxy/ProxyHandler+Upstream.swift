@@ -50,6 +50,11 @@ extension ProxyHandler {
                 promise: nil
             )
         }
+        // A body never leaves unframed, whatever rewrote the head (SPEC §3 "Hostile clients").
+        if !exchange.framing.isExplicit(in: exchange.upstreamHead.headers) {
+            assertionFailure("upstream head without the request's framing: \(exchange.framing)")
+            exchange.framing.apply(to: &exchange.upstreamHead.headers)
+        }
         connection.channel.write(HTTPClientRequestPart.head(exchange.upstreamHead), promise: nil)
         let buffered = exchange.buffered
         exchange.buffered.removeAll()

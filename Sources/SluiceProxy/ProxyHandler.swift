@@ -31,6 +31,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let isUpgrade: Bool
         let expectsContinue: Bool
         let target: UpstreamTarget
+        /// How the client delimited the body; the upstream head states exactly this (``RequestFraming``).
+        let framing: RequestFraming
         let startedAt: NIODeadline
         var upstream: UpstreamConnection?
         /// Request parts that arrived before the upstream connection was ready.
@@ -73,6 +75,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 clientHead.headers.contains(name: "expect")
                 && clientHead.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
             self.target = target
+            // `requestHeadReceived` refuses the heads without one.
+            self.framing = RequestFraming(head: clientHead) ?? .chunked
             self.extraResponseHeaders = extraResponseHeaders
             self.context = context
             self.startedAt = now
@@ -304,9 +308,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             self.answerLocally(status: .badRequest, body: "bad request: missing or repeated Host\n", head: head, close: true)
             return
         }
-        if config.maxBodyBytes > 0, let length = head.headers.first(name: "content-length").flatMap({ Int($0) }),
-            length > config.maxBodyBytes
-        {
+        guard let framing = RequestFraming(head: head) else {
+            self.answerLocally(status: .badRequest, body: "bad request: invalid Content-Length\n", head: head, close: true)
+            return
+        }
+        if config.maxBodyBytes > 0, case .length(let length) = framing, length > config.maxBodyBytes {
             self.answerLocally(status: .payloadTooLarge, body: "request body too large\n", head: head, close: true)
             return
         }
@@ -475,13 +481,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func rewriteForUpstream(_ head: inout HTTPRequestHead, target: UpstreamTarget, config: ProxySnapshot) {
         let isUpgrade = head.isUpgradeRequest
         let clientHost = head.headers.first(name: "host")
-        // The decoder only accepts `chunked` as the final coding (and refuses it next to a
-        // Content-Length), so a body is either chunked or has a length; framing is explicit
-        // because the encoders run with automatic framing off.
-        let chunked = head.headers.contains(name: "transfer-encoding")
+        // Read before any rewriting; the encoders run with automatic framing off, so the upstream gets
+        // exactly this framing (checked again where the head is written, in `upstreamAttached`).
+        let framing = RequestFraming(head: head) ?? .chunked
         HopByHop.strip(&head.headers, keepUpgrade: isUpgrade)
-        if chunked {
-            head.headers.add(name: "Transfer-Encoding", value: "chunked")
+        if !framing.isExplicit(in: head.headers) {
+            framing.apply(to: &head.headers)
         }
         // Sluice answers `Expect: 100-continue` itself once the request is admitted (like nginx),
         // so the upstream never waits for a continue that is not coming.

@@ -34,4 +34,29 @@ struct HopByHopTests {
         HopByHop.strip(&headers, keepUpgrade: false)
         #expect(headers.map(\.name) == ["Host", "Accept", "X-Te"])
     }
+
+    @Test func connectionNeverNamesFramingHostOrForwardingHeaders() {
+        var headers: HTTPHeaders = [
+            "Host": "a", "Connection": "close, Content-Length, TRANSFER-ENCODING, host, X-Forwarded-For, x-forwarded-proto, X-Forwarded-Host, X-Other",
+            "Content-Length": "3", "X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "h",
+            "X-Other": "1",
+        ]
+        HopByHop.strip(&headers, keepUpgrade: false)
+        #expect(headers.map(\.name) == ["Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"])
+    }
+
+    @Test func requestFramingIsRestoredAfterStripping() {
+        var headers: HTTPHeaders = ["Host": "a", "Transfer-Encoding": "gzip, chunked"]
+        let framing = RequestFraming(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/", headers: headers))
+        #expect(framing == .chunked)
+        HopByHop.strip(&headers, keepUpgrade: false)
+        #expect(framing?.isExplicit(in: headers) == false)
+        framing?.apply(to: &headers)
+        #expect(headers["transfer-encoding"] == ["chunked"])
+        #expect(framing?.isExplicit(in: headers) == true)
+        let length = RequestFraming(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/", headers: ["Content-Length": "12"]))
+        #expect(length == .length(12))
+        #expect(RequestFraming(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/", headers: ["Content-Length": "+12"])) == nil)
+        #expect(RequestFraming(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: [:])) == RequestFraming.none)
+    }
 }
