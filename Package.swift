@@ -39,6 +39,8 @@ let package = Package(
             name: "SluiceLimiterForBenchmarks",
             dependencies: ["SluiceLimiter", "SluiceConfig"]
         ),
+        /// HTTP/1.1 on raw bytes: the strict request-head parser (offsets into the read buffer, no Strings).
+        .target(name: "SluiceHTTP1"),
         /// The NIO pipeline: client side, upstream pool, forwarding, limiting, answers.
         .target(
             name: "SluiceProxy",
@@ -152,6 +154,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        /// The byte-level parser, differentially against NIOHTTP1's decoder (llhttp).
+        .testTarget(
+            name: "SluiceHTTP1Tests",
+            dependencies: [
+                "SluiceHTTP1",
+                "SluiceTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -1,0 +1,119 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import SluiceHTTP1
+
+/// What NIOHTTP1's decoder (llhttp) makes of some bytes: the reference a byte-level parser is held against.
+enum ReferenceOutcome: Equatable {
+    case accepted(Head)
+    case rejected(String)
+    /// The bytes end before the head does.
+    case incomplete
+
+    struct Head: Equatable {
+        var method: String
+        var target: String
+        var minorVersion: Int
+        var fields: [Field]
+        var framing: ParsedRequestHead.Framing
+    }
+
+    struct Field: Equatable {
+        var name: String
+        var value: String
+    }
+}
+
+enum NIOReferenceDecoder {
+    /// Decodes `bytes` with `HTTPRequestDecoder` as Sluice's client pipeline configures it.
+    static func decode(_ bytes: [UInt8], maxHeadBytes: Int = 16384) -> ReferenceOutcome {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = maxHeadBytes
+        limits.maxHeaderFieldSize = maxHeadBytes
+        let channel = EmbeddedChannel(
+            handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits))
+        )
+        defer { _ = try? channel.finish() }
+        var buffer = channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        var failure: (any Error)? = nil
+        do {
+            try channel.writeInbound(buffer)
+        } catch {
+            // An error about bytes after a head (a body, the next request) leaves that head accepted.
+            failure = error
+        }
+        while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
+            guard case .head(let head) = part else { continue }
+            let fields = head.headers.map { ReferenceOutcome.Field(name: $0.name, value: Self.trimmed($0.value)) }
+            let framing: ParsedRequestHead.Framing
+            if head.headers.contains(name: "transfer-encoding") {
+                framing = .chunked
+            } else if let length = head.headers.first(name: "content-length") {
+                framing = .length(Int(Self.trimmed(length)) ?? -1)
+            } else {
+                framing = .none
+            }
+            return .accepted(
+                ReferenceOutcome.Head(
+                    // NIO names M-SEARCH `MSEARCH`; the bytes on the wire are `M-SEARCH`.
+                    method: head.method == .MSEARCH ? "M-SEARCH" : head.method.rawValue,
+                    target: head.uri,
+                    minorVersion: head.version.minor,
+                    fields: fields,
+                    framing: framing
+                )
+            )
+        }
+        if let failure { return .rejected("\(failure)") }
+        return .incomplete
+    }
+
+    static func trimmed(_ value: String) -> String {
+        var scalars = Substring(value)
+        while let first = scalars.first, first == " " || first == "\t" { scalars = scalars.dropFirst() }
+        while let last = scalars.last, last == " " || last == "\t" { scalars = scalars.dropLast() }
+        return String(scalars)
+    }
+}
+
+/// What ``HTTPRequestHeadParser`` makes of the same bytes, in the reference's terms.
+enum SluiceOutcome: Equatable {
+    case accepted(ReferenceOutcome.Head, length: Int)
+    case rejected(HTTPHeadError)
+    case incomplete
+
+    /// Parses `bytes`, fed in the given pieces (prefixes growing by each piece, as reads arrive).
+    static func parse(_ bytes: [UInt8], pieces: [Int]? = nil, maxHeadBytes: Int = 16384) -> SluiceOutcome {
+        var parser = HTTPRequestHeadParser(maxHeadBytes: maxHeadBytes)
+        var result = HTTPRequestHeadParser.Result.needMoreBytes
+        var fed = 0
+        for piece in pieces ?? [bytes.count] {
+            fed = min(bytes.count, fed + piece)
+            result = bytes[0..<fed].withUnsafeBytes { parser.parse($0) }
+            if case .needMoreBytes = result { continue }
+            break
+        }
+        if case .needMoreBytes = result, fed < bytes.count {
+            result = bytes.withUnsafeBytes { parser.parse($0) }
+        }
+        switch result {
+        case .needMoreBytes:
+            return .incomplete
+        case .error(let error):
+            return .rejected(error)
+        case .head(let head):
+            func text(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
+            return .accepted(
+                ReferenceOutcome.Head(
+                    method: text(head.method),
+                    target: text(head.target),
+                    minorVersion: head.minorVersion,
+                    fields: head.fields.map { ReferenceOutcome.Field(name: text($0.name), value: text($0.value)) },
+                    framing: head.framing
+                ),
+                length: head.length
+            )
+        }
+    }
+}
