@@ -1,16 +1,17 @@
 /// A strict HTTP/1.1 request-head parser over raw bytes (RFC 9112 §2–§3, §5, §6), one pass, no `String`s.
 ///
-/// Feed it every byte received since the head began, as often as bytes arrive: it remembers how far it has looked
-/// for the end of the head, so a head that arrives one byte at a time costs linear time. Once the final empty line
-/// is there it parses the head in one pass and decides its framing, refusing every ambiguity a proxy could be
-/// smuggled through. It is at least as strict as llhttp (NIOHTTP1's decoder), which the differential tests check:
+/// Feed it every byte received since the head began, as often as bytes arrive: it is a byte-level state machine
+/// that resumes where it stopped, so a head arriving one byte at a time costs linear time, and a byte that can
+/// never be part of a valid head is refused as soon as it arrives (as llhttp does), not when the head ends. When
+/// the final empty line arrives the framing is decided, refusing every ambiguity a proxy could be smuggled
+/// through. It is at least as strict as llhttp (NIOHTTP1's decoder), which the differential tests check:
 /// - line ends are CRLF (a bare LF or bare CR is refused), no obsolete line folding, no whitespace before a colon,
 ///   field names are tokens, values have no control character but HTAB (obs-text is allowed, as in llhttp);
 /// - `Content-Length` is digits only and appears once; `Transfer-Encoding` must end with `chunked` (once), never
 ///   next to a `Content-Length`, never in an HTTP/1.0 request;
 /// - HTTP/1.1 needs exactly one `Host`, HTTP/1.0 at most one; a `Host` value is host characters only (no list);
-/// - only HTTP/1.0 and HTTP/1.1 (505 for other versions); the target is origin-form, absolute-form (`http://…`),
-///   `*` (OPTIONS) or authority-form (CONNECT);
+/// - only llhttp's methods, HTTP/1.0 and HTTP/1.1 (505 for other versions); the target is origin-form,
+///   absolute-form (`http://…`), `*` (OPTIONS) or authority-form (CONNECT);
 /// - at most ``maxHeadBytes`` bytes and ``maxFields`` fields (431).
 ///
 /// Empty lines before a request line are skipped (RFC 9112 §2.2), and count toward the size limit.
@@ -19,10 +20,42 @@ public struct HTTPRequestHeadParser: Sendable {
     public var maxHeadBytes: Int
     /// Most field lines accepted (HAProxy's `tune.http.maxhdr` is 101).
     public var maxFields: Int
-    /// Where the search for the end of the head resumes.
-    private var scanned = 0
-    /// Fields of the last head, kept so the next parse reuses their storage.
+
+    /// What the next byte may be.
+    private enum State: Sendable {
+        /// Before the request line: a method character, or an empty line's CR.
+        case requestStart
+        /// After an empty line's CR before the request line.
+        case leadingLF
+        case method
+        case target
+        /// `HTTP/1.x`: how many of its 8 bytes have been read.
+        case version(Int)
+        case requestLineCR
+        case requestLineLF
+        /// The first byte of a field line, or the CR of the final empty line.
+        case fieldLineStart
+        case fieldName
+        case valueLeadingWhitespace
+        case value
+        case fieldLineLF
+        case finalLF
+    }
+
+    private var state = State.requestStart
+    /// Bytes already examined.
+    private var position = 0
+    /// The head being built, and what the fields said so far.
+    private var head = ParsedRequestHead(method: 0..<0, target: 0..<0, minorVersion: 1, fields: [], length: 0, framing: .none)
     private var fieldStorage: [ParsedRequestHead.Field] = []
+    private var tokenStart = 0
+    private var valueStart = 0
+    private var valueEnd = 0
+    private var sawTabInValue = false
+    private var contentLength: Int? = nil
+    private var transferEncoding = false
+    private var chunkedSeen = false
+    private var hostCount = 0
 
     public enum Result: Sendable, Equatable {
         /// The head is not complete yet; call again with more bytes.
@@ -37,159 +70,195 @@ public struct HTTPRequestHeadParser: Sendable {
         self.fieldStorage.reserveCapacity(16)
     }
 
-    /// Forgets the head in progress (call before the next head).
+    /// Forgets the head in progress (call before the next head, with bytes counted from its first byte).
     public mutating func reset() {
-        self.scanned = 0
-    }
-
-    /// Looks at `bytes` (every byte since the head began) for a complete head.
-    public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> Result {
-        var start = 0
-        // Leading empty lines (RFC 9112 §2.2).
-        while start + 1 < bytes.count, bytes[start] == 0x0D, bytes[start + 1] == 0x0A { start += 2 }
-        if start < bytes.count, bytes[start] == 0x0A { return .error(.malformed(.bareLineFeed)) }
-        var index = max(self.scanned, start)
-        var end: Int? = nil
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == 0x0A {
-                guard index > start, bytes[index - 1] == 0x0D else { return .error(.malformed(.bareLineFeed)) }
-                if index - start >= 3, bytes[index - 2] == 0x0A, bytes[index - 3] == 0x0D {
-                    end = index + 1
-                    break
-                }
-            } else if index > start, bytes[index - 1] == 0x0D {
-                return .error(.malformed(.bareCarriageReturn))
-            }
-            index += 1
-        }
-        guard let end else {
-            // Keep the last byte unexamined when it is a CR: the LF that completes it may come next.
-            self.scanned = index
-            return bytes.count > self.maxHeadBytes ? .error(.tooLarge) : .needMoreBytes
-        }
-        self.scanned = 0
-        guard end <= self.maxHeadBytes else { return .error(.tooLarge) }
-        return self.parseHead(bytes, from: start, end: end)
-    }
-
-    // MARK: the head, complete
-
-    private mutating func parseHead(_ bytes: UnsafeRawBufferPointer, from start: Int, end: Int) -> Result {
-        // Request line: method SP target SP HTTP/1.x CRLF (RFC 9112 §3).
-        var i = start
-        while i < end, HTTPByteClass.is(bytes[i], HTTPByteClass.token) { i += 1 }
-        guard i > start, bytes[i] == 0x20 else { return .error(.malformed(.requestLine)) }
-        let method = start..<i
-        guard Self.isKnownMethod(bytes, method) else { return .error(.malformed(.method)) }
-        i += 1
-        let targetStart = i
-        while i < end, HTTPByteClass.is(bytes[i], HTTPByteClass.target) { i += 1 }
-        guard i > targetStart, bytes[i] == 0x20 else { return .error(.malformed(.requestLine)) }
-        let target = targetStart..<i
-        i += 1
-        // "HTTP/" DIGIT "." DIGIT CRLF
-        guard i + 9 < end, bytes[i] == 0x48, bytes[i + 1] == 0x54, bytes[i + 2] == 0x54, bytes[i + 3] == 0x50,
-            bytes[i + 4] == 0x2F, bytes[i + 6] == 0x2E, bytes[i + 8] == 0x0D, bytes[i + 9] == 0x0A
-        else { return .error(.malformed(.version)) }
-        let major = bytes[i + 5]
-        let minor = bytes[i + 7]
-        guard major >= 0x30, major <= 0x39, minor >= 0x30, minor <= 0x39 else { return .error(.malformed(.version)) }
-        guard major == 0x31, minor == 0x30 || minor == 0x31 else { return .error(.versionNotSupported) }
-        let minorVersion = Int(minor - 0x30)
-        i += 10
-        if let reason = Self.checkTarget(bytes, target, method: method) { return .error(.malformed(reason)) }
-
-        // Field lines until the empty line (RFC 9112 §5).
+        self.state = .requestStart
+        self.position = 0
         self.fieldStorage.removeAll(keepingCapacity: true)
-        var head = ParsedRequestHead(
-            method: method,
-            target: target,
-            minorVersion: minorVersion,
-            fields: [],
-            length: end,
-            framing: .none
-        )
-        var contentLength: Int? = nil
-        var transferEncoding = false
-        var chunkedLast = false
-        var chunkedSeen = false
-        var hostCount = 0
-        while !(bytes[i] == 0x0D && bytes[i + 1] == 0x0A) {
-            if bytes[i] == 0x20 || bytes[i] == 0x09 { return .error(.malformed(.obsoleteLineFolding)) }
-            let nameStart = i
-            while HTTPByteClass.is(bytes[i], HTTPByteClass.token) { i += 1 }
-            guard bytes[i] == 0x3A else {
-                let whitespace = bytes[i] == 0x20 || bytes[i] == 0x09
-                return .error(.malformed(i > nameStart && whitespace ? .whitespaceBeforeColon : .fieldName))
-            }
-            guard i > nameStart else { return .error(.malformed(.fieldName)) }
-            let name = nameStart..<i
-            i += 1
-            let afterColon = i
-            while bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1 }
-            let valueStart = i
-            var valueEnd = i
-            while bytes[i] != 0x0D {
-                let byte = bytes[i]
-                guard HTTPByteClass.is(byte, HTTPByteClass.fieldValue) else { return .error(.malformed(.fieldValue)) }
+        self.sawTabInValue = false
+        self.contentLength = nil
+        self.transferEncoding = false
+        self.chunkedSeen = false
+        self.hostCount = 0
+        self.head = ParsedRequestHead(method: 0..<0, target: 0..<0, minorVersion: 1, fields: [], length: 0, framing: .none)
+    }
+
+    /// Examines the bytes of `bytes` not seen yet (`bytes` holds every byte since the head began).
+    ///
+    /// After `.head` or `.error`, call ``reset()`` before the next head.
+    public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> Result {
+        let limit = min(bytes.count, self.maxHeadBytes)
+        var i = self.position
+        defer { self.position = i }
+        while i < limit {
+            let byte = bytes[i]
+            switch self.state {
+            case .requestStart:
+                if byte == 0x0D {
+                    self.state = .leadingLF
+                } else if HTTPByteClass.is(byte, HTTPByteClass.token) {
+                    self.tokenStart = i
+                    self.state = .method
+                } else {
+                    return .error(.malformed(byte == 0x0A ? .bareLineFeed : .requestLine))
+                }
+            case .leadingLF:
+                guard byte == 0x0A else { return .error(.malformed(.bareCarriageReturn)) }
+                self.state = .requestStart
+            case .method:
+                while i < limit, HTTPByteClass.is(bytes[i], HTTPByteClass.token) { i += 1 }
+                guard i < limit else { continue }
+                guard bytes[i] == 0x20 else { return .error(.malformed(.requestLine)) }
+                self.head.method = self.tokenStart..<i
+                guard Self.isKnownMethod(bytes, self.head.method) else { return .error(.malformed(.method)) }
+                self.tokenStart = i + 1
+                self.state = .target
+            case .target:
+                while i < limit, HTTPByteClass.is(bytes[i], HTTPByteClass.target) { i += 1 }
+                guard i < limit else { continue }
+                guard bytes[i] == 0x20, i > self.tokenStart else {
+                    return .error(.malformed(bytes[i] == 0x20 || bytes[i] == 0x0D ? .requestLine : .target))
+                }
+                self.head.target = self.tokenStart..<i
+                if let reason = Self.checkTarget(bytes, self.head.target, method: self.head.method) {
+                    return .error(.malformed(reason))
+                }
+                self.state = .version(0)
+            case .version(let read):
+                // "HTTP/" DIGIT "." DIGIT
+                switch read {
+                case 0...4:
+                    guard byte == Self.versionPrefix[read] else { return .error(.malformed(.version)) }
+                case 5, 7:
+                    guard byte >= 0x30, byte <= 0x39 else { return .error(.malformed(.version)) }
+                    if read == 5, byte != 0x31 { return .error(.versionNotSupported) }
+                    if read == 7 {
+                        guard byte == 0x30 || byte == 0x31 else { return .error(.versionNotSupported) }
+                        self.head.minorVersion = Int(byte - 0x30)
+                    }
+                default:
+                    guard byte == 0x2E else { return .error(.malformed(.version)) }
+                }
+                self.state = read == 7 ? .requestLineCR : .version(read + 1)
+            case .requestLineCR:
+                guard byte == 0x0D else { return .error(.malformed(byte == 0x0A ? .bareLineFeed : .requestLine)) }
+                self.state = .requestLineLF
+            case .requestLineLF:
+                guard byte == 0x0A else { return .error(.malformed(.bareCarriageReturn)) }
+                self.state = .fieldLineStart
+            case .fieldLineStart:
+                if byte == 0x0D {
+                    self.state = .finalLF
+                } else if HTTPByteClass.is(byte, HTTPByteClass.token) {
+                    self.tokenStart = i
+                    self.state = .fieldName
+                } else if byte == 0x20 || byte == 0x09 {
+                    return .error(.malformed(.obsoleteLineFolding))
+                } else {
+                    return .error(.malformed(byte == 0x0A ? .bareLineFeed : .fieldName))
+                }
+            case .fieldName:
+                while i < limit, HTTPByteClass.is(bytes[i], HTTPByteClass.token) { i += 1 }
+                guard i < limit else { continue }
+                let end = bytes[i]
+                guard end == 0x3A else {
+                    return .error(.malformed(end == 0x20 || end == 0x09 ? .whitespaceBeforeColon : .fieldName))
+                }
+                guard self.fieldStorage.count < self.maxFields else { return .error(.tooLarge) }
+                self.fieldStorage.append(ParsedRequestHead.Field(name: self.tokenStart..<i, value: i + 1..<i + 1))
+                self.sawTabInValue = false
+                self.state = .valueLeadingWhitespace
+            case .valueLeadingWhitespace:
+                if byte == 0x20 || byte == 0x09 {
+                    if byte == 0x09 { self.sawTabInValue = true }
+                } else {
+                    self.valueStart = i
+                    self.valueEnd = i
+                    self.state = .value
+                    continue  // the same byte, as part of the value
+                }
+            case .value:
+                while i < limit {
+                    let b = bytes[i]
+                    if b == 0x0D { break }
+                    guard HTTPByteClass.is(b, HTTPByteClass.fieldValue) else {
+                        return .error(.malformed(b == 0x0A ? .bareLineFeed : .fieldValue))
+                    }
+                    if b == 0x09 {
+                        self.sawTabInValue = true
+                    } else if b != 0x20 {
+                        self.valueEnd = i + 1
+                    }
+                    i += 1
+                }
+                guard i < limit else { continue }
+                self.fieldStorage[self.fieldStorage.count - 1].value = self.valueStart..<self.valueEnd
+                self.state = .fieldLineLF
+            case .fieldLineLF:
+                guard byte == 0x0A else { return .error(.malformed(.bareCarriageReturn)) }
+                if let error = self.fieldCompleted(bytes) { return .error(error) }
+                self.state = .fieldLineStart
+            case .finalLF:
+                guard byte == 0x0A else { return .error(.malformed(.bareCarriageReturn)) }
                 i += 1
-                if byte != 0x20 && byte != 0x09 { valueEnd = i }
+                return self.headCompleted(length: i)
             }
-            // The end search guaranteed CRLF here.
-            let lineEnd = i
-            i += 2
-            guard self.fieldStorage.count < self.maxFields else { return .error(.tooLarge) }
-            let value = valueStart..<valueEnd
-            self.fieldStorage.append(ParsedRequestHead.Field(name: name, value: value))
-
-            switch Self.knownField(bytes, name) {
-            case .contentLength:
-                guard contentLength == nil else { return .error(.malformed(.repeatedContentLength)) }
-                // llhttp takes spaces around the digits but not tabs.
-                guard let length = Self.decimal(bytes, value),
-                    !(afterColon..<lineEnd).contains(where: { bytes[$0] == 0x09 })
-                else { return .error(.malformed(.contentLength)) }
-                contentLength = length
-            case .transferEncoding:
-                transferEncoding = true
-                let coding = Self.lastCoding(bytes, value)
-                // Fields combine into one list (RFC 9110 §5.3): a coding after `chunked`, in this field or a later
-                // one, means `chunked` is not last; so does `chunked` twice (RFC 9112 §6.1).
-                if coding == .invalid || (chunkedSeen && coding != .empty) {
-                    return .error(.malformed(.transferEncoding))
-                }
-                if coding == .chunkedLast {
-                    chunkedSeen = true
-                    chunkedLast = true
-                }
-            case .host:
-                hostCount += 1
-                head.hostField = self.fieldStorage.count - 1
-                for k in value where !HTTPByteClass.is(bytes[k], HTTPByteClass.host) {
-                    return .error(.malformed(.host))
-                }
-            case .connection:
-                Self.readConnectionOptions(bytes, value, into: &head)
-            case .upgrade:
-                head.hasUpgrade = true
-            case .expect:
-                if Self.equalsLowercased(bytes, value, "100-continue") { head.expectsContinue = true }
-            case .other:
-                break
-            }
+            i += 1
         }
+        return bytes.count >= self.maxHeadBytes ? .error(.tooLarge) : .needMoreBytes
+    }
 
-        if transferEncoding {
-            guard contentLength == nil else { return .error(.malformed(.lengthAndTransferEncoding)) }
-            guard minorVersion == 1 else { return .error(.malformed(.transferEncodingInHTTP10)) }
-            guard chunkedLast else { return .error(.malformed(.transferEncoding)) }
+    private static let versionPrefix: [UInt8] = Array("HTTP/".utf8)
+
+    /// The semantic checks of one complete field line (the last in ``fieldStorage``).
+    private mutating func fieldCompleted(_ bytes: UnsafeRawBufferPointer) -> HTTPHeadError? {
+        let field = self.fieldStorage[self.fieldStorage.count - 1]
+        let value = field.value
+        switch Self.knownField(bytes, field.name) {
+        case .contentLength:
+            guard self.contentLength == nil else { return .malformed(.repeatedContentLength) }
+            // llhttp takes spaces around the digits but not tabs.
+            guard let length = Self.decimal(bytes, value), !self.sawTabInValue else { return .malformed(.contentLength) }
+            self.contentLength = length
+        case .transferEncoding:
+            self.transferEncoding = true
+            let coding = Self.lastCoding(bytes, value)
+            // Fields combine into one list (RFC 9110 §5.3): a coding after `chunked`, in this field or a later
+            // one, means `chunked` is not last; so does `chunked` twice (RFC 9112 §6.1).
+            if coding == .invalid || (self.chunkedSeen && coding != .empty) {
+                return .malformed(.transferEncoding)
+            }
+            if coding == .chunkedLast { self.chunkedSeen = true }
+        case .host:
+            self.hostCount += 1
+            guard self.hostCount == 1 else { return .malformed(.repeatedHost) }
+            self.head.hostField = self.fieldStorage.count - 1
+            for k in value where !HTTPByteClass.is(bytes[k], HTTPByteClass.host) { return .malformed(.host) }
+        case .connection:
+            Self.readConnectionOptions(bytes, value, into: &self.head)
+        case .upgrade:
+            self.head.hasUpgrade = true
+        case .expect:
+            if Self.equalsLowercased(bytes, value, "100-continue") { self.head.expectsContinue = true }
+        case .other:
+            break
+        }
+        return nil
+    }
+
+    /// The framing and `Host` rules, once the whole head is there.
+    private mutating func headCompleted(length: Int) -> Result {
+        var head = self.head
+        head.length = length
+        if self.transferEncoding {
+            guard self.contentLength == nil else { return .error(.malformed(.lengthAndTransferEncoding)) }
+            guard head.minorVersion == 1 else { return .error(.malformed(.transferEncodingInHTTP10)) }
+            guard self.chunkedSeen else { return .error(.malformed(.transferEncoding)) }
             head.framing = .chunked
-        } else if let contentLength {
+        } else if let contentLength = self.contentLength {
             head.framing = .length(contentLength)
         }
-        if hostCount > 1 { return .error(.malformed(.repeatedHost)) }
-        if hostCount == 0 && minorVersion == 1 { return .error(.malformed(.missingHost)) }
+        if self.hostCount == 0 && head.minorVersion == 1 { return .error(.malformed(.missingHost)) }
         head.fields = self.fieldStorage
         return .head(head)
     }
