@@ -161,6 +161,22 @@ struct ChunkedFramingScanner: Sendable {
         case invalid
     }
 
+    /// Where a `Transfer-Encoding` value is in llhttp's `header_value_te_*` states: is `chunked` its last coding?
+    private enum CodingPhase: UInt8 {
+        /// Before the value: whitespace is skipped (a value of nothing else sets nothing in llhttp).
+        case leadingSpace
+        /// Matching `chunked` (``tokenIndex`` bytes matched).
+        case matching
+        /// `chunked` and spaces: the value ends chunked here.
+        case chunkedLast
+        /// Another coding, up to a comma.
+        case token
+        /// Whitespace after a comma.
+        case tokenSpace
+        /// A byte llhttp does not take in a coding: the value cannot end chunked.
+        case other
+    }
+
     /// Where a `Connection` list element is, looking for `upgrade`.
     private enum TokenPhase: UInt8 {
         case leadingSpace
@@ -179,6 +195,9 @@ struct ChunkedFramingScanner: Sendable {
     private var header = Header.connection
     private var nameIndex = 0
     private var hasTransferEncoding = false
+    /// llhttp's `F_CHUNKED`: the last `Transfer-Encoding` value ended with `chunked`.
+    private var endsChunked = false
+    private var codingPhase = CodingPhase.other
     private var lengthPhase = LengthPhase.none
     private var contentLength: UInt64 = 0
     private var hasUpgradeField = false
@@ -448,6 +467,7 @@ struct ChunkedFramingScanner: Sendable {
         self.methodIndex = 0
         self.isConnect = false
         self.hasTransferEncoding = false
+        self.endsChunked = false
         self.lengthPhase = .none
         self.contentLength = 0
         self.hasUpgradeField = false
@@ -474,9 +494,44 @@ struct ChunkedFramingScanner: Sendable {
             self.tokenPhase = .leadingSpace
             self.tokenIndex = 0
         case .transferEncoding:
-            break
+            self.codingPhase = .leadingSpace
         }
         self.state = .headerValue
+    }
+
+    /// A byte of a `Transfer-Encoding` value, following llhttp's `header_value_te_*` states.
+    private mutating func codingByte(_ byte: UInt8) {
+        let chunked: StaticString = "chunked"
+        switch self.codingPhase {
+        case .leadingSpace, .other:
+            return
+        case .matching:
+            // llhttp compares `byte | 0x20`; for the letters of "chunked" that is a case-insensitive match.
+            if byte | 0x20 == chunked.utf8Start[self.tokenIndex] {
+                self.tokenIndex += 1
+                if self.tokenIndex == chunked.utf8CodeUnitCount { self.codingPhase = .chunkedLast }
+                return
+            }
+        case .chunkedLast:
+            if byte == .space { return }
+            // A comma after `chunked` is refused by llhttp in a request; anything else is another coding.
+        case .token:
+            break
+        case .tokenSpace:
+            if byte == .space || byte == .tab { return }
+            self.tokenIndex = 0
+            self.codingPhase = .matching
+            self.codingByte(byte)
+            return
+        }
+        // llhttp's `header_value_te_token`.
+        if byte == UInt8(ascii: ",") {
+            self.codingPhase = .tokenSpace
+        } else if byte == .tab || (byte >= .space && byte != 0x7F) {
+            self.codingPhase = .token
+        } else {
+            self.codingPhase = .other
+        }
     }
 
     /// A byte of the value of ``header`` (not CR or LF).
@@ -484,11 +539,15 @@ struct ChunkedFramingScanner: Sendable {
         let isSpace = byte == .space || byte == .tab
         switch self.header {
         case .transferEncoding:
-            // Any value but whitespace sets llhttp's Transfer-Encoding flag; a request it accepts is then chunked.
-            if !isSpace {
+            if self.codingPhase == .leadingSpace {
+                if isSpace { return }
+                // llhttp sets its Transfer-Encoding flag and forgets an earlier `chunked`.
                 self.hasTransferEncoding = true
-                self.state = .skipLine
+                self.endsChunked = false
+                self.tokenIndex = 0
+                self.codingPhase = .matching
             }
+            self.codingByte(byte)
         case .contentLength:
             let digit = byte &- UInt8(ascii: "0")
             switch self.lengthPhase {
@@ -548,7 +607,9 @@ struct ChunkedFramingScanner: Sendable {
             self.lengthPhase = self.lengthPhase == .digits || self.lengthPhase == .trailingSpace ? .valid : .invalid
         case .connection, .proxyConnection:
             self.endConnectionToken()
-        case .transferEncoding, .upgrade:
+        case .transferEncoding:
+            if self.codingPhase == .chunkedLast { self.endsChunked = true }
+        case .upgrade:
             break
         }
     }
@@ -559,7 +620,9 @@ struct ChunkedFramingScanner: Sendable {
             self.stop(.connect)
             return
         }
-        if self.hasTransferEncoding {
+        // A request llhttp accepts with a Transfer-Encoding is chunked (it refuses a last coding other than
+        // `chunked`), except an upgrade: that is checked first, and without `chunked` it has no body.
+        if self.hasTransferEncoding && (self.endsChunked || !self.mayUpgrade) {
             self.messageMaxBodyBytes = maxBodyBytes()
             self.dataBytes = 0
             self.extensionBytes = 0
@@ -582,8 +645,11 @@ struct ChunkedFramingScanner: Sendable {
         }
     }
 
+    /// Wider than llhttp's upgrade test (which also wants a value in `Upgrade`).
+    private var mayUpgrade: Bool { self.hasUpgradeField && self.connectionUpgrade }
+
     private mutating func messageComplete() {
-        if self.hasUpgradeField && self.connectionUpgrade {
+        if self.mayUpgrade {
             self.stop(.upgrade)
         } else {
             self.state = .messageStart
