@@ -20,8 +20,10 @@ import Darwin
 ///
 /// It decides the framing of each request head exactly as llhttp does for requests that llhttp
 /// accepts: a `Transfer-Encoding` field with a value makes the body chunked (llhttp refuses a request
-/// whose last coding is not `chunked`), else `Content-Length` gives the length, else there is no
-/// body. It never decides anything else: wherever the bytes break the grammar it follows, or
+/// whose last coding is not `chunked`, but for an upgrade, which then has no body), else
+/// `Content-Length` gives the length, else there is no body. Held against llhttp by
+/// `ChunkedFramingScannerDifferentialTests`. It never decides anything else: wherever the bytes break
+/// the grammar it follows, or
 /// llhttp stops parsing HTTP (after `CONNECT`, or after a message that asks for an `Upgrade`), the
 /// scanner stops following the stream for good (``isFollowing`` becomes `false`) and accepts every
 /// later byte. So it can only ever add a refusal for a stream the decoder would accept, never refuse
