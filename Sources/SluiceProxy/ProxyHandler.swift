@@ -134,6 +134,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// connection closes once the current response is out (HTTPServerPipelineHandler delivers
     /// this only after every request that arrived before it).
     var inputClosed = false
+    /// Request heads received on this connection (``ChunkedFramingError/request`` counts the same way).
+    var requestHeadsReceived = 0
+    /// A refusal by ``ChunkedFramingGuard`` of a request whose head has not arrived yet (it waits in
+    /// HTTPServerPipelineHandler behind the exchange in flight): answered when it does.
+    var pendingFramingError: ChunkedFramingError?
 
     init(shared: ProxyShared, pool: UpstreamPool, overTLS: Bool = false) {
         self.shared = shared
@@ -234,6 +239,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // as the decoder refusing data after its own error, must not cut that answer off.
             return
         }
+        if let framingError = error as? ChunkedFramingError {
+            self.framingRefused(framingError)
+            return
+        }
         let status: HTTPResponseStatus
         if let parserError = error as? HTTPParserError {
             status = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
@@ -281,11 +290,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func requestHeadReceived(_ head: HTTPRequestHead) {
         self.cancelConnectionTimers()
         self.headBytesSeen = false
+        self.requestHeadsReceived += 1
         guard case .awaitingHead = self.state else {
             // HTTPServerPipelineHandler guarantees one request at a time.
             self.closeClient()
             return
         }
+        if self.answerPendingFramingRefusal(head) { return }
         let config = self.shared.current()
 
         // A reverse proxy opens no tunnels to arbitrary hosts; the decoder also stops parsing

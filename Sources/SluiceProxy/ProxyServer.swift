@@ -345,6 +345,8 @@ public final class ProxyServer: Service, Sendable {
         // ProxyHandler frames every response itself (it knows HEAD, 1.0 clients and upstream framing).
         encoderConfiguration.automaticallySetFramingHeaders = false
         try pipeline.addHandler(HTTPResponseEncoder(configuration: encoderConfiguration))
+        // Sees the raw (decrypted) bytes before the decoder, which leaves chunk extensions unbounded.
+        try pipeline.addHandler(ChunkedFramingGuard(shared: shared, maxHeaderBytes: maxHeaderBytes))
         try pipeline.addHandler(
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits))
         )

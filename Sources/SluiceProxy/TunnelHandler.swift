@@ -34,6 +34,8 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // response decoder observes writes (it expects request parts), so it is removed first,
         // before the client's decoder can forward anything towards it.
         _ = c.removeHandler(try c.handler(type: ProxyHandler.self))
+        // Tunnelled bytes are not HTTP: the framing guard (passing through by now) goes too.
+        if let framingGuard = try? c.handler(type: ChunkedFramingGuard.self) { _ = c.removeHandler(framingGuard) }
         _ = c.removeHandler(try c.handler(type: HTTPServerPipelineHandler.self))
         _ = c.removeHandler(try c.handler(type: HTTPResponseEncoder.self))
         _ = u.removeHandler(try u.handler(type: UpstreamHandler.self))
