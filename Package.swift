@@ -39,6 +39,14 @@ let package = Package(
             name: "SluiceLimiterForBenchmarks",
             dependencies: ["SluiceLimiter", "SluiceConfig"]
         ),
+        /// What every listening socket gets: a shared connection cap and a pause after a failed accept.
+        .target(
+            name: "SluiceListener",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         /// The NIO pipeline: client side, upstream pool, forwarding, limiting, answers.
         .target(
             name: "SluiceProxy",
@@ -47,6 +55,7 @@ let package = Package(
                 "SluiceLimiter",
                 "SluiceRedis",
                 "SluiceAdmin",
+                "SluiceListener",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -76,10 +85,12 @@ let package = Package(
             dependencies: [
                 "SluiceConfig",
                 "SluiceLimiter",
+                "SluiceListener",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         /// Thin command line: serve, check, demo.
@@ -122,6 +133,7 @@ let package = Package(
                 "SluiceAdmin",
                 "SluiceLimiter",
                 "SluiceConfig",
+                "SluiceTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -159,6 +171,7 @@ let package = Package(
             dependencies: [
                 "SluiceProxy",
                 "SluiceAdmin",
+                "SluiceListener",
                 "SluiceTestSupport",
                 "SluiceConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
