@@ -41,6 +41,14 @@ let package = Package(
         ),
         /// HTTP/1.1 on raw bytes: the strict request-head parser (offsets into the read buffer, no Strings).
         .target(name: "SluiceHTTP1"),
+        /// What every listening socket gets: a shared connection cap and a pause after a failed accept.
+        .target(
+            name: "SluiceListener",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         /// The NIO pipeline: client side, upstream pool, forwarding, limiting, answers.
         .target(
             name: "SluiceProxy",
@@ -49,6 +57,7 @@ let package = Package(
                 "SluiceLimiter",
                 "SluiceRedis",
                 "SluiceAdmin",
+                "SluiceListener",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -78,10 +87,12 @@ let package = Package(
             dependencies: [
                 "SluiceConfig",
                 "SluiceLimiter",
+                "SluiceListener",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         /// Thin command line: serve, check, demo.
@@ -124,6 +135,7 @@ let package = Package(
                 "SluiceAdmin",
                 "SluiceLimiter",
                 "SluiceConfig",
+                "SluiceTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -172,6 +184,7 @@ let package = Package(
             dependencies: [
                 "SluiceProxy",
                 "SluiceAdmin",
+                "SluiceListener",
                 "SluiceTestSupport",
                 "SluiceConfig",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -34,9 +34,20 @@ final class AdminHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.head = nil
             let router = self.router
             let authorization = head.headers.first(name: "authorization")
+            let hosts = head.headers["host"]
+            // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host; HTTP/1.0 may have none.
+            if hosts.count > 1 || (hosts.isEmpty && head.version != .http1_0) {
+                self.write(.error(.badRequest, "a request needs exactly one Host header"), for: head, context: context)
+                return
+            }
             let answered = context.eventLoop.makePromise(of: AdminResponse.self)
             answered.completeWithTask {
-                await router.respond(method: head.method, uri: head.uri, authorization: authorization)
+                await router.respond(
+                    method: head.method,
+                    uri: head.uri,
+                    authorization: authorization,
+                    host: hosts.first
+                )
             }
             let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             answered.futureResult.whenSuccess { response in

@@ -8,6 +8,9 @@ import SluiceLimiter
 /// writes back the ``AdminResponse``, so every route is testable as a function call.
 ///
 /// Order of checks, and why:
+/// 0. Without `admin_token`, a `Host` that is neither `localhost` nor an IP literal gets 421 Misdirected Request, on
+///    every path: a web page cannot reach the listener through DNS rebinding (``AdminHostCheck``). With a token, any
+///    `Host` is answered: the token defends.
 /// 1. `/healthz` and `/readyz` are answered first, without a token, so probes need no secret.
 /// 2. With a non-empty `admin_token` (read from the backend per request, so a reload applies at once), anything
 ///    else needs `Authorization: Bearer TOKEN`, else 401 with `WWW-Authenticate: Bearer`. This comes before
@@ -85,16 +88,27 @@ public struct AdminRouter: Sendable {
     ///   - method: the request method.
     ///   - uri: the request target as sent (path and query).
     ///   - authorization: the `Authorization` header value, `nil` if absent.
+    ///   - host: the `Host` header value, `nil` if absent (an HTTP/1.0 request; no browser leaves it out).
     ///
     /// Asynchronous because `/limits` may ask a shared store (Redis) and wait for its answer.
-    public func respond(method: HTTPMethod, uri: String, authorization: String?) async -> AdminResponse {
+    public func respond(
+        method: HTTPMethod,
+        uri: String,
+        authorization: String?,
+        host: String? = nil
+    ) async -> AdminResponse {
+        let token = self.backend.configuration.server.adminToken.flatMap { $0.isEmpty ? nil : $0 }
+        if token == nil, let host, !AdminHostCheck.isLocalOrIPLiteral(host) {
+            return .error(
+                .misdirectedRequest,
+                "without admin_token, the admin listener answers only Host localhost or an IP address"
+            )
+        }
         guard let target = AdminRequestTarget(uri) else {
             return .error(.badRequest, "malformed request target")
         }
         let route = Route(path: target.path)
-        if route?.isOpen != true, let token = self.backend.configuration.server.adminToken, !token.isEmpty,
-            !AdminAuthorization.isAuthorized(header: authorization, token: token)
-        {
+        if route?.isOpen != true, let token, !AdminAuthorization.isAuthorized(header: authorization, token: token) {
             var response = AdminResponse.error(.unauthorized, "missing or wrong bearer token")
             response.headers.append(("WWW-Authenticate", "Bearer"))
             return response

@@ -1,8 +1,10 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import SluiceConfig
 import SluiceLimiter
+import SluiceListener
 import Synchronization
 
 /// The admin listener of SPEC §7 (`server.admin`): health, readiness, metrics, config and per-key limit state, and
@@ -13,6 +15,11 @@ import Synchronization
 /// Runs on the event loop group it is given (the proxy's), one ``AdminHTTPHandler`` per connection behind NIO's
 /// HTTP/1.1 server pipeline, with keep-alive. It binds one address; on a reload that changes `server.admin`, the
 /// owner stops this server and starts a new one (keeping the old one if the new address cannot be bound, SPEC §6).
+///
+/// Hostile clients (SPEC §3): every connection has the proxy's `header_read` and `idle` timeouts
+/// (``AdminTimeoutHandler``, read per connection), and the listener holds at most `server.admin_max_connections`
+/// (default 64, read at ``start(host:port:)``; a reload does not change it, like the address) with its own
+/// ``ConnectionCap``, so a flood of admin connections cannot take the descriptors the proxy needs.
 ///
 /// ```swift
 /// let admin = AdminServer(backend: proxy, metrics: metrics, group: group)
@@ -43,19 +50,24 @@ public final class AdminServer: Sendable {
     private let state = Mutex<State>(.idle)
     /// Open client connections, closed by ``stop()`` so keep-alive scrapers do not hold the process.
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    /// Reports listener pauses and accept errors.
+    private let logger: Logger
 
     /// - Parameters:
     ///   - backend: the running proxy, read per request.
     ///   - metrics: rendered by `GET /metrics`.
     ///   - group: the event loops to run on (usually the proxy's).
     ///   - clock: the time `/limits` reads counters at. Defaults to the wall clock.
+    ///   - logger: where the listener reports pauses at its connection cap and failed accepts.
     public init(
         backend: any AdminBackend,
         metrics: SluiceMetrics,
         group: any EventLoopGroup,
-        clock: @escaping @Sendable () -> LimiterInstant = { LimiterInstant.now() }
+        clock: @escaping @Sendable () -> LimiterInstant = { LimiterInstant.now() },
+        logger: Logger = Logger(label: "sluice.admin")
     ) {
         self.group = group
+        self.logger = logger
         self.metrics = metrics
         self.clock = clock
         let history = RateHistory()
@@ -77,14 +89,28 @@ public final class AdminServer: Sendable {
             state = .starting
         }
         let router = self.router
+        let cap = ConnectionCap(limit: router.backend.configuration.server.adminMaxConnections)
+        let logger = self.logger
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.maxMessagesPerRead, value: ListenerGuards.acceptsPerRead)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try ListenerGuards.add(to: channel.pipeline.syncOperations, cap: cap, logger: logger, role: "admin")
+                }
+            }
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
                 self.track(channel)
+                let timeouts = router.backend.configuration.server.timeouts
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    let timeoutHandler = AdminTimeoutHandler(
+                        headerRead: TimeAmount(timeouts.headerRead),
+                        idle: TimeAmount(timeouts.idle)
+                    )
+                    try channel.pipeline.syncOperations.addHandler(timeoutHandler)
                     try channel.pipeline.syncOperations.addHandler(AdminHTTPHandler(router: router))
                 }
             }

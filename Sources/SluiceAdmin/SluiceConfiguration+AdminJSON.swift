@@ -57,6 +57,8 @@ extension ServerConfiguration {
             ("trusted_proxies", .array(self.trustedProxies.map { .string($0.description) })),
             ("client_ip_header", .string(self.clientIPHeader.rawValue)),
             ("access_log", accessLog),
+            ("max_connections", .int(self.effectiveMaxConnections)),
+            ("admin_max_connections", .int(self.adminMaxConnections)),
         ])
     }
 }

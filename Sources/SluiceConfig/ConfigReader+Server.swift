@@ -7,6 +7,7 @@ extension ConfigReader {
         let allowed = [
             "listen", "tls", "admin", "admin_token", "threads", "max_header_bytes", "max_body_bytes", "timeouts",
             "trusted_proxies", "client_ip_header", "access_log",
+            "max_connections", "admin_max_connections",
         ]
         guard let fields = self.fields(node, "server", allowed: allowed) else { return server }
 
@@ -71,6 +72,16 @@ extension ConfigReader {
         }
         if let entry = fields["access_log"] {
             server.accessLog = self.readAccessLog(entry.value) ?? server.accessLog
+        }
+        if let entry = fields["max_connections"],
+            let value = self.integer(entry.value, "max_connections", in: 1...Int.max)
+        {
+            server.maxConnections = value
+        }
+        if let entry = fields["admin_max_connections"],
+            let value = self.integer(entry.value, "admin_max_connections", in: 1...Int.max)
+        {
+            server.adminMaxConnections = value
         }
         return server
     }

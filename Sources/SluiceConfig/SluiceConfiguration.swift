@@ -72,6 +72,11 @@ public struct ServerConfiguration: Sendable {
     public var trustedProxies: [CIDR]
     public var clientIPHeader: ClientIPHeader
     public var accessLog: AccessLog
+    /// The most client connections the proxy's listeners hold open at once; `nil` (the default) is
+    /// ``defaultMaxConnections``, 80 % of the open-file limit. See ``effectiveMaxConnections``.
+    public var maxConnections: Int?
+    /// The most connections the admin listener holds open at once. Defaults to 64.
+    public var adminMaxConnections: Int
 
     public init(
         listen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8080)],
@@ -84,7 +89,9 @@ public struct ServerConfiguration: Sendable {
         timeouts: Timeouts = .init(),
         trustedProxies: [CIDR] = [],
         clientIPHeader: ClientIPHeader = .xForwardedFor,
-        accessLog: AccessLog = .stdout
+        accessLog: AccessLog = .stdout,
+        maxConnections: Int? = nil,
+        adminMaxConnections: Int = 64
     ) {
         self.listen = listen
         self.tls = tls
@@ -97,6 +104,8 @@ public struct ServerConfiguration: Sendable {
         self.trustedProxies = trustedProxies
         self.clientIPHeader = clientIPHeader
         self.accessLog = accessLog
+        self.maxConnections = maxConnections
+        self.adminMaxConnections = adminMaxConnections
     }
 
     public struct Timeouts: Sendable, Hashable {

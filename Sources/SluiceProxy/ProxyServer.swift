@@ -9,6 +9,7 @@ import ServiceLifecycle
 import SluiceAdmin
 import SluiceConfig
 import SluiceLimiter
+import SluiceListener
 import SluiceRedis
 
 /// The proxy as a `Service`: binds the listeners, serves until graceful shutdown, then drains
@@ -30,6 +31,8 @@ public final class ProxyServer: Service, Sendable {
     /// Open client connections, so a drain that outlives `timeouts.shutdown` can close them
     /// while their loops still run. One lock operation per connection, none per request.
     private let clients = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
+    /// `server.max_connections`: open client connections across every listener; accepting pauses at the limit.
+    private let connectionCap: ConnectionCap
     /// Reload counts and the last result, for the status page (`sluice_config_reloads_total` counts them too).
     private let reloads: NIOLockedValueBox<ReloadStatus>
     /// The keys refused most in the last minutes, fed by the gate, shown by the status page.
@@ -58,6 +61,7 @@ public final class ProxyServer: Service, Sendable {
         self.onListening = onListening
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.server.threads ?? System.coreCount)
         self.group = group
+        self.connectionCap = ConnectionCap(limit: configuration.server.effectiveMaxConnections)
         let accessLog = AccessLog(configuration.server.accessLog)
         let limitedKeys = LimitedKeyTracker()
         self.limitedKeyTracker = limitedKeys
@@ -154,6 +158,13 @@ public final class ProxyServer: Service, Sendable {
             }
         }
         self.shared.accessLog.reconfigure(configuration.server.accessLog)
+        // Applies at once: a higher cap lets waiting connections in now; a lower one closes nothing, it only holds
+        // new ones back until enough have closed.
+        let cap = configuration.server.effectiveMaxConnections
+        if cap != self.connectionCap.limit {
+            self.connectionCap.setLimit(cap)
+            self.logMaxConnections(configuration.server)
+        }
         // Compared with the listeners actually bound, not the previous file: a listener that could not be
         // bound on an earlier reload is tried again.
         await self.reconcileListeners(configuration.server.listen)
@@ -180,6 +191,20 @@ public final class ProxyServer: Service, Sendable {
         self.reloads.withLockedValue { ($0.successes, $0.failures) }
     }
 
+    /// Says which cap is in force and where it comes from (the operational log, at start and when a reload changes it).
+    private func logMaxConnections(_ server: ServerConfiguration) {
+        let source =
+            if server.maxConnections != nil {
+                "set in the file"
+            } else if let limit = ServerConfiguration.openFileLimit {
+                "default: 80 % of the open-file limit, \(limit)"
+            } else {
+                "default: the open-file limit is unlimited"
+            }
+        let cap = server.effectiveMaxConnections
+        self.logger.info("accepting at most \(cap) client connections at once (max_connections; \(source))")
+    }
+
     private static func unixMilliseconds() -> Int64 {
         LimiterInstant.now().nanosecondsSinceEpoch / 1_000_000
     }
@@ -188,6 +213,7 @@ public final class ProxyServer: Service, Sendable {
     public func start() async throws {
         let configuration = self.shared.current().configuration
         let group = self.group
+        self.logMaxConnections(configuration.server)
         do {
             try await self.bindListeners(configuration.server.listen, group: group)
         } catch {
@@ -243,6 +269,7 @@ public final class ProxyServer: Service, Sendable {
     ) async throws -> Channel {
         let shared = self.shared
         let clients = self.clients
+        let (cap, logger) = (self.connectionCap, self.logger)
         // An IPv6 listener accepts IPv6 only (nginx's `ipv6only=on`), so `0.0.0.0:P` and `[::]:P`
         // can both be listed; NIO's default would make `[::]` take IPv4 too and the pair clash.
         var bootstrap = ServerBootstrap(group: group)
@@ -255,8 +282,11 @@ public final class ProxyServer: Service, Sendable {
         bootstrap = bootstrap
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.maxMessagesPerRead, value: ListenerGuards.acceptsPerRead)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // One cap for every listener (server.max_connections), and a pause after a failed accept.
+                    try ListenerGuards.add(to: channel.pipeline.syncOperations, cap: cap, logger: logger, role: "proxy")
                     try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                 }
             }

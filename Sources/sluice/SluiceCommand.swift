@@ -117,7 +117,12 @@ func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) 
         .init(service: reopener),
     ]
     if let admin = configuration.server.admin {
-        let adminServer = AdminServer(backend: server, metrics: server.metrics, group: server.eventLoopGroup)
+        let adminServer = AdminServer(
+            backend: server,
+            metrics: server.metrics,
+            group: server.eventLoopGroup,
+            logger: logger
+        )
         services.append(.init(service: AdminService(server: adminServer, address: admin, logger: logger)))
     }
     let group = ServiceGroup(

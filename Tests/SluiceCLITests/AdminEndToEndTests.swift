@@ -28,13 +28,13 @@ import Testing
         }) { sluice async throws in
             let admin = try await Self.adminPort(sluice)
             let bearer = [("Authorization", "Bearer s3cret")]
-            #expect(try await E2E.request(port: admin, "/healthz").status == 200)
-            #expect(try await E2E.request(port: admin, "/readyz").status == 200)
-            #expect(try await E2E.request(port: admin, "/metrics").status == 401)
+            #expect(try await E2E.adminRequest(port: admin, "/healthz").status == 200)
+            #expect(try await E2E.adminRequest(port: admin, "/readyz").status == 200)
+            #expect(try await E2E.adminRequest(port: admin, "/metrics").status == 401)
 
             #expect(try await E2E.statuses(port: sluice.port, "/hello", count: 3) == [200, 200, 429])
 
-            let metrics = try await E2E.request(port: admin, "/metrics", headers: bearer)
+            let metrics = try await E2E.adminRequest(port: admin, "/metrics", headers: bearer)
             #expect(metrics.status == 200)
             let text = metrics.bodyString
             let requests = text.split(separator: "\n").filter { $0.hasPrefix("sluice_requests_total{") }
@@ -45,19 +45,19 @@ import Testing
             #expect(text.contains("sluice_open_connections"))
             #expect(text.contains("sluice_tracked_keys"))
 
-            let state = try await E2E.request(port: admin, "/limits/per-ip?key=127.0.0.1", headers: bearer)
+            let state = try await E2E.adminRequest(port: admin, "/limits/per-ip?key=127.0.0.1", headers: bearer)
             #expect(state.status == 200)
             let json = try JSONSerialization.jsonObject(with: Data(state.bodyString.utf8)) as? [String: Any]
             let limits = json?["limits"] as? [[String: Any]]
             #expect(json?["rule"] as? String == "per-ip")
             #expect(limits?.first?["limit"] as? String == "2/minute", "\(state.bodyString)")
             #expect(limits?.first?["remaining"] as? Int == 0, "\(state.bodyString)")
-            #expect(try await E2E.request(port: admin, "/limits/nope?key=127.0.0.1", headers: bearer).status == 404)
-            #expect(try await E2E.request(port: admin, "/limits/per-ip?key=127.0.0.1", method: "DELETE", headers: bearer).status == 204)
+            #expect(try await E2E.adminRequest(port: admin, "/limits/nope?key=127.0.0.1", headers: bearer).status == 404)
+            #expect(try await E2E.adminRequest(port: admin, "/limits/per-ip?key=127.0.0.1", method: "DELETE", headers: bearer).status == 204)
             // Forgiven: the key has its whole budget again.
             #expect(try await E2E.statuses(port: sluice.port, "/hello", count: 1) == [200])
 
-            let config = try await E2E.request(port: admin, "/config", headers: bearer)
+            let config = try await E2E.adminRequest(port: admin, "/config", headers: bearer)
             #expect(config.status == 200)
             #expect(!config.bodyString.contains("s3cret"), "\(config.bodyString)")
         }
@@ -65,7 +65,7 @@ import Testing
 
     /// `GET /status` of the running proxy as JSON.
     static func status(admin: Int) async throws -> [String: Any] {
-        let response = try await E2E.request(port: admin, "/status")
+        let response = try await E2E.adminRequest(port: admin, "/status")
         #expect(response.status == 200)
         return try #require(try JSONSerialization.jsonObject(with: Data(response.bodyString.utf8)) as? [String: Any])
     }
@@ -119,7 +119,7 @@ import Testing
             let unmatched = try #require(lines.first { $0["path"] as? String == "/elsewhere" })
             #expect(unmatched["key_hash"] is NSNull, "no rule applied, no key")
             #expect(!sluice.process.outputSoFar.contains(secret))
-            #expect(!(try await E2E.request(port: admin, "/status").bodyString.contains(secret)))
+            #expect(!(try await E2E.adminRequest(port: admin, "/status").bodyString.contains(secret)))
         }
     }
 

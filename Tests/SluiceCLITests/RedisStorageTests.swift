@@ -71,7 +71,7 @@ import Testing
                 let admin = try await AdminEndToEndTests.adminPort(sluice)
                 #expect(try await E2E.statuses(port: sluice.port, "/hello", count: 4) == [200, 200, 200, 429])
                 let path = "/limits/shared-budget?key=127.0.0.1"
-                let spent = try await E2E.request(port: admin, path)
+                let spent = try await E2E.adminRequest(port: admin, path)
                 let limits = try #require(
                     (try JSONSerialization.jsonObject(with: Data(spent.bodyString.utf8)) as? [String: Any])?["limits"] as? [[String: Any]]
                 )
@@ -79,15 +79,15 @@ import Testing
                 #expect((limits.first?["reset"] as? Int ?? 0) > 0, "\(spent.bodyString)")
                 #expect(redis.cli("--scan", "--pattern", "sluice:*").isEmpty == false)
 
-                #expect(try await E2E.request(port: admin, path, method: "DELETE").status == 204)
+                #expect(try await E2E.adminRequest(port: admin, path, method: "DELETE").status == 204)
                 #expect(redis.cli("--scan", "--pattern", "sluice:*").isEmpty, "DELETE answered before the keys were gone")
-                let forgiven = try await E2E.request(port: admin, path)
+                let forgiven = try await E2E.adminRequest(port: admin, path)
                 #expect(forgiven.bodyString.contains("\"remaining\": 3"), "\(forgiven.bodyString)")
                 #expect(try await E2E.statuses(port: sluice.port, "/hello", count: 1) == [200])
 
                 await redis.stop()
-                #expect(try await E2E.request(port: admin, path).status == 503)
-                #expect(try await E2E.request(port: admin, path, method: "DELETE").status == 503)
+                #expect(try await E2E.adminRequest(port: admin, path).status == 503)
+                #expect(try await E2E.adminRequest(port: admin, path, method: "DELETE").status == 503)
             }
         }
     }
@@ -126,8 +126,8 @@ import Testing
                 #expect(ContinuousClock.now - start < .seconds(3))
                 // SPEC §7: not ready while the storage does not answer.
                 let admin = try await AdminEndToEndTests.adminPort(sluice)
-                #expect(try await E2E.request(port: admin, "/readyz").status == 503)
-                let metrics = try await E2E.request(port: admin, "/metrics").bodyString
+                #expect(try await E2E.adminRequest(port: admin, "/readyz").status == 503)
+                let metrics = try await E2E.adminRequest(port: admin, "/metrics").bodyString
                 let errors = metrics.split(separator: "\n").first { $0.hasPrefix("sluice_storage_errors_total") }
                 #expect(errors.map { !$0.hasSuffix(" 0") } == true, "\(errors ?? "no sluice_storage_errors_total")")
                 #expect(metrics.contains("sluice_storage_latency_seconds_count"))
@@ -138,7 +138,7 @@ import Testing
                     recovered = try await E2E.statuses(port: sluice.port, "/hello", count: 1) == [200]
                 }
                 #expect(recovered)
-                #expect(try await E2E.request(port: admin, "/readyz").status == 200)
+                #expect(try await E2E.adminRequest(port: admin, "/readyz").status == 200)
             }
         }
     }

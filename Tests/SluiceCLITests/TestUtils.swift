@@ -84,12 +84,13 @@ enum E2E {
         _ target: String,
         method: String = "GET",
         headers: [(String, String)] = [],
-        body: String = ""
+        body: String = "",
+        host: String = "test.local"
     ) async throws -> RawHTTPClient.Response {
         let client = try await RawHTTPClient.connect(port: port, group: Self.group)
         let response: RawHTTPClient.Response
         do {
-            try await client.send(Self.requestText(target, method: method, headers: headers, body: body))
+            try await client.send(Self.requestText(target, method: method, headers: headers, body: body, host: host))
             response = try await client.readResponse(isHEAD: method == "HEAD")
         } catch {
             await client.close()
@@ -103,13 +104,25 @@ enum E2E {
         _ target: String,
         method: String = "GET",
         headers: [(String, String)] = [],
-        body: String = ""
+        body: String = "",
+        host: String = "test.local"
     ) -> String {
-        var text = "\(method) \(target) HTTP/1.1\r\nHost: test.local\r\n"
+        var text = "\(method) \(target) HTTP/1.1\r\nHost: \(host)\r\n"
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
         if !body.isEmpty || method == "POST" { text += "Content-Length: \(body.utf8.count)\r\n" }
         text += "\r\n" + body
         return text
+    }
+
+    /// One request to the admin listener on `port`, with `Host: 127.0.0.1`: without `admin_token`, the admin
+    /// listener answers other names with 421 (DNS rebinding defence).
+    static func adminRequest(
+        port: Int,
+        _ target: String,
+        method: String = "GET",
+        headers: [(String, String)] = []
+    ) async throws -> RawHTTPClient.Response {
+        try await Self.request(port: port, target, method: method, headers: headers, host: "127.0.0.1")
     }
 
     /// Sends `count` requests, each on its own connection; returns their statuses.

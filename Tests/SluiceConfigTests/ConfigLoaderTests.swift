@@ -186,6 +186,20 @@ struct ConfigLoaderTests {
         #expect(!redis.redactedURL.contains("p@ss"))
     }
 
+    @Test("max_connections defaults to 80 % of the open-file limit; admin_max_connections to 64")
+    func connectionCaps() throws {
+        let defaults = try loadValid(minimalYAML)
+        #expect(defaults.server.maxConnections == nil)
+        #expect(defaults.server.adminMaxConnections == 64)
+        if let limit = ServerConfiguration.openFileLimit {
+            #expect(defaults.server.effectiveMaxConnections == max(1, limit * 8 / 10))
+        }
+        let set = try loadValid(minimalYAML + "server:\n  max_connections: 5_000\n  admin_max_connections: 8\n")
+        #expect(set.server.maxConnections == 5000)
+        #expect(set.server.effectiveMaxConnections == 5000)
+        #expect(set.server.adminMaxConnections == 8)
+    }
+
     @Test("an empty admin_token means no token")
     func emptyAdminToken() throws {
         let configuration = try loadValid(minimalYAML + "server:\n  admin_token: ${TOKEN:-}\n")

@@ -1,0 +1,173 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import SluiceAdmin
+import SluiceConfig
+import SluiceTestSupport
+import Testing
+
+/// Issue 18, item 9: the admin listener cannot be held open, exhausted or reached through DNS rebinding.
+///
+/// A real ``AdminServer`` on 127.0.0.1, driven by raw sockets; nothing here depends on its internals.
+@Suite("Security regression: admin listener")
+struct SecurityRegressionAdminTests {
+    static var group: EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
+
+    /// A configuration with the given admin timeouts and token.
+    static func configuration(
+        headerRead: Duration = .seconds(10),
+        idle: Duration = .seconds(60),
+        adminToken: String? = nil
+    ) -> SluiceConfiguration {
+        var configuration = testConfiguration(adminToken: adminToken)
+        configuration.server.timeouts.headerRead = headerRead
+        configuration.server.timeouts.idle = idle
+        return configuration
+    }
+
+    /// Runs `body` against an admin listener on a free port, bounded in time.
+    static func withAdmin(
+        _ configuration: SluiceConfiguration,
+        seconds: Int = 40,
+        _ body: @escaping @Sendable (_ port: Int) async throws -> Void
+    ) async throws {
+        let server = AdminServer(
+            backend: TestBackend(configuration: configuration),
+            metrics: SluiceMetrics(),
+            group: Self.group,
+            clock: { testNow }
+        )
+        try await server.start(host: "127.0.0.1", port: 0)
+        let port = try #require(server.localAddress?.port)
+        do {
+            try await withTimeout(seconds: seconds) { try await body(port) }
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
+
+    static func request(_ target: String, host: String? = "127.0.0.1", headers: [(String, String)] = []) -> String {
+        var text = "GET \(target) HTTP/1.1\r\n"
+        if let host { text += "Host: \(host)\r\n" }
+        for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        return text + "\r\n"
+    }
+
+    /// One request on a new connection.
+    static func get(
+        port: Int,
+        _ target: String,
+        host: String? = "127.0.0.1",
+        headers: [(String, String)] = []
+    ) async throws -> RawHTTPClient.Response {
+        let client = try await RawHTTPClient.connect(port: port, group: Self.group)
+        do {
+            try await client.send(Self.request(target, host: host, headers: headers))
+            let response = try await client.readResponse(timeout: .seconds(10))
+            await client.close()
+            return response
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    /// `server.timeouts.header_read` and `idle` hold on the admin listener as on the proxy: a head that does not
+    /// arrive in time gets 408 and a close; a connection that sends nothing, or nothing more, is closed.
+    @Test func adminHeadAndIdleTimeouts() async throws {
+        let configuration = Self.configuration(headerRead: .seconds(1), idle: .milliseconds(1500))
+        try await Self.withAdmin(configuration) { port in
+            // Part of a head, then nothing.
+            let slow = try await RawHTTPClient.connect(port: port, group: Self.group)
+            let started = ContinuousClock.now
+            try await slow.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            let response = try await slow.readResponse(timeout: .seconds(8))
+            #expect(response.status == 408)
+            _ = try await slow.waitForClose(timeout: .seconds(5))
+            #expect(ContinuousClock.now - started < .seconds(6))
+
+            // Not a byte: closed, without an answer.
+            let silent = try await RawHTTPClient.connect(port: port, group: Self.group)
+            let received = try await silent.waitForClose(timeout: .seconds(8))
+            #expect(received.isEmpty)
+
+            // One request answered, then nothing more: closed after `idle`.
+            let idle = try await RawHTTPClient.connect(port: port, group: Self.group)
+            try await idle.send(Self.request("/healthz"))
+            let answer = try await idle.readResponse()
+            #expect(answer.status == 200)
+            _ = try await idle.waitForClose(timeout: .seconds(8))
+            await slow.close()
+            await silent.close()
+            await idle.close()
+        }
+    }
+
+    /// The admin listener holds at most `admin_max_connections` (default 64) connections: a flood of idle
+    /// connections is not all accepted, so it cannot take the descriptors the proxy needs, and `/healthz` answers
+    /// again as soon as the flood goes.
+    @Test func adminConnectionCapKeepsHealthzAnswering() async throws {
+        // Long timeouts: only the cap stands between the flood and the process's descriptors.
+        let configuration = Self.configuration(headerRead: .seconds(60), idle: .seconds(60))
+        try await Self.withAdmin(configuration) { port in
+            var flood: [RawHTTPClient] = []
+            for _ in 0..<100 {
+                let client = try await RawHTTPClient.connect(port: port, group: Self.group)
+                try await client.send(Self.request("/healthz"))
+                flood.append(client)
+            }
+            // Exactly 64 are served; the rest wait in the backlog.
+            var answered = 0
+            for client in flood {
+                if (try? await client.readResponse(timeout: .milliseconds(answered < 64 ? 5000 : 200))) != nil {
+                    answered += 1
+                }
+            }
+            #expect(answered == 64)
+            for client in flood { await client.close() }
+
+            let healthz = try await Self.get(port: port, "/healthz")
+            #expect(healthz.status == 200)
+            let config = try await Self.get(port: port, "/config")
+            #expect(config.bodyString.contains(#""admin_max_connections": 64"#), "\(config.bodyString)")
+            #expect(config.bodyString.contains(#""max_connections":"#), "\(config.bodyString)")
+        }
+    }
+
+    /// Without `admin_token`, only a `Host` of `localhost` or an IP literal is answered (421 otherwise), so a web
+    /// page cannot reach the listener through DNS rebinding; with a token, any `Host` is, the token defends.
+    @Test func adminWithoutTokenAnswersOnlyLocalHostNames() async throws {
+        try await Self.withAdmin(Self.configuration()) { port in
+            let local = [
+                "localhost", "LOCALHOST", "localhost.", "LocalHost.:9090", "localhost:\(port)", "127.0.0.1",
+                "127.0.0.1:\(port)", "10.1.2.3:80", "[::1]", "[::1]:\(port)", "[fe80::1]",
+            ]
+            for host in local {
+                let response = try await Self.get(port: port, "/config", host: host)
+                #expect(response.status == 200, "Host: \(host)")
+            }
+            let foreign = [
+                "evil.example", "evil.example:\(port)", "localhost.evil.example", "127.0.0.1.nip.io", "localhost..",
+                "xlocalhost", "::1", "[::1", "1.2.3", "1.2.3.4.5", "[not-an-ip]",
+            ]
+            for host in foreign {
+                for target in ["/healthz", "/config", "/metrics"] {
+                    let response = try await Self.get(port: port, target, host: host)
+                    #expect(response.status == 421, "Host: \(host) \(target)")
+                    #expect(!response.bodyString.contains("max_header_bytes"), "Host: \(host)")
+                }
+            }
+        }
+        try await Self.withAdmin(Self.configuration(adminToken: "s3cret")) { port in
+            let bearer = [("Authorization", "Bearer s3cret")]
+            let withToken = try await Self.get(port: port, "/config", host: "evil.example", headers: bearer)
+            #expect(withToken.status == 200)
+            let probe = try await Self.get(port: port, "/healthz", host: "evil.example")
+            #expect(probe.status == 200)
+            let withoutToken = try await Self.get(port: port, "/config", host: "evil.example")
+            #expect(withoutToken.status == 401)
+        }
+    }
+}
