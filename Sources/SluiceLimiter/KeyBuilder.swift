@@ -9,9 +9,13 @@ import SluiceConfig
 ///   its bits (addresses) or its UTF-8 length then bytes, so `a|b` + `c` and `a` + `b|c` differ and no value can
 ///   forge another key.
 ///
+/// Header, query and cookie values are read without their surrounding whitespace (SPEC §3 "Hostile clients",
+/// RFC 9110 §5.5; for `query:` after percent-decoding, so `?k=A%20` is `A`); `host` is the host name lower-cased,
+/// without its port and one trailing dot (``HostName/name(of:)``); `cookie:` looks in every `Cookie` field.
+///
 /// Decisions where the spec is silent: an empty header, query or cookie value counts as absent; `query:` values
 /// are percent-decoded with `+` read as a space (as HTML forms and Flask's `request.args` do); the first
-/// occurrence of a repeated query parameter or cookie wins; `host` is lower-cased without its port.
+/// occurrence of a repeated query parameter or cookie wins (across `Cookie` fields in the order received).
 public struct KeyBuilder: Sendable, Hashable {
     public let parts: [KeyPart]
 
@@ -47,15 +51,14 @@ public struct KeyBuilder: Sendable, Hashable {
             case .ipPrefix(let bits):
                 Self.combine(request.clientIP.masked(toPrefix: bits), into: &hasher)
             case .header(let name):
-                guard let value = request.header(name), !value.isEmpty else { return false }
+                guard let value = request.trimmedHeader(name), !value.isEmpty else { return false }
                 hasher.combine(lengthPrefixed: value)
             case .path:
                 hasher.combine(lengthPrefixed: path)
             case .method:
                 hasher.combine(lengthPrefixed: request.method)
             case .host:
-                guard let host = request.host, !host.isEmpty else { return false }
-                Self.combineHost(host, into: &hasher)
+                guard let host = request.host, Self.combineHost(host[...], into: &hasher) else { return false }
             case .const(let text):
                 hasher.combine(lengthPrefixed: text)
             case .query, .cookie:
@@ -70,7 +73,9 @@ public struct KeyBuilder: Sendable, Hashable {
     /// absorbs the request that has those values; `false` when there are too few values or an address is invalid.
     ///
     /// The display key is split into exactly as many values as there are parts, so only the last value may
-    /// contain `|`. An `ip/N` value may be given with or without its `/N`.
+    /// contain `|`. An `ip/N` value may be given with or without its `/N`. Values are read as a request's are: a
+    /// `host` as its host name (``HostName/name(of:)``), header, query and cookie values without surrounding
+    /// whitespace.
     public func combineKey(fromDisplayKey displayKey: String, into hasher: inout KeyHasher) -> Bool {
         let values = displayKey.split(
             separator: "|",
@@ -88,7 +93,9 @@ public struct KeyBuilder: Sendable, Hashable {
                 guard let address = IPAddress(text) else { return false }
                 Self.combine(address.masked(toPrefix: bits), into: &hasher)
             case .host:
-                Self.combineHost(String(value), into: &hasher)
+                guard Self.combineHost(value, into: &hasher) else { return false }
+            case .header, .query, .cookie:
+                hasher.combine(lengthPrefixed: FieldValue.trimmed(value))
             default:
                 hasher.combine(lengthPrefixed: value)
             }
@@ -101,11 +108,14 @@ public struct KeyBuilder: Sendable, Hashable {
         hasher.combine(address.low)
     }
 
-    /// The `host` part as ``value(of:request:path:)`` gives it (lower case, no port), without building it.
-    private static func combineHost(_ host: String, into hasher: inout KeyHasher) {
-        let name = HostName.withoutPort(host)
+    /// The `host` part as ``value(of:request:path:)`` gives it (``HostName/normalized(_:)``), without building it;
+    /// `false` when the host name is empty (the part is absent), and then nothing is absorbed.
+    private static func combineHost(_ host: Substring, into hasher: inout KeyHasher) -> Bool {
+        let name = HostName.name(of: host)
+        guard !name.isEmpty else { return false }
         hasher.combine(UInt64(name.utf8.count))
         for byte in name.utf8 { hasher.combine(byte: HostName.lowercase(byte)) }
+        return true
     }
 
     /// The display form of part values (SPEC §7): joined with `|`.
@@ -121,26 +131,27 @@ public struct KeyBuilder: Sendable, Hashable {
         case .ipPrefix(let bits):
             return "\(request.clientIP.masked(toPrefix: bits))/\(bits)"
         case .header(let name):
-            guard let value = request.header(name), !value.isEmpty else { return nil }
-            return value
+            guard let value = request.trimmedHeader(name), !value.isEmpty else { return nil }
+            return String(value)
         case .query(let name):
             return Self.queryValue(named: name, in: request.uri)
         case .cookie(let name):
-            guard let header = request.header("cookie") else { return nil }
-            return Self.cookieValue(named: name, in: header)
+            return Self.cookieValue(named: name, in: request)
         case .path:
             return String(path)
         case .method:
             return request.method
         case .host:
-            guard let host = request.host, !host.isEmpty else { return nil }
-            return HostName.normalized(host)
+            guard let host = request.host else { return nil }
+            let name = HostName.normalized(host[...])
+            return name.isEmpty ? nil : name
         case .const(let text):
             return text
         }
     }
 
-    /// The first non-empty, percent-decoded value of query parameter `name` in a request target.
+    /// The percent-decoded value of the first query parameter `name` in a request target, without surrounding
+    /// whitespace; `nil` when absent or empty.
     static func queryValue(named name: String, in target: String) -> String? {
         guard let question = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return nil }
         var query = target[target.utf8.index(after: question)...]
@@ -151,19 +162,39 @@ public struct KeyBuilder: Sendable, Hashable {
             guard Self.percentDecoded(rawName) == name else { continue }
             guard let equals else { return nil }
             let value = Self.percentDecoded(pair[pair.utf8.index(after: equals)...])
-            return value.isEmpty ? nil : value
+            let trimmed = FieldValue.trimmed(value)
+            if trimmed.isEmpty { return nil }
+            return trimmed.utf8.count == value.utf8.count ? value : String(trimmed)
         }
         return nil
     }
 
-    /// The first non-empty value of cookie `name` in a `Cookie` header (`a=1; b=2`); surrounding quotes are kept.
-    static func cookieValue(named name: String, in header: String) -> String? {
-        for pair in header.split(separator: ";", omittingEmptySubsequences: true) {
+    /// The value of the first cookie `name` in the request's `Cookie` fields, in the order received (RFC 6265 §5.4
+    /// asks for one field, but HTTP/1.1 clients and proxies send several, and Node, Go and nginx read them all);
+    /// `nil` when absent or empty. Surrounding quotes are kept.
+    static func cookieValue<R: RequestAttributes>(named name: String, in request: R) -> String? {
+        var found: Substring?
+        request.forEachHeaderValue("cookie") { field in
+            found = Self.cookieValue(named: name, in: field)
+            return found == nil
+        }
+        guard let found, !found.isEmpty else { return nil }
+        return String(found)
+    }
+
+    /// The value of the first cookie `name` in one `Cookie` field (`a=1; b=2`), without surrounding whitespace
+    /// (possibly empty); `nil` when the field has no such cookie.
+    static func cookieValue(named name: String, in field: String) -> Substring? {
+        var rest = field[...]
+        while !rest.isEmpty {
+            // One `name=value` pair at a time, without building the list of pairs.
+            let end = rest.utf8.firstIndex(of: UInt8(ascii: ";")) ?? rest.endIndex
+            let pair = rest[..<end]
+            rest = end == rest.endIndex ? rest[end...] : rest[rest.utf8.index(after: end)...]
             guard let equals = pair.utf8.firstIndex(of: UInt8(ascii: "=")) else { continue }
-            let cookieName = pair[..<equals].trimmingSpaces()
+            let cookieName = FieldValue.trimmed(pair[..<equals])
             guard cookieName == name else { continue }
-            let value = pair[pair.utf8.index(after: equals)...].trimmingSpaces()
-            return value.isEmpty ? nil : String(value)
+            return FieldValue.trimmed(pair[pair.utf8.index(after: equals)...])
         }
         return nil
     }
@@ -190,14 +221,5 @@ public struct KeyBuilder: Sendable, Hashable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingSpaces() -> Substring {
-        var s = self
-        while let first = s.first, first == " " || first == "\t" { s = s.dropFirst() }
-        while let last = s.last, last == " " || last == "\t" { s = s.dropLast() }
-        return s
     }
 }

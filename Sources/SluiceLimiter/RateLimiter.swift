@@ -11,7 +11,8 @@ import SluiceConfig
 /// - a client IP in `exempt` makes the rule `exempt` for this request;
 /// - the key is derived; an absent part applies `on_missing_key` (`skip`: the rule does not apply; `deny`: refused
 ///   for good; `fallback`: the fallback parts, and if one of those is absent too the rule is skipped);
-/// - the cost is fixed or read from a header (absent, not an integer or below 1 → `default`; above `max` → `max`);
+/// - the cost is fixed or read from a header (absent, not an integer or below 1 → `default`; above `max` → `max`,
+///   however many digits; see ``cost(_:request:)``);
 /// - limits come from `tiers` (by a key part's value, else `default`, else `limits`);
 /// - a cost above a limit's COUNT refuses the request for good (no `Retry-After`);
 /// - every limit becomes a ``StoreItem`` and the store decides them together.
@@ -179,15 +180,23 @@ public final class RateLimiter: Sendable {
         }
     }
 
+    /// The units a request takes (SPEC §2 `cost`).
+    ///
+    /// A cost header's value, without surrounding whitespace (RFC 9110 §5.5), is an integer when it is ASCII digits
+    /// with an optional leading `+` or `-` (what Swift's `Int64(_:)` accepts, and what this read before). An
+    /// integer above `max` counts as `max` however many digits it has (an overflow is above `max`, never
+    /// `default`); one below 1, absent or not an integer (`1.5`, `0x10`, `1e3`, empty) counts as `default`.
     static func cost<R: RequestAttributes>(_ cost: RuleConfiguration.Cost, request: R) -> Int64 {
         switch cost {
         case .fixed(let units):
             return Int64(max(1, units))
         case .header(let name, let defaultUnits, let maxUnits):
-            guard let text = request.header(name), let units = Int64(text.trimmingASCIISpaces()), units >= 1 else {
-                return Int64(defaultUnits)
+            guard let text = request.trimmedHeader(name) else { return Int64(defaultUnits) }
+            switch CostHeader.parse(text) {
+            case .integer(let units) where units >= 1: return min(units, Int64(maxUnits))
+            case .aboveInt64: return Int64(maxUnits)
+            case .integer, .belowInt64, .notAnInteger: return Int64(defaultUnits)
             }
-            return min(units, Int64(maxUnits))
         }
     }
 
@@ -359,11 +368,37 @@ public final class RateLimiter: Sendable {
     }
 }
 
-extension String {
-    fileprivate func trimmingASCIISpaces() -> Substring {
-        var s = self[...]
-        while let first = s.first, first == " " || first == "\t" { s = s.dropFirst() }
-        while let last = s.last, last == " " || last == "\t" { s = s.dropLast() }
-        return s
+/// The integer of a cost header, read without allocating.
+enum CostHeader: Equatable {
+    case integer(Int64)
+    /// A positive integer too large for `Int64`.
+    case aboveInt64
+    /// A negative integer too small for `Int64`.
+    case belowInt64
+    case notAnInteger
+
+    /// `[+-]?[0-9]+` in decimal; `text` has no surrounding whitespace.
+    static func parse(_ text: Substring) -> CostHeader {
+        var digits = text.utf8[...]
+        var negative = false
+        if let sign = digits.first, sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") {
+            negative = sign == UInt8(ascii: "-")
+            digits = digits.dropFirst()
+        }
+        guard !digits.isEmpty else { return .notAnInteger }
+        var value: Int64 = 0
+        var overflowed = false
+        for byte in digits {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return .notAnInteger }
+            guard !overflowed else { continue }  // still check that the rest are digits
+            let digit = Int64(byte - UInt8(ascii: "0"))
+            // Accumulated negatively, so Int64.min fits.
+            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+            let (next, o2) = times10.subtractingReportingOverflow(digit)
+            if o1 || o2 { overflowed = true } else { value = next }
+        }
+        if overflowed { return negative ? .belowInt64 : .aboveInt64 }
+        if negative { return .integer(value) }
+        return value == .min ? .aboveInt64 : .integer(-value)
     }
 }

@@ -4,7 +4,11 @@ import SluiceConfig
 /// A rule's `match:` compiled once per configuration load (SPEC §2 "Paths", `match:`).
 ///
 /// Every condition given must hold. Paths are compared with the normalised path (``PathNormalizer``), hosts
-/// case-insensitively and without the port, methods exactly (HTTP methods are case-sensitive).
+/// case-insensitively without the port and one trailing dot (``HostName``), header values without their
+/// surrounding whitespace (RFC 9110 §5.5), methods exactly (HTTP methods are case-sensitive).
+///
+/// `methods` listing `GET` also matches `HEAD` (SPEC §3 "Hostile clients"; nginx's `limit_except GET` does the
+/// same): a HEAD request costs the upstream what a GET costs, so it must not pass a GET-only rule for free.
 ///
 /// Decision where the spec is silent: one trailing `/` is ignored when comparing exact and glob paths, so a limit on
 /// `/login` also covers `/login/` (many frameworks route both to the same handler; otherwise that slash is a bypass).
@@ -30,9 +34,18 @@ public struct RuleMatcher: Sendable {
 
     /// Compiles `match`; a regular expression that does not compile (the loader checks it) matches nothing.
     public init(_ match: RuleMatch) {
-        self.methods = match.methods
-        self.host = match.host?.lowercased()
-        self.headers = match.headers
+        if var methods = match.methods, methods.contains("GET"), !methods.contains("HEAD") {
+            methods.append("HEAD")
+            self.methods = methods
+        } else {
+            self.methods = match.methods
+        }
+        // The configured host and values are read as a request's are, so a stray dot or space cannot make a
+        // condition that no request meets.
+        self.host = match.host.map { HostName.name(of: $0[...]).lowercased() }
+        self.headers = match.headers.map { condition in
+            RuleMatch.HeaderCondition(name: condition.name, value: condition.value.map { String(FieldValue.trimmed($0)) })
+        }
         switch match.path {
         case nil: self.path = .any
         case .exact(let p): self.path = .exact(Self.droppingTrailingSlash(p[...]).description)
@@ -52,8 +65,8 @@ public struct RuleMatcher: Sendable {
             guard let requestHost = request.host, Self.hostEquals(requestHost, host) else { return false }
         }
         for condition in self.headers {
-            guard let value = request.header(condition.name) else { return false }
-            if let expected = condition.value, value != expected { return false }
+            guard let value = request.trimmedHeader(condition.name) else { return false }
+            if let expected = condition.value, value != expected[...] { return false }
         }
         return self.matchesPath(path)
     }
@@ -95,34 +108,45 @@ public struct RuleMatcher: Sendable {
         path.utf8.count > 1 && path.utf8.last == UInt8(ascii: "/") ? path.dropLast() : path
     }
 
-    /// Case-insensitive comparison of a `Host` header (port ignored) with a lower-cased host name.
+    /// Case-insensitive comparison of a `Host` header (``HostName/name(of:)``) with a lower-cased host name.
     static func hostEquals(_ header: String, _ expected: String) -> Bool {
-        let name = HostName.withoutPort(header)
+        let name = HostName.name(of: header[...])
         guard name.utf8.count == expected.utf8.count else { return false }
         return zip(name.utf8, expected.utf8).allSatisfy { HostName.lowercase($0) == $1 }
     }
 }
 
-/// Helpers for `Host` header values.
+/// Helpers for `Host` header values and authorities.
 enum HostName {
+    /// The host name as matching and keys read it: without surrounding whitespace (RFC 9110 §5.5), without the
+    /// port, and without one trailing dot (`api.example.com.` is the fully qualified spelling of
+    /// `api.example.com`, as nginx's `ngx_http_validate_host` treats it). Case is kept.
+    ///
+    /// `API.example.com.:8080` → `API.example.com`; `[::1]:80` → `[::1]`. A slice, no copy.
+    static func name(of host: Substring) -> Substring {
+        var name = self.withoutPort(FieldValue.trimmed(host))
+        if name.utf8.last == UInt8(ascii: ".") { name = name.dropLast() }
+        return name
+    }
+
     /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-    static func withoutPort(_ host: String) -> Substring {
+    static func withoutPort(_ host: Substring) -> Substring {
         let utf8 = host.utf8
         if utf8.first == UInt8(ascii: "[") {
             if let close = utf8.firstIndex(of: UInt8(ascii: "]")) { return host[...close] }
-            return host[...]
+            return host
         }
         if let colon = utf8.firstIndex(of: UInt8(ascii: ":")) { return host[..<colon] }
-        return host[...]
+        return host
     }
 
     static func lowercase(_ byte: UInt8) -> UInt8 {
         byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
     }
 
-    /// The host lower-cased without its port (the `host` key part).
-    static func normalized(_ host: String) -> String {
-        String(decoding: self.withoutPort(host).utf8.map(self.lowercase), as: UTF8.self)
+    /// The host name (``name(of:)``) lower-cased: the `host` key part.
+    static func normalized(_ host: Substring) -> String {
+        String(decoding: self.name(of: host).utf8.map(self.lowercase), as: UTF8.self)
     }
 }
 

@@ -123,6 +123,9 @@ private struct DeferredChargeObserver: ResponseStatusObserver {
 }
 
 /// A request head as the limiter sees it; reads headers in place, copies nothing.
+///
+/// The head is already in origin form with the host of an absolute-form target as its `Host`
+/// (``AbsoluteFormTarget``); the limiter trims values and normalises the host itself.
 struct HeadAttributes: RequestAttributes {
     let head: HTTPRequestHead
     let clientIP: IPAddress
@@ -133,6 +136,12 @@ struct HeadAttributes: RequestAttributes {
 
     func header(_ name: String) -> String? {
         self.head.headers.first(name: name)
+    }
+
+    func forEachHeaderValue(_ name: String, _ body: (String) -> Bool) {
+        for (fieldName, value) in self.head.headers where fieldName.equalsLowercasedASCII(name) {
+            guard body(value) else { return }
+        }
     }
 }
 

@@ -288,6 +288,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     // MARK: request
 
     func requestHeadReceived(_ head: HTTPRequestHead) {
+        var head = head  // rewritten below for an absolute-form target
         self.cancelConnectionTimers()
         self.headBytesSeen = false
         self.requestHeadsReceived += 1
@@ -317,6 +318,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let hostIsList = hostCount == 1 && head.headers.first(name: "host")!.utf8.contains(UInt8(ascii: ","))
         if (head.version.major == 1 && head.version.minor >= 1 && hostCount != 1) || hostCount > 1 || hostIsList {
             self.answerLocally(status: .badRequest, body: "bad request: missing or repeated Host\n", head: head, close: true)
+            return
+        }
+        // RFC 9112 §3.2.2: an absolute-form target's authority is the host, whatever `Host` says. From here on
+        // the request is its origin form with that `Host`, for the limiter and the upstream alike.
+        switch AbsoluteFormTarget.parse(head.uri) {
+        case .notAbsolute:
+            break
+        case .absolute(let authority, let originForm):
+            head.uri = originForm
+            head.headers.replaceOrAdd(name: "Host", value: String(authority))
+        case .invalid:
+            self.answerLocally(status: .badRequest, body: "bad request: invalid request target\n", head: head, close: true)
             return
         }
         guard let framing = RequestFraming(head: head) else {

@@ -18,6 +18,12 @@ struct TestRequest: RequestAttributes {
     func header(_ name: String) -> String? {
         self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
     }
+
+    func forEachHeaderValue(_ name: String, _ body: (String) -> Bool) {
+        for (fieldName, value) in self.headers where fieldName.lowercased() == name.lowercased() {
+            guard body(value) else { return }
+        }
+    }
 }
 
 /// The instant every test reads and counts at: 30 s before a minute boundary, so a fresh `fixed_window`

@@ -30,6 +30,45 @@ import Testing
         #expect(self.value(.const("global")) == "global")
     }
 
+    /// Values without surrounding whitespace (RFC 9110 §5.5); the host without one trailing dot.
+    @Test func valuesAreTrimmedAndHostsNormalised() {
+        let padded = TestRequest(
+            uri: "/?k=%20A%09&plain=A+",
+            host: "\tAPI.example.com.:8443 ",
+            headers: [("X-Api-Key", " secret\t"), ("Cookie", " sid = s1 ;x=1")]
+        )
+        #expect(self.value(.header("x-api-key"), padded) == "secret")
+        #expect(self.value(.query("k"), padded) == "A")
+        #expect(self.value(.query("plain"), padded) == "A")
+        #expect(self.value(.cookie("sid"), padded) == "s1")
+        #expect(self.value(.host, padded) == "api.example.com")
+        // Only whitespace is absent, like an empty value.
+        let blank = TestRequest(uri: "/?k=%20", host: ".", headers: [("X-Api-Key", " \t ")])
+        #expect(self.value(.header("x-api-key"), blank) == nil)
+        #expect(self.value(.query("k"), blank) == nil)
+        #expect(self.value(.host, blank) == nil)
+        #expect(self.value(.host, TestRequest(host: ":8080")) == nil)
+        // The digest agrees with the values.
+        let builder = KeyBuilder(parts: [.header("x-api-key"), .host, .query("k"), .cookie("sid")])
+        let plain = TestRequest(uri: "/?k=A", host: "api.example.com", headers: [("X-Api-Key", "secret"), ("Cookie", "sid=s1")])
+        #expect(self.digest(builder, padded) == self.digest(builder, plain))
+        #expect(self.digest(builder, blank) == nil)
+        #expect(self.value(.host, TestRequest(host: "[::1]:80")) == "[::1]")
+    }
+
+    /// `cookie:NAME` reads every `Cookie` field in order; the first occurrence wins, even when empty.
+    @Test func cookieInAnyCookieField() {
+        func sid(_ fields: [String]) -> String? {
+            self.value(.cookie("sid"), TestRequest(headers: fields.map { ("Cookie", $0) }))
+        }
+        #expect(sid(["a=1", "sid=s2"]) == "s2")
+        #expect(sid(["a=1", "b=2; sid=s3", "sid=s4"]) == "s3")
+        #expect(sid(["sid=s1", "sid=s2"]) == "s1")
+        #expect(sid(["sid=", "sid=s2"]) == nil)
+        #expect(sid(["a=1", "b=2"]) == nil)
+        #expect(sid([]) == nil)
+    }
+
     @Test func ipv6Prefix() {
         let r = TestRequest(clientIP: IPAddress("2001:db8:1:2:3:4:5:6")!)
         #expect(self.value(.ip, r) == "2001:db8:1:2:3:4:5:6")
@@ -98,5 +137,11 @@ import Testing
         #expect(self.digest(prefix, display: "2001:db8:1:2::/64|api.example.com") == fromRequest)
         #expect(self.digest(prefix, display: "2001:db8:1:2:ffff::9|API.EXAMPLE.COM") == fromRequest)
         #expect(self.digest(prefix, display: "2001:db8:1:3::/64|api.example.com") != fromRequest)
+        // A host's trailing dot, and whitespace around host and header values, as for a request.
+        #expect(self.digest(prefix, display: "2001:db8:1:2::/64|api.example.com.") == fromRequest)
+        #expect(self.digest(prefix, display: "2001:db8:1:2::/64| api.example.com.:8443") == fromRequest)
+        #expect(self.digest(prefix, display: "2001:db8:1:2::/64|") == nil)
+        let header = KeyBuilder(parts: [.header("x-api-key")])
+        #expect(self.digest(header, display: " secret ") == self.digest(header, TestRequest(headers: [("X-Api-Key", "secret")])))
     }
 }

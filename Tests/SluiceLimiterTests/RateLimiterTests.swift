@@ -79,6 +79,33 @@ import Testing
         #expect(remaining("0") == 8)
         #expect(remaining("-4") == 8)
         #expect(remaining("500") == 5)
+        // Whitespace around the number is not part of it (RFC 9110 §5.5); a leading `+` is allowed.
+        #expect(remaining(" 3\t") == 7)
+        #expect(remaining("+3") == 7)
+        #expect(remaining("3 4") == 8)
+        #expect(remaining("1.5") == 8)
+        #expect(remaining("") == 8)
+        // An integer too large for Int64 is above max (SPEC §2), never default.
+        #expect(remaining("9223372036854775807") == 5)
+        #expect(remaining("9223372036854775808") == 5)
+        #expect(remaining("99999999999999999999999999999") == 5)
+        #expect(remaining("+99999999999999999999") == 5)
+        #expect(remaining("-99999999999999999999") == 8)
+        #expect(remaining("99999999999999999999x") == 8)
+    }
+
+    @Test func costHeaderParsing() {
+        #expect(CostHeader.parse("0") == .integer(0))
+        #expect(CostHeader.parse("007") == .integer(7))
+        #expect(CostHeader.parse("+5") == .integer(5))
+        #expect(CostHeader.parse("-5") == .integer(-5))
+        #expect(CostHeader.parse("9223372036854775807") == .integer(.max))
+        #expect(CostHeader.parse("-9223372036854775808") == .integer(.min))
+        #expect(CostHeader.parse("9223372036854775808") == .aboveInt64)
+        #expect(CostHeader.parse("-9223372036854775809") == .belowInt64)
+        for text in ["", "+", "-", "1e3", "0x10", " 1", "1 ", "١"] {
+            #expect(CostHeader.parse(text[...]) == .notAnInteger, "\(text)")
+        }
     }
 
     @Test func costAboveCountIsRefusedForGood() {

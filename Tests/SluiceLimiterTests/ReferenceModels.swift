@@ -230,7 +230,11 @@ struct EngineModel {
 
     /// The rules that apply to `request`.
     func applicable(_ request: TestRequest) -> [RuleConfiguration] {
-        self.rules.filter { $0.match.methods?.contains(request.method) ?? true }
+        self.rules.filter { rule in
+            // `methods: [GET]` also matches HEAD (SPEC §3 "Hostile clients").
+            guard let methods = rule.match.methods else { return true }
+            return methods.contains(request.method) || (request.method == "HEAD" && methods.contains("GET"))
+        }
     }
 
     mutating func evaluate(_ request: TestRequest, at t: Int64) -> Expectation {
@@ -279,13 +283,22 @@ struct EngineModel {
         return expectation
     }
 
-    /// SPEC §2 `cost`: a header that is absent, not an integer or below 1 counts as `default`, above `max` as `max`.
+    /// SPEC §2 `cost`: a header that is absent, not an integer or below 1 counts as `default`, above `max` as `max`
+    /// (an integer too large for `Int64` too).
     static func cost(_ cost: RuleConfiguration.Cost, _ request: TestRequest) -> Int64 {
         switch cost {
         case .fixed(let units):
             return Int64(units)
         case .header(let name, let defaultUnits, let maxUnits):
-            guard let text = request.header(name), let units = Int64(text), units >= 1 else { return Int64(defaultUnits) }
+            guard let raw = request.header(name) else { return Int64(defaultUnits) }
+            var text = Substring(raw)
+            while let first = text.first, first == " " || first == "\t" { text.removeFirst() }
+            while let last = text.last, last == " " || last == "\t" { text.removeLast() }
+            let unsigned = text.hasPrefix("+") ? text.dropFirst() : text
+            if Int64(text) == nil, !unsigned.isEmpty, unsigned.allSatisfy({ ("0"..."9").contains($0) }) {
+                return Int64(maxUnits)
+            }
+            guard let units = Int64(text), units >= 1 else { return Int64(defaultUnits) }
             return min(units, Int64(maxUnits))
         }
     }

@@ -48,12 +48,27 @@ import Testing
         #expect(self.matches(RuleMatch(), TestRequest(method: "DELETE")))
     }
 
+    /// `methods: [GET]` also matches HEAD (like nginx's `limit_except GET`), not the other way round.
+    @Test func getAlsoMatchesHead() {
+        #expect(self.matches(RuleMatch(methods: ["GET"]), TestRequest(method: "HEAD")))
+        #expect(self.matches(RuleMatch(methods: ["POST", "GET"]), TestRequest(method: "HEAD")))
+        #expect(!self.matches(RuleMatch(methods: ["HEAD"]), TestRequest(method: "GET")))
+        #expect(!self.matches(RuleMatch(methods: ["POST"]), TestRequest(method: "HEAD")))
+    }
+
     @Test(arguments: [
         ("api.example.com", true),
         ("API.Example.COM", true),
         ("api.example.com:8080", true),
         ("example.com", false),
         ("api.example.com.evil", false),
+        // Surrounding whitespace is not part of the value; one trailing dot is the same name.
+        ("api.example.com\t", true),
+        (" api.example.com ", true),
+        ("api.example.com.", true),
+        ("API.example.com.:8080", true),
+        ("api.example.com..", false),
+        (".", false),
     ])
     func host(header: String, expected: Bool) {
         #expect(self.matches(RuleMatch(host: "api.example.com"), TestRequest(host: header)) == expected)
@@ -69,6 +84,16 @@ import Testing
         #expect(self.matches(match, TestRequest(headers: [("X-Env", "prod"), ("X-Key", "k")])))
         #expect(!self.matches(match, TestRequest(headers: [("X-Env", "dev"), ("X-Key", "k")])))
         #expect(!self.matches(match, TestRequest(headers: [("X-Env", "prod")])))
+        // Values are compared without surrounding whitespace, the configured one too.
+        #expect(self.matches(match, TestRequest(headers: [("X-Env", "prod \t"), ("X-Key", "k")])))
+        #expect(self.matches(match, TestRequest(headers: [("X-Env", "\tprod"), ("X-Key", "")])))
+        #expect(!self.matches(match, TestRequest(headers: [("X-Env", "pr od"), ("X-Key", "k")])))
+        let padded = RuleMatch(headers: [.init(name: "x-env", value: " prod ")])
+        #expect(self.matches(padded, TestRequest(headers: [("X-Env", "prod")])))
+    }
+
+    @Test func configuredHostWithTrailingDot() {
+        #expect(self.matches(RuleMatch(host: "api.example.com."), TestRequest(host: "api.example.com")))
     }
 
     @Test func everyConditionMustHold() {

@@ -12,6 +12,12 @@ struct TestRequest: RequestAttributes {
     func header(_ name: String) -> String? {
         self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
     }
+
+    func forEachHeaderValue(_ name: String, _ body: (String) -> Bool) {
+        for (fieldName, value) in self.headers where fieldName.lowercased() == name.lowercased() {
+            guard body(value) else { return }
+        }
+    }
 }
 
 /// A limit string as the loader would produce it.

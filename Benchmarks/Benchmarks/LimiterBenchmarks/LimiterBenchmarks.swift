@@ -169,4 +169,7 @@ struct BenchRequest: RequestAttributes {
     var host: String? { "api.example.com" }
     var clientIP: IPAddress { IPAddress(ipv4: 0x7F00_0001) }
     func header(_ name: String) -> String? { name == "x-api-key" ? self.apiKey : nil }
+    func forEachHeaderValue(_ name: String, _ body: (String) -> Bool) {
+        if let value = self.header(name) { _ = body(value) }
+    }
 }

@@ -13,6 +13,9 @@ struct ProfileRequest: RequestAttributes {
     var host: String? { "api.example.com" }
     var clientIP: IPAddress { IPAddress(ipv4: 0x7F00_0001) }
     func header(_ name: String) -> String? { name == "x-api-key" ? "key-42-abcdefghijklmnopqrstuvwxyz" : nil }
+    func forEachHeaderValue(_ name: String, _ body: (String) -> Bool) {
+        if let value = self.header(name) { _ = body(value) }
+    }
 }
 
 var configuration = SluiceConfiguration()
