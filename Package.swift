@@ -54,6 +54,7 @@ let package = Package(
             name: "SluiceProxy",
             dependencies: [
                 "SluiceConfig",
+                "SluiceHTTP1",
                 "SluiceLimiter",
                 "SluiceRedis",
                 "SluiceAdmin",

@@ -503,6 +503,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Builds the upstream head in place: hop-by-hop headers out, X-Forwarded-* in (SPEC §3).
     func rewriteForUpstream(_ head: inout HTTPRequestHead, target: UpstreamTarget, config: ProxySnapshot) {
+        Self.rewriteForUpstream(
+            &head,
+            settings: UpstreamRequestHeadWriter.Settings(
+                preserveHost: config.preserveHost,
+                upstreamHost: target.hostHeader,
+                forwardedProto: self.forwardedProto,
+                peer: self.peerText
+            )
+        )
+    }
+
+    /// ``rewriteForUpstream(_:target:config:)`` with its settings spelled out (``UpstreamRequestHeadWriter`` does
+    /// the same on raw bytes; a differential test holds the two together).
+    static func rewriteForUpstream(_ head: inout HTTPRequestHead, settings: UpstreamRequestHeadWriter.Settings) {
         let isUpgrade = head.isUpgradeRequest
         let clientHost = head.headers.first(name: "host")
         // Read before any rewriting; the encoders run with automatic framing off, so the upstream gets
@@ -517,16 +531,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         head.headers.remove(name: "expect")
         if head.headers.contains(name: "x-forwarded-for") {
             let existing = head.headers["x-forwarded-for"].joined(separator: ", ")
-            head.headers.replaceOrAdd(name: "X-Forwarded-For", value: existing + ", " + self.peerText)
+            head.headers.replaceOrAdd(name: "X-Forwarded-For", value: existing + ", " + settings.peer)
         } else {
-            head.headers.add(name: "X-Forwarded-For", value: self.peerText)
+            head.headers.add(name: "X-Forwarded-For", value: settings.peer)
         }
-        head.headers.replaceOrAdd(name: "X-Forwarded-Proto", value: self.forwardedProto)
+        head.headers.replaceOrAdd(name: "X-Forwarded-Proto", value: settings.forwardedProto)
         if let clientHost {
             head.headers.replaceOrAdd(name: "X-Forwarded-Host", value: clientHost)
+        } else {
+            // Sluice sets this field; a client's own (an HTTP/1.0 request without Host) never passes.
+            head.headers.remove(name: "x-forwarded-host")
         }
-        if !config.preserveHost || clientHost == nil {
-            head.headers.replaceOrAdd(name: "Host", value: target.hostHeader)
+        if !settings.preserveHost || clientHost == nil {
+            head.headers.replaceOrAdd(name: "Host", value: settings.upstreamHost)
         }
         head.version = .http1_1
     }

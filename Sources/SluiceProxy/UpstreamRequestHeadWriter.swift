@@ -1,0 +1,217 @@
+import NIOCore
+import SluiceHTTP1
+
+/// Writes the head a request goes upstream with, from the client's head bytes and their ``ParsedRequestHead``
+/// offsets: the kept field lines are copied as bytes, never decoded into `String`s (issue 19, item 2).
+///
+/// The same rewrite as ``ProxyHandler/rewriteForUpstream(_:target:config:)`` on NIOHTTP1 heads (a differential test
+/// holds the two together), SPEC §3:
+/// - the request line is `METHOD SP target SP HTTP/1.1`; an absolute-form target goes in origin form, its
+///   authority becoming `Host` (RFC 9112 §3.2.2);
+/// - hop-by-hop fields are dropped (``HopByHop/names``, `Expect`, and every field `Connection` names except the
+///   ``HopByHop/protectedNames``); an upgrade request keeps `Upgrade` and gets `Connection: upgrade`;
+/// - the framing is exactly the one the parser decided (`Content-Length: n` once, or `Transfer-Encoding: chunked`);
+/// - `X-Forwarded-For` gets the peer appended to the client's values (one field), `X-Forwarded-Proto` and
+///   `X-Forwarded-Host` (the client's host) replace the client's; `Host` is the client's with `preserve_host`,
+///   else the upstream's.
+struct UpstreamRequestHeadWriter {
+    /// What the rewrite needs besides the head.
+    struct Settings {
+        var preserveHost: Bool
+        /// `Host` for the upstream when the client's is not kept (``UpstreamTarget/hostHeader``).
+        var upstreamHost: String
+        /// `http` or `https`.
+        var forwardedProto: String
+        /// The TCP peer as text, appended to `X-Forwarded-For`.
+        var peer: String
+    }
+
+    /// Writes the upstream head of `head` (parsed from `bytes`) into `buffer`.
+    static func write(
+        _ head: ParsedRequestHead,
+        bytes: UnsafeRawBufferPointer,
+        settings: Settings,
+        into buffer: inout ByteBuffer
+    ) {
+        // The names `Connection` lists, lower-cased, as ranges of `bytes` (a few at most; no allocation for none).
+        var connectionOptions: [Range<Int>] = []
+        var forwardedFor = 0
+        for field in head.fields where Self.equals(bytes, field.name, "connection") {
+            Self.forEachToken(bytes, field.value) { token in
+                // `close`, `keep-alive` and `upgrade` are about this connection, not names of fields to drop.
+                if !(Self.equals(bytes, token, "close") || Self.equals(bytes, token, "keep-alive")
+                    || Self.equals(bytes, token, "upgrade"))
+                {
+                    connectionOptions.append(token)
+                }
+            }
+        }
+        let isUpgrade = head.isUpgrade
+        let absolute = Self.absoluteForm(bytes, head.target)
+
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.method]))
+        buffer.writeInteger(UInt8(ascii: " "))
+        if let absolute {
+            // `http://a` and `http://a?q` have an empty path: `/` (RFC 9112 §3.2.1).
+            if absolute.originForm.isEmpty || bytes[absolute.originForm.lowerBound] != UInt8(ascii: "/") {
+                buffer.writeInteger(UInt8(ascii: "/"))
+            }
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[absolute.originForm]))
+        } else {
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.target]))
+        }
+        buffer.writeStaticString(" HTTP/1.1\r\n")
+
+        var clientHost: Range<Int>? = absolute?.authority
+        if clientHost == nil, let index = head.hostField { clientHost = head.fields[index].value }
+
+        for field in head.fields {
+            let name = field.name
+            if Self.isDropped(bytes, name, connectionOptions: connectionOptions) { continue }
+            switch name.count {
+            case 4 where Self.equals(bytes, name, "host"):
+                continue  // written below, once
+            case 15 where Self.equals(bytes, name, "x-forwarded-for"):
+                // Joined into one field, written last (as NIO's replaceOrAdd does).
+                forwardedFor += 1
+                continue
+            case 16 where Self.equals(bytes, name, "x-forwarded-host"):
+                continue
+            case 17 where Self.equals(bytes, name, "x-forwarded-proto"):
+                continue
+            case 14 where Self.equals(bytes, name, "content-length"):
+                continue  // the framing is written below
+            default:
+                break
+            }
+            Self.writeField(bytes, field, into: &buffer)
+        }
+        if isUpgrade {
+            for field in head.fields where Self.equals(bytes, field.name, "upgrade") {
+                Self.writeField(bytes, field, into: &buffer)
+            }
+            buffer.writeStaticString("Connection: upgrade\r\n")
+        }
+        switch head.framing {
+        case .none:
+            break
+        case .length(let length):
+            buffer.writeStaticString("Content-Length: ")
+            buffer.writeString(String(length))
+            buffer.writeStaticString("\r\n")
+        case .chunked:
+            buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
+        }
+        buffer.writeStaticString("X-Forwarded-For: ")
+        if forwardedFor > 0 {
+            for field in head.fields where Self.equals(bytes, field.name, "x-forwarded-for") {
+                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+                buffer.writeStaticString(", ")
+            }
+        }
+        buffer.writeString(settings.peer)
+        buffer.writeStaticString("\r\nX-Forwarded-Proto: ")
+        buffer.writeString(settings.forwardedProto)
+        buffer.writeStaticString("\r\n")
+        if let clientHost {
+            buffer.writeStaticString("X-Forwarded-Host: ")
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[clientHost]))
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("Host: ")
+        if settings.preserveHost, let clientHost {
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[clientHost]))
+        } else {
+            buffer.writeString(settings.upstreamHost)
+        }
+        buffer.writeStaticString("\r\n\r\n")
+    }
+
+    // MARK: pieces
+
+    private static func writeField(_ bytes: UnsafeRawBufferPointer, _ field: ParsedRequestHead.Field, into buffer: inout ByteBuffer) {
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+        buffer.writeStaticString(": ")
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// Hop-by-hop, `Expect`, or named by `Connection` (and not protected).
+    private static func isDropped(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, connectionOptions: [Range<Int>]) -> Bool {
+        switch name.count {
+        case 2: if Self.equals(bytes, name, "te") { return true }
+        case 6: if Self.equals(bytes, name, "expect") { return true }
+        case 7: if Self.equals(bytes, name, "upgrade") || Self.equals(bytes, name, "trailer") { return true }
+        case 10: if Self.equals(bytes, name, "connection") || Self.equals(bytes, name, "keep-alive") { return true }
+        case 16: if Self.equals(bytes, name, "proxy-connection") { return true }
+        case 17: if Self.equals(bytes, name, "transfer-encoding") { return true }
+        case 18: if Self.equals(bytes, name, "proxy-authenticate") { return true }
+        case 19: if Self.equals(bytes, name, "proxy-authorization") { return true }
+        default: break
+        }
+        for option in connectionOptions where option.count == name.count {
+            if Self.equalFolded(bytes, option, name) && !Self.isProtected(bytes, name) { return true }
+        }
+        return false
+    }
+
+    /// ``HopByHop/protectedNames``: a `Connection` option never removes these.
+    private static func isProtected(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        Self.equals(bytes, name, "content-length") || Self.equals(bytes, name, "transfer-encoding")
+            || Self.equals(bytes, name, "host") || Self.equals(bytes, name, "x-forwarded-for")
+            || Self.equals(bytes, name, "x-forwarded-proto") || Self.equals(bytes, name, "x-forwarded-host")
+    }
+
+    /// Each comma-separated token of a value, without surrounding whitespace.
+    private static func forEachToken(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>, _ body: (Range<Int>) -> Void) {
+        var i = value.lowerBound
+        while i < value.upperBound {
+            while i < value.upperBound, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x2C { i += 1 }
+            let start = i
+            while i < value.upperBound, bytes[i] != 0x2C { i += 1 }
+            var end = i
+            while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
+            if end > start { body(start..<end) }
+        }
+    }
+
+    /// The authority and the origin form (path and query, possibly empty) of an absolute-form target.
+    private static func absoluteForm(_ bytes: UnsafeRawBufferPointer, _ target: Range<Int>) -> (authority: Range<Int>, originForm: Range<Int>)? {
+        guard let first = target.first, bytes[first] != UInt8(ascii: "/"), bytes[first] != UInt8(ascii: "*") else {
+            return nil
+        }
+        var i = target.lowerBound
+        while i + 2 < target.upperBound, !(bytes[i] == 0x3A && bytes[i + 1] == 0x2F && bytes[i + 2] == 0x2F) { i += 1 }
+        guard i + 2 < target.upperBound else { return nil }
+        let authorityStart = i + 3
+        var end = authorityStart
+        while end < target.upperBound, bytes[end] != UInt8(ascii: "/"), bytes[end] != UInt8(ascii: "?") { end += 1 }
+        return (authorityStart..<end, end..<target.upperBound)
+    }
+
+    @inline(__always)
+    private static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercased: StaticString) -> Bool {
+        guard range.count == lowercased.utf8CodeUnitCount else { return false }
+        var k = 0
+        let expected = lowercased.utf8Start
+        for i in range {
+            let b = bytes[i]
+            let folded = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
+            if folded != expected[k] { return false }
+            k += 1
+        }
+        return true
+    }
+
+    @inline(__always)
+    private static func equalFolded(_ bytes: UnsafeRawBufferPointer, _ a: Range<Int>, _ b: Range<Int>) -> Bool {
+        guard a.count == b.count else { return false }
+        var j = b.lowerBound
+        for i in a {
+            let x = bytes[i], y = bytes[j]
+            if (x >= 0x41 && x <= 0x5A ? x | 0x20 : x) != (y >= 0x41 && y <= 0x5A ? y | 0x20 : y) { return false }
+            j += 1
+        }
+        return true
+    }
+}
