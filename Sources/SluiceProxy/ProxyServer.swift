@@ -381,6 +381,7 @@ public final class ProxyServer: Service, Sendable {
             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits))
         )
         try pipeline.addHandler(HTTPServerPipelineHandler())
+        try pipeline.addHandler(ClientOutputBackPressureHandler())
         try pipeline.addHandler(ProxyHandler(shared: shared, pool: pool, overTLS: tls != nil))
     }
 

@@ -37,6 +37,7 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // Tunnelled bytes are not HTTP: the framing guard (passing through by now) goes too.
         if let framingGuard = try? c.handler(type: ChunkedFramingGuard.self) { _ = c.removeHandler(framingGuard) }
         _ = c.removeHandler(try c.handler(type: HTTPServerPipelineHandler.self))
+        _ = c.removeHandler(try c.handler(type: ClientOutputBackPressureHandler.self))
         _ = c.removeHandler(try c.handler(type: HTTPResponseEncoder.self))
         _ = u.removeHandler(try u.handler(type: UpstreamHandler.self))
         _ = u.removeHandler(try u.handler(type: HTTPRequestEncoder.self))
