@@ -52,6 +52,9 @@ extension ServerConfiguration {
                     ("upstream_connect", .duration(self.timeouts.upstreamConnect)),
                     ("upstream_response", .duration(self.timeouts.upstreamResponse)),
                     ("shutdown", .duration(self.timeouts.shutdown)),
+                    ("body_read", .duration(self.timeouts.bodyRead)),
+                    ("send", .duration(self.timeouts.send)),
+                    ("tunnel_idle", .duration(self.timeouts.tunnelIdle)),
                 ])
             ),
             ("trusted_proxies", .array(self.trustedProxies.map { .string($0.description) })),

@@ -111,6 +111,7 @@ extension ConfigReader {
         let keyPaths: [(String, WritableKeyPath<ServerConfiguration.Timeouts, Duration>)] = [
             ("header_read", \.headerRead), ("idle", \.idle), ("upstream_connect", \.upstreamConnect),
             ("upstream_response", \.upstreamResponse), ("shutdown", \.shutdown),
+            ("body_read", \.bodyRead), ("send", \.send), ("tunnel_idle", \.tunnelIdle),
         ]
         guard let fields = self.fields(node, "timeouts", allowed: keyPaths.map(\.0)) else { return timeouts }
         for (key, keyPath) in keyPaths {

@@ -119,19 +119,31 @@ public struct ServerConfiguration: Sendable {
         public var upstreamResponse: Duration
         /// Defaults to 15s.
         public var shutdown: Duration
+        /// Longest wait for the next bytes of a request body once its head has arrived. Defaults to 60s.
+        public var bodyRead: Duration
+        /// Longest time a client may take none of the response bytes waiting for it. Defaults to 60s.
+        public var send: Duration
+        /// Longest time an upgraded connection (WebSocket) may carry no byte either way. Defaults to 1h.
+        public var tunnelIdle: Duration
 
         public init(
             headerRead: Duration = .seconds(10),
             idle: Duration = .seconds(60),
             upstreamConnect: Duration = .seconds(2),
             upstreamResponse: Duration = .seconds(30),
-            shutdown: Duration = .seconds(15)
+            shutdown: Duration = .seconds(15),
+            bodyRead: Duration = .seconds(60),
+            send: Duration = .seconds(60),
+            tunnelIdle: Duration = .seconds(3600)
         ) {
             self.headerRead = headerRead
             self.idle = idle
             self.upstreamConnect = upstreamConnect
             self.upstreamResponse = upstreamResponse
             self.shutdown = shutdown
+            self.bodyRead = bodyRead
+            self.send = send
+            self.tunnelIdle = tunnelIdle
         }
     }
 }

@@ -126,6 +126,7 @@ extension ProxyHandler {
             "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         )
         self.state = .closed
+        self.armSendTimer()
         let loopBoundContext = NIOLoopBound(self.context!, eventLoop: self.context.eventLoop)
         encoderContext.writeAndFlush(NIOAny(buffer)).assumeIsolated().whenComplete { _ in
             loopBoundContext.value.close(promise: nil)
@@ -137,6 +138,7 @@ extension ProxyHandler {
     func closeAfterPendingWrites() {
         self.cancelConnectionTimers()
         self.state = .closed
+        self.armSendTimer()
         guard let encoderContext = try? self.context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) else {
             self.context.close(promise: nil)
             return

@@ -261,6 +261,7 @@ extension ProxyHandler {
     ///   or after ``lingerTimeout``.
     func writeEndAndClose(_ trailers: HTTPHeaders?, linger: Bool = false) {
         self.cancelConnectionTimers()
+        self.armSendTimer()
         let loopBoundContext = NIOLoopBound(self.context!, eventLoop: self.context.eventLoop)
         let written = self.context.writeAndFlush(self.wrapOutboundOut(.end(trailers)))
         guard linger else {
@@ -291,6 +292,9 @@ extension ProxyHandler {
             return
         }
         self.state = .tunnelling
+        // This handler leaves the pipeline; the tunnel keeps its own idle timer.
+        self.bodyTimer.cancel()
+        self.sendTimer.cancel()
         var head = responseHead
         head.version = exchange.clientVersion
         for (name, value) in exchange.extraResponseHeaders {
@@ -309,7 +313,11 @@ extension ProxyHandler {
             bytesOut: 0
         )
         do {
-            try TunnelHandler.join(client: self.context.channel, upstream: upstream.channel)
+            try TunnelHandler.join(
+                client: self.context.channel,
+                upstream: upstream.channel,
+                idleTimeout: self.shared.current().tunnelIdleTimeout
+            )
         } catch {
             self.shared.logger.warning("could not start tunnel", metadata: ["error": "\(error)"])
             upstream.channel.close(promise: nil)

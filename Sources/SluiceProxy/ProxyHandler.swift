@@ -123,6 +123,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     var connectionTimerKind = ConnectionTimer.head
     /// `upstream_response` for the exchange in flight.
     var responseTimer = LazyDeadline()
+    /// `body_read`: armed whenever a read of a request body is passed on (see ``armBodyTimer()``).
+    var bodyTimer = LazyDeadline()
+    /// `send`: armed while the client's output is above its high-water mark, or while a closing answer is
+    /// being flushed (see ``armSendTimer()``).
+    var sendTimer = LazyDeadline()
+    /// Bytes buffered for the client when ``sendTimer`` was last armed.
+    var sendBufferedBytes = 0
 
     enum ConnectionTimer {
         case head
@@ -170,6 +177,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func channelInactive(context: ChannelHandlerContext) {
         self.connectionTimer.cancel()
         self.responseTimer.cancel()
+        self.bodyTimer.cancel()
+        self.sendTimer.cancel()
         if case .forwarding(let exchange) = self.state {
             if let upstream = exchange.upstream {
                 upstream.handler.delegate = nil
@@ -211,8 +220,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .forwarding(let exchange) = self.state {
-            exchange.upstream?.handler.resumeReading()
+        if context.channel.isWritable {
+            if case .forwarding(let exchange) = self.state {
+                exchange.upstream?.handler.resumeReading()
+            }
+            self.clientOutputDrained()
+        } else {
+            self.armSendTimer()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -273,15 +287,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // Never read the client faster than the upstream takes its bytes.
             guard let upstream = exchange.upstream, upstream.channel.isWritable else {
                 self.readPending = true
+                // Not read, so not late: body_read counts only while the client is read.
+                self.bodyTimer.disarm()
                 return
             }
         }
+        self.armBodyTimerIfReadingBody()
         context.read()
     }
 
     func resumeClientReading() {
         guard self.readPending else { return }
         self.readPending = false
+        self.armBodyTimerIfReadingBody()
         self.context.read()
     }
 
@@ -483,6 +501,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     func requestEndReceived(_ trailers: HTTPHeaders?) {
+        self.bodyTimer.disarm()
         switch self.state {
         case .forwarding(let exchange):
             exchange.requestEnded = true

@@ -22,6 +22,9 @@ final class ProxySnapshot: Sendable, AtomicReference {
     let idleTimeout: TimeAmount
     let upstreamConnectTimeout: TimeAmount
     let upstreamResponseTimeout: TimeAmount
+    let bodyReadTimeout: TimeAmount
+    let sendTimeout: TimeAmount
+    let tunnelIdleTimeout: TimeAmount
 
     init(configuration: SluiceConfiguration, gate: any RequestGate, tls: TLSContexts = TLSContexts()) {
         self.configuration = configuration
@@ -37,6 +40,9 @@ final class ProxySnapshot: Sendable, AtomicReference {
         self.idleTimeout = TimeAmount(server.timeouts.idle)
         self.upstreamConnectTimeout = TimeAmount(server.timeouts.upstreamConnect)
         self.upstreamResponseTimeout = TimeAmount(server.timeouts.upstreamResponse)
+        self.bodyReadTimeout = TimeAmount(server.timeouts.bodyRead)
+        self.sendTimeout = TimeAmount(server.timeouts.send)
+        self.tunnelIdleTimeout = TimeAmount(server.timeouts.tunnelIdle)
     }
 }
 

@@ -4,7 +4,8 @@ import NIOHTTP1
 /// Relays raw bytes between the two ends of an upgraded connection (WebSocket), with
 /// back-pressure: a side is read only while its partner can take more.
 ///
-/// Consumes and produces `ByteBuffer`. When either side closes, the other is closed too.
+/// Consumes and produces `ByteBuffer`. When either side closes, the other is closed too. A tunnel that
+/// carries no byte either way for `tunnel_idle` is closed.
 final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -13,16 +14,22 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var partner: TunnelHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// `tunnel_idle`; set on the client side only, which keeps the deadline for both sides.
+    private var idleTimeout: TimeAmount?
+    private var idleDeadline = LazyDeadline()
 
     /// Replaces the HTTP handlers of both channels by a pair of tunnel handlers.
     ///
     /// Must run on the shared event loop, after the 101 has been written to the client. Bytes
     /// the HTTP decoders had already read past the upgrade are forwarded when they are removed.
-    static func join(client: Channel, upstream: Channel) throws {
+    ///
+    /// - Parameter idleTimeout: `tunnel_idle`: the tunnel closes once no byte has gone either way for this long.
+    static func join(client: Channel, upstream: Channel, idleTimeout: TimeAmount) throws {
         let clientSide = TunnelHandler()
         let upstreamSide = TunnelHandler()
         clientSide.partner = upstreamSide
         upstreamSide.partner = clientSide
+        clientSide.idleTimeout = idleTimeout
         let c = client.pipeline.syncOperations
         let u = upstream.pipeline.syncOperations
         try c.addHandler(clientSide)
@@ -48,6 +55,7 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         client.eventLoop.assumeIsolated().execute {
             clientSide.context?.flush()
             upstreamSide.context?.flush()
+            clientSide.trafficSeen()
             // Reads were held back while the HTTP exchange was in progress.
             client.read()
             upstream.read()
@@ -59,8 +67,31 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.idleDeadline.cancel()
         self.context = nil
         self.partner = nil
+    }
+
+    /// Bytes went through the tunnel: the idle deadline moves (a store; see ``LazyDeadline``).
+    private func trafficSeen() {
+        guard self.idleTimeout != nil else {
+            self.partner?.trafficSeen()
+            return
+        }
+        guard let timeout = self.idleTimeout, let context = self.context else { return }
+        self.idleDeadline.arm(context.eventLoop.now + timeout) { self.scheduleIdleCheck(at: $0, context: context) }
+    }
+
+    private func scheduleIdleCheck(at deadline: NIODeadline, context: ChannelHandlerContext) -> Scheduled<Void> {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        return context.eventLoop.scheduleTask(deadline: deadline) {
+            let (this, context) = loopBound.value
+            let expired = this.idleDeadline.taskFired(now: context.eventLoop.now) {
+                this.scheduleIdleCheck(at: $0, context: context)
+            }
+            // Closing this side closes the other (channelInactive).
+            if expired { context.close(promise: nil) }
+        }
     }
 
     private func partnerWrite(_ data: NIOAny) {
@@ -87,6 +118,7 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.trafficSeen()
         self.partner?.partnerWrite(data)
     }
 
@@ -95,6 +127,7 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.idleDeadline.cancel()
         self.partner?.partnerClose()
     }
 

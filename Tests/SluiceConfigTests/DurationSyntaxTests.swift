@@ -35,4 +35,17 @@ struct DurationSyntaxTests {
             "test.yaml:5:11: idle: must be greater than 0"
         ])
     }
+
+    @Test("body_read, send and tunnel_idle are read like the other timeouts")
+    func timeoutsAfterTheHead() throws {
+        let yaml = minimalYAML + "server:\n  timeouts:\n    body_read: 250ms\n    send: 5m\n    tunnel_idle: 1d\n"
+        let timeouts = try loadValid(yaml).server.timeouts
+        #expect(timeouts.bodyRead == .milliseconds(250))
+        #expect(timeouts.send == .seconds(300))
+        #expect(timeouts.tunnelIdle == .seconds(86400))
+        #expect(errorLines(yaml: minimalYAML + "server:\n  timeouts:\n    send: 0s\n    tunnel_idle: soon\n") == [
+            "test.yaml:5:11: send: must be greater than 0",
+            "test.yaml:6:18: tunnel_idle: invalid duration 'soon' (expected a number and a unit: 250ms, 2s, 5m, 1h, 1d)",
+        ])
+    }
 }

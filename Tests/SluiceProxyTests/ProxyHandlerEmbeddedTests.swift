@@ -154,7 +154,7 @@ struct TunnelHandlerEmbeddedTests {
         try upstream.pipeline.syncOperations.addHandler(UpstreamHandler())
         try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try upstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
-        try TunnelHandler.join(client: client, upstream: upstream)
+        try TunnelHandler.join(client: client, upstream: upstream, idleTimeout: .hours(1))
         loop.run()
         return (client, upstream)
     }
