@@ -132,6 +132,11 @@ final class ClientOutputBackPressureHandler: ChannelDuplexHandler, RemovableChan
                 self.deliver(data, context: context)
             case .inputClosed:
                 self.held.removeFirst()
+                // As a socket reports them: the reads' completion first, then the half-close.
+                if deliveredRead {
+                    deliveredRead = false
+                    context.fireChannelReadComplete()
+                }
                 context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
             case .error(let error):
                 self.held.removeFirst()

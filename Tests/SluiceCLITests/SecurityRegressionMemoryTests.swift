@@ -51,7 +51,8 @@ struct SecurityRegressionMemoryTests {
                 peak = max(peak, now)
                 written = writtenNow
             }
-            #expect(written > 1024 * 1024, "the client could hand over only \(written) B")
+            // More than the kernel holds unread (so Sluice answered thousands, enough to block its output).
+            #expect(written > 512 * 1024, "the client could hand over only \(written) B")
             #expect(
                 peak - before < 16 * 1024 * 1024,
                 "RSS went from \(before / 1024) KiB to \(peak / 1024) KiB with \(written / 1024) KiB of requests written and no answer read"
