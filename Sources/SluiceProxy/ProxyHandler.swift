@@ -123,7 +123,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     var connectionTimerKind = ConnectionTimer.head
     /// `upstream_response` for the exchange in flight.
     var responseTimer = LazyDeadline()
-    /// `body_read`: armed whenever a read of a request body is passed on (see ``armBodyTimer()``).
+    /// `body_read`: armed whenever a read of a request body is passed on (see ``armBodyTimerIfReadingBody()``).
     var bodyTimer = LazyDeadline()
     /// `send`: armed while the client's output is above its high-water mark, or while a closing answer is
     /// being flushed (see ``armSendTimer()``).
