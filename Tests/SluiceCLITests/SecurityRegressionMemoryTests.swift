@@ -15,6 +15,9 @@ struct SecurityRegressionMemoryTests {
         try await E2E.withSluice({ port in
             E2E.config(
                 upstreamPort: port,
+                server: """
+                      admin: "127.0.0.1:0"
+                    """,
                 rest: """
                     rules:
                       - name: needs-key
@@ -24,43 +27,55 @@ struct SecurityRegressionMemoryTests {
                     """
             )
         }) { sluice in
+            let admin = try await AdminEndToEndTests.adminPort(sluice)
             // Warm up the paths the attack uses, so their one-off allocations are in the baseline.
             #expect(try await E2E.request(port: sluice.port, "/hello").status == 429)
             #expect(try await E2E.request(port: sluice.port, "/hello", headers: [("X-Api-Key", "k")]).status == 200)
+            let refusedBefore = try await Self.refused(admin: admin)
             let before = try Self.residentBytes(of: sluice.process.pid)
 
             let total = 30 * 1024 * 1024
             let writer = try await UnreadPipelineWriter.connect(port: sluice.port, totalBytes: total)
             writer.start()
-            // Until Sluice has read all it is going to: the client's writes and the process's memory both stop
-            // growing for a while (its reads come in bursts; and the first answers fill the kernel's buffers
-            // before any is queued in the process), or the memory has grown past the bound.
+            // Until Sluice has answered all it is going to: far more answers than its bound (the kernel's buffers
+            // take the first ones), then neither the count of answers nor the memory grows for a while; or until
+            // the memory has grown past the bound.
             var peak = before
-            var written = 0
+            var answered = 0
             var stableSince = ContinuousClock.now
-            let deadline = ContinuousClock.now + .seconds(90)
-            while ContinuousClock.now - stableSince < .seconds(5) && ContinuousClock.now < deadline
-                && peak - before < 16 * 1024 * 1024
+            let deadline = ContinuousClock.now + .seconds(120)
+            while ContinuousClock.now < deadline && peak - before < 16 * 1024 * 1024
+                && !(answered >= 2000 && ContinuousClock.now - stableSince >= .seconds(3))
             {
                 try await Task.sleep(for: .milliseconds(200))
                 let now = try Self.residentBytes(of: sluice.process.pid)
-                let writtenNow = writer.bytesWritten
-                if now > peak + 256 * 1024 || writtenNow > written {
+                let answeredNow = try await Self.refused(admin: admin) - refusedBefore
+                if now > peak + 256 * 1024 || answeredNow > answered {
                     stableSince = ContinuousClock.now
                 }
                 peak = max(peak, now)
-                written = writtenNow
+                answered = answeredNow
             }
-            // More than the kernel holds unread (so Sluice answered thousands, enough to block its output).
-            #expect(written > 512 * 1024, "the client could hand over only \(written) B")
+            let written = writer.bytesWritten
+            // About 270 KiB of answers at least: far beyond what Sluice may hold unflushed.
+            #expect(answered >= 2000, "Sluice answered only \(answered) requests")
             #expect(
                 peak - before < 16 * 1024 * 1024,
-                "RSS went from \(before / 1024) KiB to \(peak / 1024) KiB with \(written / 1024) KiB of requests written and no answer read"
+                "RSS went from \(before / 1024) KiB to \(peak / 1024) KiB with \(answered) requests answered, \(written / 1024) KiB written, no answer read"
             )
             await writer.close()
             // Still serving.
             #expect(try await E2E.request(port: sluice.port, "/hello", headers: [("X-Api-Key", "k2")]).status == 200)
         }
+    }
+
+    /// Requests the rule refused so far, from `sluice_requests_total` at the admin listener.
+    static func refused(admin: Int) async throws -> Int {
+        let metrics = try await E2E.adminRequest(port: admin, "/metrics")
+        let line = metrics.bodyString.split(separator: "\n").first {
+            $0.hasPrefix("sluice_requests_total{") && $0.contains("rule=\"needs-key\"") && $0.contains("decision=\"limited\"")
+        }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? 0
     }
 
     /// `VmRSS` of a process, in bytes.
