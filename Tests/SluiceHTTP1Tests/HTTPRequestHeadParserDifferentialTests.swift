@@ -164,7 +164,12 @@ struct HTTPRequestHeadParserDifferentialTests {
         "Connection: close\r\n", "Transfer-Encoding: identity\r\n", " x\r\n", "\r\n",
     ]
 
-    static func mutate(_ input: [UInt8], _ random: inout SplitMix64) -> [UInt8] {
+    /// Mutates `input` one to three times; `lines` are the whole lines it may insert.
+    static func mutate(
+        _ input: [UInt8],
+        _ random: inout SplitMix64,
+        lines: [String] = Self.interestingLines
+    ) -> [UInt8] {
         var bytes = input
         let mutations = 1 + Int(random.next() % 3)
         for _ in 0..<mutations {
@@ -181,7 +186,7 @@ struct HTTPRequestHeadParserDifferentialTests {
             case 3:
                 // Insert a whole line after some line end.
                 if let lineEnd = bytes[position...].firstIndex(of: 0x0A) {
-                    let line = Self.interestingLines[Int(random.next() % UInt64(Self.interestingLines.count))]
+                    let line = lines[Int(random.next() % UInt64(lines.count))]
                     bytes.insert(contentsOf: Array(line.utf8), at: lineEnd + 1)
                 }
             case 4:
