@@ -175,8 +175,12 @@ enum HTTPFieldSemantics {
             while i < value.upperBound, bytes[i] != 0x2C { i += 1 }
             var trimmedStart = elementStart
             var trimmedEnd = i
-            while trimmedStart < trimmedEnd, bytes[trimmedStart] == 0x20 || bytes[trimmedStart] == 0x09 { trimmedStart += 1 }
-            while trimmedEnd > trimmedStart, bytes[trimmedEnd - 1] == 0x20 || bytes[trimmedEnd - 1] == 0x09 { trimmedEnd -= 1 }
+            while trimmedStart < trimmedEnd, bytes[trimmedStart] == 0x20 || bytes[trimmedStart] == 0x09 {
+                trimmedStart += 1
+            }
+            while trimmedEnd > trimmedStart, bytes[trimmedEnd - 1] == 0x20 || bytes[trimmedEnd - 1] == 0x09 {
+                trimmedEnd -= 1
+            }
             let element = trimmedStart..<trimmedEnd
             if element.isEmpty { return .invalid }
             if Self.equalsLowercased(bytes, element, "chunked") {
@@ -184,7 +188,11 @@ enum HTTPFieldSemantics {
                 result = .chunkedLast
             } else {
                 for j in element where !HTTPByteClass.is(bytes[j], HTTPByteClass.token) { return .invalid }
-                if result != .chunkedLast && result != .chunkedNotLast { result = .other } else { result = .chunkedNotLast }
+                if result != .chunkedLast && result != .chunkedNotLast {
+                    result = .other
+                } else {
+                    result = .chunkedNotLast
+                }
             }
             if i == value.upperBound { return result }
             i += 1  // the comma
@@ -223,7 +231,8 @@ enum HTTPFieldSemantics {
 
     /// ASCII case-insensitive comparison with a lower-case literal.
     @inline(__always)
-    static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
+    static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool
+    {
         guard range.count == literal.utf8CodeUnitCount else { return false }
         let expected = UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
         var k = 0
