@@ -173,6 +173,9 @@ public struct HTTPRequestHeadParser: Sendable {
             }
             self.contentLength = length
         case .transferEncoding:
+            // A tab anywhere is refused: llhttp reads `chunked<HTAB>` as another coding and refuses the request
+            // after handing its head over.
+            guard !self.fieldLines.valueHasTab else { return .malformed(.transferEncoding) }
             self.transferEncoding = true
             var coding = HTTPFieldSemantics.lastCoding(bytes, value)
             if coding == .chunkedNotLast { coding = .invalid }
