@@ -33,13 +33,8 @@ public struct HTTPRequestHeadParser: Sendable {
         case version(Int)
         case requestLineCR
         case requestLineLF
-        /// The first byte of a field line, or the CR of the final empty line.
-        case fieldLineStart
-        case fieldName
-        case valueLeadingWhitespace
-        case value
-        case fieldLineLF
-        case finalLF
+        /// The field lines and the final empty line, read by ``fieldLines``.
+        case fields
     }
 
     private var state = State.requestStart
@@ -47,15 +42,13 @@ public struct HTTPRequestHeadParser: Sendable {
     private var position = 0
     /// The head being built, and what the fields said so far.
     private var head = ParsedRequestHead(method: 0..<0, target: 0..<0, minorVersion: 1, fields: [], length: 0, framing: .none)
-    private var fieldStorage: [ParsedRequestHead.Field] = []
+    private var fieldLines = HTTPFieldLineParser()
     private var tokenStart = 0
-    private var valueStart = 0
-    private var valueEnd = 0
-    private var sawTabInValue = false
     private var contentLength: Int? = nil
     private var transferEncoding = false
     private var chunkedSeen = false
     private var hostCount = 0
+    private var connection = HTTPFieldSemantics.ConnectionOptions()
 
     public enum Result: Sendable, Equatable {
         /// The head is not complete yet; call again with more bytes.
@@ -67,19 +60,18 @@ public struct HTTPRequestHeadParser: Sendable {
     public init(maxHeadBytes: Int = 16384, maxFields: Int = 128) {
         self.maxHeadBytes = maxHeadBytes
         self.maxFields = maxFields
-        self.fieldStorage.reserveCapacity(16)
     }
 
     /// Forgets the head in progress (call before the next head, with bytes counted from its first byte).
     public mutating func reset() {
         self.state = .requestStart
         self.position = 0
-        self.fieldStorage.removeAll(keepingCapacity: true)
-        self.sawTabInValue = false
+        self.fieldLines.reset()
         self.contentLength = nil
         self.transferEncoding = false
         self.chunkedSeen = false
         self.hostCount = 0
+        self.connection = HTTPFieldSemantics.ConnectionOptions()
         self.head = ParsedRequestHead(method: 0..<0, target: 0..<0, minorVersion: 1, fields: [], length: 0, framing: .none)
     }
 
@@ -145,63 +137,21 @@ public struct HTTPRequestHeadParser: Sendable {
                 self.state = .requestLineLF
             case .requestLineLF:
                 guard byte == 0x0A else { return .error(.malformed(.bareCarriageReturn)) }
-                self.state = .fieldLineStart
-            case .fieldLineStart:
-                if byte == 0x0D {
-                    self.state = .finalLF
-                } else if HTTPByteClass.is(byte, HTTPByteClass.token) {
-                    self.tokenStart = i
-                    self.state = .fieldName
-                } else if byte == 0x20 || byte == 0x09 {
-                    return .error(.malformed(.obsoleteLineFolding))
-                } else {
-                    return .error(.malformed(byte == 0x0A ? .bareLineFeed : .fieldName))
-                }
-            case .fieldName:
-                while i < limit, HTTPByteClass.is(bytes[i], HTTPByteClass.token) { i += 1 }
-                guard i < limit else { continue }
-                let end = bytes[i]
-                guard end == 0x3A else {
-                    return .error(.malformed(end == 0x20 || end == 0x09 ? .whitespaceBeforeColon : .fieldName))
-                }
-                guard self.fieldStorage.count < self.maxFields else { return .error(.tooLarge) }
-                self.fieldStorage.append(ParsedRequestHead.Field(name: self.tokenStart..<i, value: i + 1..<i + 1))
-                self.sawTabInValue = false
-                self.state = .valueLeadingWhitespace
-            case .valueLeadingWhitespace:
-                if byte == 0x20 || byte == 0x09 {
-                    if byte == 0x09 { self.sawTabInValue = true }
-                } else {
-                    self.valueStart = i
-                    self.valueEnd = i
-                    self.state = .value
-                    continue  // the same byte, as part of the value
-                }
-            case .value:
-                while i < limit {
-                    let b = bytes[i]
-                    if b == 0x0D { break }
-                    guard HTTPByteClass.is(b, HTTPByteClass.fieldValue) else {
-                        return .error(.malformed(b == 0x0A ? .bareLineFeed : .fieldValue))
+                self.state = .fields
+            case .fields:
+                scanning: while true {
+                    switch self.fieldLines.scan(bytes, &i, limit: limit, maxFields: self.maxFields) {
+                    case .needMoreBytes:
+                        break scanning
+                    case .field:
+                        if let error = self.fieldCompleted(bytes) { return .error(error) }
+                    case .end(let length):
+                        return self.headCompleted(length: length)
+                    case .error(let error):
+                        return .error(error)
                     }
-                    if b == 0x09 {
-                        self.sawTabInValue = true
-                    } else if b != 0x20 {
-                        self.valueEnd = i + 1
-                    }
-                    i += 1
                 }
-                guard i < limit else { continue }
-                self.fieldStorage[self.fieldStorage.count - 1].value = self.valueStart..<self.valueEnd
-                self.state = .fieldLineLF
-            case .fieldLineLF:
-                guard byte == 0x0A else { return .error(.malformed(.bareCarriageReturn)) }
-                if let error = self.fieldCompleted(bytes) { return .error(error) }
-                self.state = .fieldLineStart
-            case .finalLF:
-                guard byte == 0x0A else { return .error(.malformed(.bareCarriageReturn)) }
-                i += 1
-                return self.headCompleted(length: i)
+                continue
             }
             i += 1
         }
@@ -210,19 +160,25 @@ public struct HTTPRequestHeadParser: Sendable {
 
     private static let versionPrefix: [UInt8] = Array("HTTP/".utf8)
 
-    /// The semantic checks of one complete field line (the last in ``fieldStorage``).
+    /// The semantic checks of one complete field line (the last in ``fieldLines``).
     private mutating func fieldCompleted(_ bytes: UnsafeRawBufferPointer) -> HTTPHeadError? {
-        let field = self.fieldStorage[self.fieldStorage.count - 1]
+        let field = self.fieldLines.fields[self.fieldLines.fields.count - 1]
         let value = field.value
-        switch Self.knownField(bytes, field.name) {
+        switch HTTPFieldSemantics.knownField(bytes, field.name) {
         case .contentLength:
             guard self.contentLength == nil else { return .malformed(.repeatedContentLength) }
             // llhttp takes spaces around the digits but not tabs.
-            guard let length = Self.decimal(bytes, value), !self.sawTabInValue else { return .malformed(.contentLength) }
+            guard let length = HTTPFieldSemantics.decimal(bytes, value), !self.fieldLines.valueHasTab else {
+                return .malformed(.contentLength)
+            }
             self.contentLength = length
         case .transferEncoding:
+            // A tab anywhere is refused: llhttp reads `chunked<HTAB>` as another coding and refuses the request
+            // after handing its head over.
+            guard !self.fieldLines.valueHasTab else { return .malformed(.transferEncoding) }
             self.transferEncoding = true
-            let coding = Self.lastCoding(bytes, value)
+            var coding = HTTPFieldSemantics.lastCoding(bytes, value)
+            if coding == .chunkedNotLast { coding = .invalid }
             // Fields combine into one list (RFC 9110 §5.3): a coding after `chunked`, in this field or a later
             // one, means `chunked` is not last; so does `chunked` twice (RFC 9112 §6.1).
             if coding == .invalid || (self.chunkedSeen && coding != .empty) {
@@ -232,14 +188,14 @@ public struct HTTPRequestHeadParser: Sendable {
         case .host:
             self.hostCount += 1
             guard self.hostCount == 1 else { return .malformed(.repeatedHost) }
-            self.head.hostField = self.fieldStorage.count - 1
+            self.head.hostField = self.fieldLines.fields.count - 1
             for k in value where !HTTPByteClass.is(bytes[k], HTTPByteClass.host) { return .malformed(.host) }
         case .connection:
-            Self.readConnectionOptions(bytes, value, into: &self.head)
+            HTTPFieldSemantics.readConnectionOptions(bytes, value, into: &self.connection)
         case .upgrade:
             self.head.hasUpgrade = true
         case .expect:
-            if Self.equalsLowercased(bytes, value, "100-continue") { self.head.expectsContinue = true }
+            if HTTPFieldSemantics.equalsLowercased(bytes, value, "100-continue") { self.head.expectsContinue = true }
         case .other:
             break
         }
@@ -259,7 +215,10 @@ public struct HTTPRequestHeadParser: Sendable {
             head.framing = .length(contentLength)
         }
         if self.hostCount == 0 && head.minorVersion == 1 { return .error(.malformed(.missingHost)) }
-        head.fields = self.fieldStorage
+        head.connectionClose = self.connection.close
+        head.connectionKeepAlive = self.connection.keepAlive
+        head.connectionUpgrade = self.connection.upgrade
+        head.fields = self.fieldLines.fields
         return .head(head)
     }
 
@@ -272,14 +231,14 @@ public struct HTTPRequestHeadParser: Sendable {
         method: Range<Int>
     ) -> HTTPHeadError.Reason? {
         let first = bytes[target.lowerBound]
-        if Self.equals(bytes, method, "CONNECT") {
+        if HTTPFieldSemantics.equals(bytes, method, "CONNECT") {
             // Authority-form: host characters only.
             for i in target where !HTTPByteClass.is(bytes[i], HTTPByteClass.host) { return .target }
             return nil
         }
         if first == UInt8(ascii: "/") { return nil }
         if target.count == 1 && first == UInt8(ascii: "*") {
-            return Self.equals(bytes, method, "OPTIONS") ? nil : .target
+            return HTTPFieldSemantics.equals(bytes, method, "OPTIONS") ? nil : .target
         }
         // Absolute-form: a scheme of letters (llhttp takes no other), "://", then an authority of host characters
         // (no userinfo, no list) up to the path or query.
@@ -310,121 +269,10 @@ public struct HTTPRequestHeadParser: Sendable {
     @inline(__always)
     private static func isKnownMethod(_ bytes: UnsafeRawBufferPointer, _ method: Range<Int>) -> Bool {
         // The common ones first.
-        if Self.equals(bytes, method, "GET") || Self.equals(bytes, method, "POST") { return true }
-        for known in Self.methods where Self.equals(bytes, method, known) { return true }
+        if HTTPFieldSemantics.equals(bytes, method, "GET") || HTTPFieldSemantics.equals(bytes, method, "POST") {
+            return true
+        }
+        for known in Self.methods where HTTPFieldSemantics.equals(bytes, method, known) { return true }
         return false
-    }
-
-    private enum KnownField {
-        case contentLength, transferEncoding, host, connection, upgrade, expect, other
-    }
-
-    /// The fields the parser acts on, recognised by length first (most fields fail there).
-    @inline(__always)
-    private static func knownField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> KnownField {
-        switch name.count {
-        case 4: return Self.equalsLowercased(bytes, name, "host") ? .host : .other
-        case 6: return Self.equalsLowercased(bytes, name, "expect") ? .expect : .other
-        case 7: return Self.equalsLowercased(bytes, name, "upgrade") ? .upgrade : .other
-        case 10: return Self.equalsLowercased(bytes, name, "connection") ? .connection : .other
-        case 14: return Self.equalsLowercased(bytes, name, "content-length") ? .contentLength : .other
-        case 17: return Self.equalsLowercased(bytes, name, "transfer-encoding") ? .transferEncoding : .other
-        default: return .other
-        }
-    }
-
-    /// `1*DIGIT` without overflow, or `nil`.
-    private static func decimal(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
-        guard !range.isEmpty else { return nil }
-        var value = 0
-        for i in range {
-            let b = bytes[i]
-            guard b >= 0x30, b <= 0x39 else { return nil }
-            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, o2) = times10.addingReportingOverflow(Int(b - 0x30))
-            guard !o1, !o2 else { return nil }
-            value = sum
-        }
-        return value
-    }
-
-    private enum LastCoding {
-        case chunkedLast, other, empty, invalid
-    }
-
-    /// The last coding of a `Transfer-Encoding` list; a `chunked` that is not last, an empty element (`chunked,`,
-    /// which llhttp refuses) or an element that is not a token is invalid (RFC 9112 §6.1).
-    private static func lastCoding(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>) -> LastCoding {
-        if value.isEmpty { return .empty }
-        var result = LastCoding.empty
-        var i = value.lowerBound
-        while true {
-            let elementStart = i
-            while i < value.upperBound, bytes[i] != 0x2C { i += 1 }
-            var trimmedStart = elementStart
-            var trimmedEnd = i
-            while trimmedStart < trimmedEnd, bytes[trimmedStart] == 0x20 || bytes[trimmedStart] == 0x09 { trimmedStart += 1 }
-            while trimmedEnd > trimmedStart, bytes[trimmedEnd - 1] == 0x20 || bytes[trimmedEnd - 1] == 0x09 { trimmedEnd -= 1 }
-            let element = trimmedStart..<trimmedEnd
-            if element.isEmpty || result == .chunkedLast { return .invalid }
-            if Self.equalsLowercased(bytes, element, "chunked") {
-                result = .chunkedLast
-            } else {
-                for j in element where !HTTPByteClass.is(bytes[j], HTTPByteClass.token) { return .invalid }
-                result = .other
-            }
-            if i == value.upperBound { return result }
-            i += 1  // the comma
-        }
-    }
-
-    /// Reads `close`, `keep-alive` and `upgrade` among the comma-separated options.
-    private static func readConnectionOptions(
-        _ bytes: UnsafeRawBufferPointer,
-        _ value: Range<Int>,
-        into head: inout ParsedRequestHead
-    ) {
-        var i = value.lowerBound
-        while i < value.upperBound {
-            while i < value.upperBound, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x2C { i += 1 }
-            let tokenStart = i
-            while i < value.upperBound, bytes[i] != 0x2C { i += 1 }
-            var tokenEnd = i
-            while tokenEnd > tokenStart, bytes[tokenEnd - 1] == 0x20 || bytes[tokenEnd - 1] == 0x09 { tokenEnd -= 1 }
-            let token = tokenStart..<tokenEnd
-            if Self.equalsLowercased(bytes, token, "close") {
-                head.connectionClose = true
-            } else if Self.equalsLowercased(bytes, token, "keep-alive") {
-                head.connectionKeepAlive = true
-            } else if Self.equalsLowercased(bytes, token, "upgrade") {
-                head.connectionUpgrade = true
-            }
-        }
-    }
-
-    /// ASCII case-insensitive comparison with a lower-case literal.
-    @inline(__always)
-    static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
-        guard range.count == literal.utf8CodeUnitCount else { return false }
-        let expected = UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
-        var k = 0
-        for i in range {
-            if HTTPByteClass.lowercased(bytes[i]) != expected[k] { return false }
-            k += 1
-        }
-        return true
-    }
-
-    /// Exact comparison with a literal (methods are case-sensitive).
-    @inline(__always)
-    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
-        guard range.count == literal.utf8CodeUnitCount else { return false }
-        let expected = UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
-        var k = 0
-        for i in range {
-            if bytes[i] != expected[k] { return false }
-            k += 1
-        }
-        return true
     }
 }

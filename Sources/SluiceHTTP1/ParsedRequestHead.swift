@@ -92,9 +92,17 @@ public enum HTTPHeadError: Error, Sendable, Equatable {
         case missingHost = "no Host"
         case repeatedHost = "more than one Host"
         case host = "malformed Host"
+        // Responses (HTTPResponseHeadParser): every refusal there means 502 to the client.
+        case statusLine = "malformed status line"
+        case statusCode = "status code outside 100-599"
+        case reasonPhrase = "control character in reason phrase"
+        case transferEncodingInHTTP10Response = "Transfer-Encoding in an HTTP/1.0 response"
+        case bodyOnBodilessStatus = "Transfer-Encoding or a non-zero Content-Length on a 1xx or 204 response"
+        case switchingWithoutUpgrade = "101 without Upgrade"
     }
 
-    /// The status code the client is answered with.
+    /// The status code the client is answered with when its request head is refused (a refused response head is
+    /// answered with 502, whatever the case).
     public var status: Int {
         switch self {
         case .malformed: return 400

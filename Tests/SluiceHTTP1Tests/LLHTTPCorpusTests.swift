@@ -4,8 +4,8 @@ import Testing
 
 /// llhttp's own request corpus (`test/request/*.md` of nodejs/llhttp) replayed through the byte-level parser.
 ///
-/// Point `SLUICE_LLHTTP_CORPUS` at a copy of that folder (the corpus is not committed; `fetch` brings the
-/// repository); the test is skipped without it. Every case that strict llhttp (`"type": "request"`) refuses while
+/// Point `SLUICE_LLHTTP_CORPUS` at a copy of that folder, of its sibling `test/response` or of `test` (the corpus is
+/// not committed; `fetch` brings the repository); the test is skipped without it. Every case that strict llhttp (`"type": "request"`) refuses while
 /// reading a head must be refused by ``HTTPRequestHeadParser`` too, and every case it refuses in a body by
 /// ``ChunkedBodyParser`` (or by the connection closing after a message that does not keep it alive). llhttp's
 /// pause on CONNECT/Upgrade is not a refusal.
@@ -15,6 +15,8 @@ struct LLHTTPCorpusTests {
         var file: String
         var line: Int
         var type: String
+        /// `"skipBody": true`: the message has no body whatever its fields say (a response to `HEAD`).
+        var skipBody = false
         var input: [UInt8]
         var log: [String]
     }
@@ -50,6 +52,7 @@ struct LLHTTPCorpusTests {
                             file: url.lastPathComponent,
                             line: metaLine,
                             type: meta["type"] as? String ?? "",
+                            skipBody: meta["skipBody"] as? Bool ?? false,
                             input: Self.decodeInput(raw),
                             log: body.components(separatedBy: "\n").filter { !$0.isEmpty }
                         )
@@ -136,8 +139,26 @@ struct LLHTTPCorpusTests {
         return nil
     }
 
+    /// llhttp's `test/<kind>` folder, found from `SLUICE_LLHTTP_CORPUS` (that folder, its parent `test`, or a
+    /// sibling), or `nil` when the variable is not set or names no such folder.
+    static func corpusFolder(_ kind: String) -> String? {
+        guard let root = ProcessInfo.processInfo.environment["SLUICE_LLHTTP_CORPUS"] else { return nil }
+        let url = URL(fileURLWithPath: root).standardizedFileURL
+        let candidates = [
+            url, url.appendingPathComponent(kind), url.deletingLastPathComponent().appendingPathComponent(kind),
+        ]
+        for candidate in candidates where candidate.lastPathComponent == kind {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                return candidate.path
+            }
+        }
+        Issue.record("SLUICE_LLHTTP_CORPUS=\(root) is not llhttp's test/\(kind), test/ or a sibling of test/\(kind)")
+        return nil
+    }
+
     @Test func everyHeadStrictLLHTTPRefusesIsRefused() throws {
-        guard let folder = ProcessInfo.processInfo.environment["SLUICE_LLHTTP_CORPUS"] else { return }
+        guard let folder = Self.corpusFolder("request") else { return }
         let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".md") }.sorted()
         var strict = 0
         var headRefusals = 0

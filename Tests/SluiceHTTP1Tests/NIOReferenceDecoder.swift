@@ -69,6 +69,24 @@ enum NIOReferenceDecoder {
         return .incomplete
     }
 
+    /// Whether the decoder throws on `head` alone (one complete head, nothing after it): llhttp judges a request's
+    /// framing after handing its head over (`Request has invalid Transfer-Encoding`), which ``decode(_:maxHeadBytes:)``
+    /// counts as accepted.
+    static func refusesHeadAlone(_ head: [UInt8]) -> Bool {
+        let channel = EmbeddedChannel(
+            handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
+        )
+        defer { _ = try? channel.finish() }
+        var buffer = channel.allocator.buffer(capacity: head.count)
+        buffer.writeBytes(head)
+        do {
+            try channel.writeInbound(buffer)
+            return false
+        } catch {
+            return true
+        }
+    }
+
     static func trimmed(_ value: String) -> String {
         var scalars = Substring(value)
         while let first = scalars.first, first == " " || first == "\t" { scalars = scalars.dropFirst() }
