@@ -31,6 +31,14 @@ struct SecurityRegressionAdminTests {
         seconds: Int = 40,
         _ body: @escaping @Sendable (_ port: Int) async throws -> Void
     ) async throws {
+        try await TestLoadGate.shared { try await Self.withAdminUngated(configuration, seconds: seconds, body) }
+    }
+
+    private static func withAdminUngated(
+        _ configuration: SluiceConfiguration,
+        seconds: Int,
+        _ body: @escaping @Sendable (_ port: Int) async throws -> Void
+    ) async throws {
         let server = AdminServer(
             backend: TestBackend(configuration: configuration),
             metrics: SluiceMetrics(),

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import SluiceAdmin
+import SluiceTestSupport
 import SluiceConfig
 import SluiceLimiter
 import Synchronization
@@ -120,6 +121,14 @@ final class TestBackend: AdminBackend {
 func withAdminServer(
     backend: TestBackend = TestBackend(),
     metrics: SluiceMetrics = SluiceMetrics(),
+    _ body: @escaping @Sendable (_ port: Int) async throws -> Void
+) async throws {
+    try await TestLoadGate.shared { try await withAdminServerUngated(backend: backend, metrics: metrics, body) }
+}
+
+private func withAdminServerUngated(
+    backend: TestBackend,
+    metrics: SluiceMetrics,
     _ body: @escaping @Sendable (_ port: Int) async throws -> Void
 ) async throws {
     let server = AdminServer(

@@ -20,6 +20,11 @@ struct SecurityRegressionFloodTests {
     /// send a byte), while accept keeps failing with `EMFILE`, neither spin a core nor stop the proxy: once the
     /// flood goes, a normal request gets its answer.
     @Test func floodUnderTheOpenFileLimitNeitherSpinsNorStopsTheProxy() async throws {
+        // Loads the machine: never beside the timing tests (TestLoadGate).
+        try await TestLoadGate.exclusive { try await self.floodUnderTheOpenFileLimitNeitherSpinsNorStopsTheProxyGated() }
+    }
+
+    func floodUnderTheOpenFileLimitNeitherSpinsNorStopsTheProxyGated() async throws {
         let upstream = try await TestUpstream(group: E2E.group)
         let config = E2E.config(
             upstreamPort: upstream.port,
@@ -96,6 +101,11 @@ struct SecurityRegressionFloodTests {
     /// With `max_connections: 5`, a sixth connection is held in the backlog, unanswered, until one of the five
     /// closes; then it is served. A reload that raises the cap lets the next one in at once.
     @Test func maxConnectionsHoldsTheNextConnectionUntilOneCloses() async throws {
+        // Loads the machine: never beside the timing tests (TestLoadGate).
+        try await TestLoadGate.exclusive { try await self.maxConnectionsHoldsTheNextConnectionUntilOneClosesGated() }
+    }
+
+    func maxConnectionsHoldsTheNextConnectionUntilOneClosesGated() async throws {
         let makeConfig = { (upstreamPort: Int, cap: Int) in
             E2E.config(upstreamPort: upstreamPort, server: "  max_connections: \(cap)", rest: "rules: []\n")
         }

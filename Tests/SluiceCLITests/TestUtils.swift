@@ -59,6 +59,15 @@ enum E2E {
         arguments: (String) -> [String] = { ["serve", "--config", $0] },
         _ body: (Running) async throws -> Void
     ) async throws {
+        // Inside ``TestLoadGate`` (shared): many of these tests measure time.
+        try await TestLoadGate.shared { try await Self.withSluiceUngated(makeConfig, arguments: arguments, body) }
+    }
+
+    private static func withSluiceUngated(
+        _ makeConfig: (Int) -> String,
+        arguments: (String) -> [String],
+        _ body: (Running) async throws -> Void
+    ) async throws {
         let upstream = try await TestUpstream(group: Self.group)
         let path = try Self.writeConfig(makeConfig(upstream.port))
         let process = try SluiceProcess(arguments(path))

@@ -47,9 +47,16 @@ final class ProxyHarness {
     }
 }
 
-/// Runs `body` with a harness and always stops it.
+/// Runs `body` with a harness and always stops it (inside ``TestLoadGate``, shared).
 func withProxy(
     _ configure: (inout SluiceConfiguration) -> Void = { _ in },
+    _ body: (ProxyHarness) async throws -> Void
+) async throws {
+    try await TestLoadGate.shared { try await withProxyUngated(configure, body) }
+}
+
+private func withProxyUngated(
+    _ configure: (inout SluiceConfiguration) -> Void,
     _ body: (ProxyHarness) async throws -> Void
 ) async throws {
     let harness = try await ProxyHarness(configure)

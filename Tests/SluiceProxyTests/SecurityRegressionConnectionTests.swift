@@ -30,6 +30,11 @@ struct SecurityRegressionConnectionTests {
     /// Issue 18 item 2: pipelined requests that Sluice answers itself are not read (so not answered)
     /// while the client reads none of the answers; once it reads, every answer arrives, in order.
     @Test func unreadLocalAnswersStopTheReadingOfTheirRequests() async throws {
+        // Loads the machine: never beside the timing tests (TestLoadGate).
+        try await TestLoadGate.exclusive { try await self.unreadLocalAnswersStopTheReadingOfTheirRequestsGated() }
+    }
+
+    func unreadLocalAnswersStopTheReadingOfTheirRequestsGated() async throws {
         try await withProxy(Self.twoRefusingRules) { proxy in
             let requests = 60_000
             let client = try await PipeliningClient.connect(port: proxy.port, requests: requests)

@@ -95,7 +95,12 @@ struct UpstreamRequestHeadWriterTests {
         }
     }
 
-    @Test func mutatedHeadsAgree() {
+    @Test func mutatedHeadsAgree() async throws {
+        // Loads the machine: never beside the timing tests (TestLoadGate).
+        try await TestLoadGate.exclusive { try await self.mutatedHeadsAgreeGated() }
+    }
+
+    func mutatedHeadsAgreeGated() async throws {
         var random = SplitMix64(seed: 0x0B5E_0019)
         var problems: [String] = []
         for round in 0..<(Int(ProcessInfo.processInfo.environment["SLUICE_DIFF_ROUNDS"] ?? "") ?? 3000) {
