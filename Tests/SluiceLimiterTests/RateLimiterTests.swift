@@ -21,7 +21,7 @@ import Testing
         let first = limiter.evaluate(self.post, now: at(60))
         #expect(first.decision == .admitted)
         #expect(first.statuses.map(\.remaining) == [1])
-        #expect(first.ruleDecisions == [RuleDecision(rule: "login", decision: .admitted)])
+        #expect(first.ruleDecisions == [RuleDecision(rule: "login", ruleIndex: 0, decision: .admitted)])
         #expect(limiter.evaluate(TestRequest(method: "POST", uri: "//login?x=1"), now: at(61)).decision == .admitted)
         let third = limiter.evaluate(self.post, now: at(62))
         #expect(third.decision == .limited)
