@@ -171,6 +171,33 @@ import Testing
         #expect(blocked.statuses.first?.rule == "global")
     }
 
+    /// Metrics are counted by the rule's position in the file, not among the rules that applied.
+    @Test func decisionsCarryTheRulesPositionInTheFile() {
+        let posts = RuleConfiguration(
+            name: "posts", match: RuleMatch(methods: ["POST"]), limits: [limit(100, per: 60)], algorithm: .gcra
+        )
+        let shadow = RuleConfiguration(name: "shadow", limits: [limit(1, per: 60)], algorithm: .fixedWindow, mode: .shadow)
+        let global = RuleConfiguration(
+            name: "global", key: [.const("all")], limits: [limit(2, per: 60)], algorithm: .fixedWindow
+        )
+        let limiter = self.limiter([posts, shadow, global])
+        let admitted = limiter.evaluate(TestRequest(), now: at(0))
+        #expect(admitted.ruleDecisions.map(\.ruleIndex) == [1, 2], "posts does not apply to a GET")
+        #expect(admitted.decision == .admitted && admitted.ruleIndex == nil)
+        let shadowed = limiter.evaluate(TestRequest(), now: at(0))
+        #expect(shadowed.decision == .shadowLimited)
+        #expect(shadowed.rule == "shadow" && shadowed.ruleIndex == 1)
+        let limited = limiter.evaluate(TestRequest(), now: at(0))
+        #expect(limited.decision == .limited)
+        #expect(limited.rule == "global" && limited.ruleIndex == 2)
+        #expect(
+            limited.ruleDecisions == [
+                RuleDecision(rule: "shadow", ruleIndex: 1, decision: .shadowLimited),
+                RuleDecision(rule: "global", ruleIndex: 2, decision: .limited),
+            ]
+        )
+    }
+
     @Test func blockFor() async throws {
         var rule = self.login
         rule.algorithm = .fixedWindow
