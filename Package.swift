@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "sluice", targets: ["sluice"]),
         /// For Benchmarks/ only: the limiter and the config model, re-exported.
         .library(name: "SluiceLimiterForBenchmarks", targets: ["SluiceLimiterForBenchmarks"]),
+        /// For Benchmarks/ only: the metrics and the status page's tables (what the request path feeds).
+        .library(name: "SluiceAdminForBenchmarks", targets: ["SluiceAdmin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -140,6 +142,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                /// To hold the status page's own histograms against swift-prometheus's rendering.
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(

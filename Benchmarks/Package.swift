@@ -26,6 +26,16 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .executableTarget(
+            name: "MetricsBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "SluiceLimiterForBenchmarks", package: sluicePackage),
+                .product(name: "SluiceAdminForBenchmarks", package: sluicePackage),
+            ],
+            path: "Benchmarks/MetricsBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
             name: "LimiterProfile",
             dependencies: [.product(name: "SluiceLimiterForBenchmarks", package: sluicePackage)],
             path: "Profile/LimiterProfile"

@@ -11,12 +11,18 @@ import Synchronization
 /// Every family is in the exposition from the start, so dashboards and alerts see a `0` rather than a missing series:
 /// label-less metrics are created in `init`, `sluice_config_reloads_total` for both results, and the labelled
 /// `sluice_requests_total` / `sluice_upstream_responses_total` get their `# TYPE` line even before their first
-/// series exists (call ``prepare(rules:)`` to have zero series for every rule as well).
+/// series exists (``ruleCounters(for:)`` and ``prepare(rules:)`` make zero series for every rule as well).
 ///
-/// Hot path: ``requestDecided(rule:decision:)`` and ``upstreamResponded(status:seconds:)`` run once per request on
-/// every event loop. They keep the registry out of it: the counter handles are cached in small `Mutex`-protected
-/// tables (one dictionary lookup under a short lock, then two atomic increments: the counter's and a readable total
-/// beside it for ``totals()``), and a series is created in the registry only the first time its labels are seen.
+/// Hot path: a request's rule decisions, its upstream response and its storage decision are counted without a lock,
+/// a dictionary or a string: each is one or two relaxed atomic adds on a cache line that only the calling event loop
+/// writes (``StripedCounters``, ``StripedHistogram``).
+/// - Rule decisions go through the ``RuleDecisionCounters`` of the configuration snapshot (``ruleCounters(for:)``,
+///   made once per load), indexed by the rule's position in the file (``RuleDecision/ruleIndex``).
+/// - Upstream statuses 100-599 have a fixed table; the registry's series of a status is made when it is first
+///   rendered with a count.
+/// - The registry's `sluice_requests_total` and `sluice_upstream_responses_total` counters are brought up to these
+///   counts by ``exposition()`` just before it renders them, and the two latency histograms are rendered by
+///   ``StripedHistogram`` in the registry's own format: render through ``exposition()``, not `registry.emit`.
 ///
 /// - note: All methods are thread-safe and may be called from any event loop.
 public final class SluiceMetrics: Sendable {
@@ -30,33 +36,42 @@ public final class SluiceMetrics: Sendable {
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
     ]
 
-    /// The registry the families live in; exposed so the lead can add process metrics to the same exposition.
+    /// The status codes with a slot of their own in ``statusCounts``; others (which an upstream would have to
+    /// invent) are counted under a lock.
+    static let tabledStatuses = 100..<600
+
+    /// The registry the counters and gauges live in; exposed so the lead can add process metrics to the same
+    /// exposition. Render it through ``exposition()``, which brings the request counters up to date first.
     public let registry: PrometheusCollectorRegistry
 
-    private let upstreamLatency: ValueHistogram
+    private let upstreamLatency: StripedHistogram
     private let storageErrors: ReadableCounter
-    private let storageLatency: ValueHistogram
+    private let storageLatency: StripedHistogram
     private let trackedKeys: Gauge
     private let evictions: Counter
     private let reloadSuccesses: Counter
     private let reloadFailures: Counter
     private let openConnections: Gauge
 
-    /// `sluice_requests_total` handles by rule, one slot per counted ``Decision``.
-    private let requestCounters: Mutex<[String: RuleCounters]>
-    /// `sluice_upstream_responses_total` handles by status code.
-    private let responseCounters: Mutex<[Int: ReadableCounter]>
-    /// Not Prometheus families: the status page's upstream health and Redis latency (``totals()``).
+    /// `sluice_requests_total` by rule name: every rule ever prepared or counted. Series of removed rules stay
+    /// (Prometheus counters must not disappear while the process lives), and a rule that keeps its name across a
+    /// reload keeps its series wherever it moves in the file.
+    private let requestSeries: Mutex<[String: RuleSeries]>
+    /// `sluice_upstream_responses_total`, counted: slot `status - 100` for ``tabledStatuses``.
+    private let statusCounts = StripedCounters(width: SluiceMetrics.tabledStatuses.count)
+    /// `sluice_upstream_responses_total`, rendered: the registry's series of each status seen so far.
+    private let statusSeries: Mutex<StatusSeries>
+    /// Not Prometheus families: the status page's upstream health (``totals()``).
     private let upstreamUnreachable = Atomic<Int>(0)
     private let upstreamTimeouts = Atomic<Int>(0)
-    private let storageDecisions = Atomic<Int>(0)
-    private let storageNanoseconds = Atomic<Int>(0)
     /// The store's cumulative eviction total at the last ``updateStoreGauges(trackedKeys:evictions:)``.
     private let lastEvictionTotal: Mutex<Int>
 
-    /// The four counters of one rule, indexed by ``Decision/metricSlot``.
-    private struct RuleCounters: Sendable {
-        var counters: [ReadableCounter]
+    /// The registry's series of `sluice_upstream_responses_total` and what each shows.
+    private struct StatusSeries {
+        var counters: [Int: (counter: Counter, shown: Int)] = [:]
+        /// Counts of statuses outside ``tabledStatuses``.
+        var untabled: [Int: Int] = [:]
     }
 
     /// Computed, not stored: `MetricNameDescriptor` is not `Sendable`, and it is only needed when a series is made.
@@ -79,12 +94,9 @@ public final class SluiceMetrics: Sendable {
     public init() {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
-        self.upstreamLatency = registry.makeValueHistogram(
-            descriptor: MetricNameDescriptor(
-                metricName: "sluice_upstream_latency",
-                unitName: "seconds",
-                helpText: "Time from forwarding a request to receiving the upstream's response head."
-            ),
+        self.upstreamLatency = StripedHistogram(
+            name: "sluice_upstream_latency_seconds",
+            help: "Time from forwarding a request to receiving the upstream's response head.",
             buckets: Self.upstreamLatencyBuckets
         )
         self.storageErrors = ReadableCounter(
@@ -96,12 +108,9 @@ public final class SluiceMetrics: Sendable {
                 )
             )
         )
-        self.storageLatency = registry.makeValueHistogram(
-            descriptor: MetricNameDescriptor(
-                metricName: "sluice_storage_latency",
-                unitName: "seconds",
-                helpText: "Time the storage took to decide a request."
-            ),
+        self.storageLatency = StripedHistogram(
+            name: "sluice_storage_latency_seconds",
+            help: "Time the storage took to decide a request.",
             buckets: Self.storageLatencyBuckets
         )
         self.trackedKeys = registry.makeGauge(
@@ -132,51 +141,21 @@ public final class SluiceMetrics: Sendable {
                 helpText: "Client connections open now."
             )
         )
-        self.requestCounters = Mutex([:])
-        self.responseCounters = Mutex([:])
+        self.requestSeries = Mutex([:])
+        self.statusSeries = Mutex(StatusSeries())
         self.lastEvictionTotal = Mutex(0)
     }
 
     // MARK: Hot path
 
-    /// Counts one applicable rule's verdict for a request (`LimitOutcome.ruleDecisions`).
-    ///
-    /// `Decision.noRule` is not a per-rule verdict and is ignored.
-    public func requestDecided(_ decision: RuleDecision) {
-        self.requestDecided(rule: decision.rule, decision: decision.decision)
-    }
-
-    /// Counts one applicable rule's verdict for a request; `.noRule` is ignored.
-    public func requestDecided(rule: String, decision: Decision) {
-        guard let slot = decision.metricSlot else { return }
-        let cached = self.requestCounters.withLock { $0[rule]?.counters[slot] }
-        if let cached {
-            cached.increment()
-            return
-        }
-        self.ruleCounters(rule).counters[slot].increment()
-    }
-
     /// Counts one upstream response and records the time to its head.
     public func upstreamResponded(status: Int, seconds: Double) {
-        let cached = self.responseCounters.withLock { $0[status] }
-        let counter: ReadableCounter
-        if let cached {
-            counter = cached
+        if Self.tabledStatuses.contains(status) {
+            self.statusCounts.add(status &- Self.tabledStatuses.lowerBound)
         } else {
-            // Created outside our lock: the registry takes its own, and a race only builds the same handle twice
-            // (the registry returns the existing series for the same labels).
-            let made = ReadableCounter(
-                self.registry.makeCounter(descriptor: Self.upstreamResponses, labels: [("status", String(status))])
-            )
-            counter = self.responseCounters.withLock { table in
-                if let existing = table[status] { return existing }
-                table[status] = made
-                return made
-            }
+            self.statusSeries.withLock { $0.untabled[status, default: 0] += 1 }
         }
-        counter.increment()
-        self.upstreamLatency.record(max(0, seconds))
+        self.upstreamLatency.observe(max(0, seconds))
     }
 
     /// Sluice answered 502 (upstream unreachable) or 504 (upstream too slow) itself; for the status page only
@@ -201,9 +180,7 @@ public final class SluiceMetrics: Sendable {
 
     /// Records the time one storage decision took.
     public func storageObserved(seconds: Double) {
-        self.storageLatency.record(max(0, seconds))
-        self.storageDecisions.wrappingAdd(1, ordering: .relaxed)
-        self.storageNanoseconds.wrappingAdd(Int(max(0, seconds) * 1e9), ordering: .relaxed)
+        self.storageLatency.observe(max(0, seconds))
     }
 
     /// Counts one failed or timed-out storage operation.
@@ -211,19 +188,38 @@ public final class SluiceMetrics: Sendable {
         self.storageErrors.increment()
     }
 
+    // MARK: Per configuration
+
+    /// The counters of `rules` (a configuration's rule names, in file order) for the request path: make once per
+    /// configuration load, then count each request's decisions with ``RuleDecisionCounters/record(_:)``.
+    ///
+    /// Creates the zero series of every rule × decision that does not exist yet, so `rate()` starts from 0 instead of
+    /// a missing series; a rule that existed before (under its name, wherever it was in the file) keeps its series
+    /// and its counts.
+    public func ruleCounters(for rules: [String]) -> RuleDecisionCounters {
+        RuleDecisionCounters(series: rules.map(self.series(forRule:)))
+    }
+
+    /// Creates the zero series of every rule × decision, like ``ruleCounters(for:)`` without keeping the table.
+    ///
+    /// Series of removed rules stay (Prometheus counters must not disappear while the process lives).
+    public func prepare(rules: some Sequence<String>) {
+        for rule in rules { _ = self.series(forRule: rule) }
+    }
+
+    /// Counts one applicable rule's verdict by the rule's name; `.noRule` is ignored.
+    ///
+    /// A dictionary lookup under a lock: the request path counts through ``ruleCounters(for:)`` instead.
+    public func requestDecided(rule: String, decision: Decision) {
+        guard let slot = decision.metricSlot else { return }
+        self.series(forRule: rule).counts.add(slot)
+    }
+
     // MARK: Occasional
 
     /// Counts a configuration reload (SPEC §6: a bad reload is counted, the process keeps running).
     public func reloaded(success: Bool) {
         (success ? self.reloadSuccesses : self.reloadFailures).increment()
-    }
-
-    /// Creates the zero series of every rule × decision, so `rate()` starts from 0 instead of a missing series.
-    ///
-    /// Optional; call at start and after each successful reload. Series of removed rules stay (Prometheus counters
-    /// must not disappear while the process lives).
-    public func prepare(rules: some Sequence<String>) {
-        for rule in rules { _ = self.ruleCounters(rule) }
     }
 
     /// Copies the store's numbers into `sluice_tracked_keys` and `sluice_evictions_total`.
@@ -245,25 +241,21 @@ public final class SluiceMetrics: Sendable {
 
     // MARK: Reading back
 
-    /// The totals counted so far, for the status page's sampler. Takes each table's lock once.
+    /// The totals counted so far, for the status page's sampler.
     public func totals() -> MetricTotals {
         var totals = MetricTotals()
-        totals.requests = self.requestCounters.withLock { table in
-            table.mapValues { rule in
-                DecisionCounts(
-                    admitted: rule.counters[0].value,
-                    limited: rule.counters[1].value,
-                    shadowLimited: rule.counters[2].value,
-                    exempt: rule.counters[3].value
-                )
-            }
+        totals.requests = self.requestSeries.withLock { table in table.mapValues(\.counts.decisionCounts) }
+        let untabled = self.statusSeries.withLock { $0.untabled }
+        for status in Self.tabledStatuses {
+            let count = self.statusCounts.value(status - Self.tabledStatuses.lowerBound)
+            if count > 0 { totals.upstreamResponses[status] = count }
         }
-        totals.upstreamResponses = self.responseCounters.withLock { table in table.mapValues(\.value) }
+        totals.upstreamResponses.merge(untabled) { $0 + $1 }
         totals.upstreamUnreachable = self.upstreamUnreachable.load(ordering: .relaxed)
         totals.upstreamTimeouts = self.upstreamTimeouts.load(ordering: .relaxed)
         totals.storageErrors = self.storageErrors.value
-        totals.storageDecisions = self.storageDecisions.load(ordering: .relaxed)
-        totals.storageNanoseconds = self.storageNanoseconds.load(ordering: .relaxed)
+        totals.storageDecisions = self.storageLatency.count
+        totals.storageNanoseconds = Int((self.storageLatency.sum * 1e9).rounded())
         return totals
     }
 
@@ -271,35 +263,65 @@ public final class SluiceMetrics: Sendable {
 
     /// The Prometheus text exposition (format 0.0.4) of every family.
     public func exposition() -> String {
+        self.updateRegistryCounters()
         var buffer: [UInt8] = []
         buffer.reserveCapacity(4096)
         self.registry.emit(into: &buffer)
         // A labelled family exists in the registry only once it has a series; announce the empty ones ourselves.
-        if self.requestCounters.withLock({ $0.isEmpty }) {
+        if self.requestSeries.withLock({ $0.isEmpty }) {
             Self.appendEmptyFamily(Self.requests, to: &buffer)
         }
-        if self.responseCounters.withLock({ $0.isEmpty }) {
+        if self.statusSeries.withLock({ $0.counters.isEmpty }) {
             Self.appendEmptyFamily(Self.upstreamResponses, to: &buffer)
         }
+        self.upstreamLatency.emit(into: &buffer)
+        self.storageLatency.emit(into: &buffer)
         return String(decoding: buffer, as: UTF8.self)
     }
 
     // MARK: Helpers
 
-    /// The cached counters of `rule`, creating its four series on first use.
-    private func ruleCounters(_ rule: String) -> RuleCounters {
-        if let cached = self.requestCounters.withLock({ $0[rule] }) { return cached }
-        let made = RuleCounters(
-            counters: Decision.countedInMetrics.map { decision in
-                ReadableCounter(
-                    self.registry.makeCounter(
-                        descriptor: Self.requests,
-                        labels: [("rule", rule), ("decision", decision.rawValue)]
+    /// Advances the registry's request and response counters to what was counted, making the series of statuses
+    /// seen for the first time.
+    private func updateRegistryCounters() {
+        self.requestSeries.withLock { table in
+            for series in table.values { series.updateRegistry() }
+        }
+        self.statusSeries.withLock { state in
+            func advance(_ status: Int, to count: Int) {
+                guard count > 0 else { return }
+                let entry =
+                    state.counters[status]
+                    ?? (
+                        self.registry.makeCounter(
+                            descriptor: Self.upstreamResponses,
+                            labels: [("status", String(status))]
+                        ), 0
                     )
+                if count > entry.shown { entry.counter.increment(by: Int64(count - entry.shown)) }
+                state.counters[status] = (entry.counter, max(count, entry.shown))
+            }
+            for status in Self.tabledStatuses {
+                advance(status, to: self.statusCounts.value(status - Self.tabledStatuses.lowerBound))
+            }
+            for (status, count) in state.untabled { advance(status, to: count) }
+        }
+    }
+
+    /// The series of `rule`, making its four registry series on first use.
+    private func series(forRule rule: String) -> RuleSeries {
+        if let known = self.requestSeries.withLock({ $0[rule] }) { return known }
+        // Made outside our lock: the registry takes its own, and a race only builds the same handles twice (the
+        // registry returns the existing series for the same labels; only the series that wins is ever counted in).
+        let made = RuleSeries(
+            counters: Decision.countedInMetrics.map { decision in
+                self.registry.makeCounter(
+                    descriptor: Self.requests,
+                    labels: [("rule", rule), ("decision", decision.rawValue)]
                 )
             }
         )
-        return self.requestCounters.withLock { table in
+        return self.requestSeries.withLock { table in
             if let existing = table[rule] { return existing }
             table[rule] = made
             return made
@@ -314,11 +336,91 @@ public final class SluiceMetrics: Sendable {
     }
 }
 
+/// The `sluice_requests_total` counters of one configuration's rules, by the rule's position in the file: what the
+/// request path counts a decision into (``SluiceMetrics/ruleCounters(for:)``, made once per load).
+///
+/// Recording is an array index and one relaxed atomic add on the calling event loop's own cache line: no lock, no
+/// dictionary, no string. A reload makes a new table; rules that keep their name share their series with the old
+/// one, so requests still finishing on the old snapshot count where the new ones do.
+public struct RuleDecisionCounters: Sendable {
+    /// Keeps the counters of ``handles`` alive.
+    private let series: [RuleSeries]
+    /// Each rule's counters, read without retaining anything.
+    private let handles: [StripedCounters.Handle]
+
+    init(series: [RuleSeries]) {
+        self.series = series
+        self.handles = series.map(\.counts.handle)
+    }
+
+    /// Rules in the table.
+    public var count: Int { self.handles.count }
+
+    /// Counts one applicable rule's verdict (`LimitOutcome.ruleDecisions`); `.noRule` is ignored.
+    ///
+    /// - Precondition: the decision comes from the configuration this table was made for (its `ruleIndex` is in
+    ///   range); an index outside the table is ignored (and stops a debug build).
+    @inline(__always)
+    public func record(_ decision: RuleDecision) {
+        self.record(ruleIndex: decision.ruleIndex, decision: decision.decision)
+    }
+
+    /// Counts `decision` for the rule at `ruleIndex` in the file; `.noRule` is ignored.
+    @inline(__always)
+    public func record(ruleIndex: Int, decision: Decision) {
+        guard let slot = decision.metricSlot else { return }
+        guard ruleIndex >= 0, ruleIndex < self.handles.count else {
+            assertionFailure("rule index \(ruleIndex) outside a table of \(self.handles.count) rules")
+            return
+        }
+        self.handles[ruleIndex].add(slot)
+    }
+}
+
+/// One rule name's `sluice_requests_total`: its counts by ``Decision/metricSlot`` and the four registry counters that
+/// ``SluiceMetrics/exposition()`` advances to them.
+final class RuleSeries: Sendable {
+    let counts = StripedCounters(width: Decision.countedInMetrics.count)
+    private let counters: [Counter]
+    /// The counts the registry counters show (each advanced by the growth since).
+    private let shown: Mutex<[Int]>
+
+    init(counters: [Counter]) {
+        self.counters = counters
+        self.shown = Mutex(Array(repeating: 0, count: counters.count))
+    }
+
+    func updateRegistry() {
+        self.shown.withLock { shown in
+            for slot in 0..<self.counters.count {
+                let count = self.counts.value(slot)
+                if count > shown[slot] {
+                    self.counters[slot].increment(by: Int64(count - shown[slot]))
+                    shown[slot] = count
+                }
+            }
+        }
+    }
+}
+
+extension StripedCounters {
+    /// The four decision counts of a ``RuleSeries``.
+    fileprivate var decisionCounts: DecisionCounts {
+        DecisionCounts(
+            admitted: self.value(0),
+            limited: self.value(1),
+            shadowLimited: self.value(2),
+            exempt: self.value(3)
+        )
+    }
+}
+
 extension Decision {
     /// The decisions `sluice_requests_total` has a series for (SPEC §7), in slot order.
     static let countedInMetrics: [Decision] = [.admitted, .limited, .shadowLimited, .exempt]
 
     /// This decision's index in ``countedInMetrics``; `nil` for `.noRule`.
+    @inline(__always)
     var metricSlot: Int? {
         switch self {
         case .admitted: 0

@@ -45,10 +45,14 @@ public struct LimitStatus: Sendable, Hashable {
 /// One applicable rule's own verdict, for `sluice_requests_total{rule,decision}`.
 public struct RuleDecision: Sendable, Hashable {
     public var rule: String
+    /// The rule's position in the configuration's `rules` (from 0), which the metrics of that configuration
+    /// snapshot are indexed by: the request path counts by index, never by name.
+    public var ruleIndex: Int
     public var decision: Decision
 
-    public init(rule: String, decision: Decision) {
+    public init(rule: String, ruleIndex: Int, decision: Decision) {
         self.rule = rule
+        self.ruleIndex = ruleIndex
         self.decision = decision
     }
 }
@@ -79,6 +83,8 @@ public struct LimitOutcome: Sendable {
     public var decision: Decision
     /// The rule that refused the request (`limited`), or the first shadow rule that would have (`shadowLimited`).
     public var rule: String?
+    /// ``rule``'s position in the configuration's `rules` (from 0); `nil` when ``rule`` is.
+    public var ruleIndex: Int?
     /// The blocked response of ``rule`` when `limited`.
     public var response: ResponseConfiguration?
     /// `Retry-After` in whole seconds (≥ 1) when `limited`; `nil` when refused for good (cost above COUNT,

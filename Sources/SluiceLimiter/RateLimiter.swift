@@ -222,14 +222,14 @@ public final class RateLimiter: Sendable {
             switch entry.kind {
             case .exempt:
                 anyExempt = true
-                outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .exempt))
+                outcome.ruleDecisions.append(RuleDecision(rule: rule.name, ruleIndex: entry.rule, decision: .exempt))
             case .refusedForGood(let limit):
                 if rule.isEnforced {
                     if refusedForGood == nil { refusedForGood = (entry.rule, limit) }
-                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .limited))
+                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, ruleIndex: entry.rule, decision: .limited))
                 } else {
                     if shadowRule == nil { shadowRule = entry.rule }
-                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .shadowLimited))
+                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, ruleIndex: entry.rule, decision: .shadowLimited))
                 }
             case .counted(let limits, let firstPosition, let refusedLimit):
                 anyCounted = true
@@ -265,21 +265,21 @@ public final class RateLimiter: Sendable {
                     // Refused for good; the statuses above are the counters as they stand, for the headers.
                     if rule.isEnforced {
                         if refusedForGood == nil { refusedForGood = (entry.rule, refusedLimit) }
-                        outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .limited))
+                        outcome.ruleDecisions.append(RuleDecision(rule: rule.name, ruleIndex: entry.rule, decision: .limited))
                     } else {
                         if shadowRule == nil { shadowRule = entry.rule }
-                        outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .shadowLimited))
+                        outcome.ruleDecisions.append(RuleDecision(rule: rule.name, ruleIndex: entry.rule, decision: .shadowLimited))
                     }
                     continue
                 }
                 if rule.isEnforced {
-                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .limited))
+                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, ruleIndex: entry.rule, decision: admitted ? .admitted : .limited))
                     if !admitted {
                         longestRetry = max(longestRetry, worstRetry)
                         if blocking == nil { blocking = (entry.rule, worstLimit) }
                     }
                 } else {
-                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, decision: admitted ? .admitted : .shadowLimited))
+                    outcome.ruleDecisions.append(RuleDecision(rule: rule.name, ruleIndex: entry.rule, decision: admitted ? .admitted : .shadowLimited))
                     if !admitted && shadowRule == nil { shadowRule = entry.rule }
                 }
                 if let countWhen = rule.countWhen, prepared.batch.isAdmitted, refusedForGood == nil,
@@ -309,8 +309,10 @@ public final class RateLimiter: Sendable {
         if prepared.batch.storageUnavailable {
             outcome.decision = .limited
             outcome.storageUnavailable = true
-            outcome.rule = blocking.map { self.rules[$0.rule].name } ?? outcome.statuses.first?.rule
-            outcome.keyDigest = Self.keyDigest(of: blocking?.rule ?? statusRules.first, in: prepared, rules: self.rules)
+            let namedRule = blocking?.rule ?? statusRules.first
+            outcome.rule = namedRule.map { self.rules[$0].name }
+            outcome.ruleIndex = namedRule
+            outcome.keyDigest = Self.keyDigest(of: namedRule, in: prepared, rules: self.rules)
             return outcome
         }
         // The rule the access log names: the refusing one, the shadow one, else the most constrained one.
@@ -325,6 +327,7 @@ public final class RateLimiter: Sendable {
         } else if let shadowRule {
             outcome.decision = .shadowLimited
             outcome.rule = self.rules[shadowRule].name
+            outcome.ruleIndex = shadowRule
             namedRule = shadowRule
         } else if anyCounted {
             outcome.decision = .admitted
@@ -356,6 +359,7 @@ public final class RateLimiter: Sendable {
         let rule = self.rules[index].configuration
         outcome.decision = .limited
         outcome.rule = rule.name
+        outcome.ruleIndex = index
         outcome.response = rule.response
         outcome.retryAfter = retryAfter
         outcome.deniedLimit = limit

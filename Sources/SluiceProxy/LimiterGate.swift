@@ -11,12 +11,23 @@ import SluiceLimiter
 struct LimiterGate: RequestGate {
     let limiter: RateLimiter
     let logger: Logger
-    let metrics: SluiceMetrics
+    /// `sluice_requests_total` of this configuration's rules, by rule index (made once per load).
+    let ruleCounters: RuleDecisionCounters
     /// Told the key of every limited and shadow-limited request (status page).
     let limitedKeys: LimitedKeyTracker
     /// Every shadow-limited request is in the access log; the stderr notice is kept to one line
     /// per rule per second, since the log handler writes synchronously on the event loop.
-    let shadowLog = ShadowLogThrottle()
+    let shadowLog: ShadowLogThrottle
+
+    /// The gate of `limiter`'s configuration; resolves its metric counters now, once.
+    init(limiter: RateLimiter, logger: Logger, metrics: SluiceMetrics, limitedKeys: LimitedKeyTracker) {
+        self.limiter = limiter
+        self.logger = logger
+        let rules = limiter.configuration.rules.map(\.name)
+        self.ruleCounters = metrics.ruleCounters(for: rules)
+        self.limitedKeys = limitedKeys
+        self.shadowLog = ShadowLogThrottle(rules: rules.count)
+    }
 
     func decide(head: HTTPRequestHead, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict {
         let now = LimiterInstant.now()
@@ -51,7 +62,7 @@ struct LimiterGate: RequestGate {
         context: inout GateContext,
         now: LimiterInstant
     ) -> GateVerdict {
-        for index in 0..<outcome.ruleDecisions.count { self.metrics.requestDecided(outcome.ruleDecisions[index]) }
+        for index in 0..<outcome.ruleDecisions.count { self.ruleCounters.record(outcome.ruleDecisions[index]) }
         context.decision = outcome.decision.rawValue
         context.rule = outcome.rule ?? outcome.statuses.first?.rule
         context.keyDigest = outcome.keyDigest
@@ -87,8 +98,8 @@ struct LimiterGate: RequestGate {
                 )
             )
         case .admitted, .shadowLimited:
-            if outcome.decision == .shadowLimited, let rule = outcome.rule,
-                let suppressed = self.shadowLog.shouldLog(rule: rule, second: now.unixSeconds)
+            if outcome.decision == .shadowLimited, let rule = outcome.rule, let ruleIndex = outcome.ruleIndex,
+                let suppressed = self.shadowLog.shouldLog(ruleIndex: ruleIndex, second: now.unixSeconds)
             {
                 self.logger.notice(
                     "shadow: rule would have limited this request",
@@ -145,20 +156,34 @@ struct HeadAttributes: RequestAttributes {
     }
 }
 
-/// Lets one log line per rule per second through and counts the rest.
+/// Lets one log line per rule per second through and counts the rest: per rule index of one configuration, without
+/// a lock (a shadow rule in a flood is asked on every request, from every event loop).
 final class ShadowLogThrottle: Sendable {
-    private let state = Mutex<[String: (second: Int64, suppressed: Int)]>([:])
+    private final class Rule: Sendable {
+        /// The Unix second of the last line let through; `Int64.min` before the first.
+        let second = Atomic<Int64>(.min)
+        /// Lines suppressed since then.
+        let suppressed = Atomic<Int>(0)
+    }
+
+    private let rules: [Rule]
+
+    init(rules: Int) {
+        self.rules = (0..<rules).map { _ in Rule() }
+    }
 
     /// The number of lines suppressed since the last one, or `nil` when this one is suppressed too.
-    func shouldLog(rule: String, second: Int64) -> Int? {
-        self.state.withLock { state in
-            if let last = state[rule], last.second == second {
-                state[rule] = (second, last.suppressed + 1)
-                return nil
-            }
-            let suppressed = state[rule]?.suppressed ?? 0
-            state[rule] = (second, 0)
-            return suppressed
+    ///
+    /// When two loops race at the turn of a second, one of them wins the line and the other counts as suppressed;
+    /// a suppression counted in that instant may be reported with the new line rather than the previous one.
+    func shouldLog(ruleIndex: Int, second: Int64) -> Int? {
+        guard ruleIndex >= 0, ruleIndex < self.rules.count else { return nil }
+        let rule = self.rules[ruleIndex]
+        let last = rule.second.load(ordering: .relaxed)
+        if last != second, rule.second.compareExchange(expected: last, desired: second, ordering: .relaxed).exchanged {
+            return rule.suppressed.exchange(0, ordering: .relaxed)
         }
+        rule.suppressed.wrappingAdd(1, ordering: .relaxed)
+        return nil
     }
 }

@@ -83,7 +83,6 @@ public final class ProxyServer: Service, Sendable {
             accessLog: accessLog,
             metrics: metrics
         )
-        metrics.prepare(rules: configuration.rules.map(\.name))
     }
 
     /// The running configuration.
@@ -146,7 +145,6 @@ public final class ProxyServer: Service, Sendable {
             ),
             tls: tls
         )
-        self.metrics.prepare(rules: configuration.rules.map(\.name))
         self.metrics.reloaded(success: true)
         self.shared.replace(with: snapshot)
         if let old = (previous.gate as? LimiterGate)?.limiter.store, old !== (snapshot.gate as? LimiterGate)?.limiter.store {

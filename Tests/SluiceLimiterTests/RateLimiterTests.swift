@@ -21,7 +21,7 @@ import Testing
         let first = limiter.evaluate(self.post, now: at(60))
         #expect(first.decision == .admitted)
         #expect(first.statuses.map(\.remaining) == [1])
-        #expect(first.ruleDecisions == [RuleDecision(rule: "login", decision: .admitted)])
+        #expect(first.ruleDecisions == [RuleDecision(rule: "login", ruleIndex: 0, decision: .admitted)])
         #expect(limiter.evaluate(TestRequest(method: "POST", uri: "//login?x=1"), now: at(61)).decision == .admitted)
         let third = limiter.evaluate(self.post, now: at(62))
         #expect(third.decision == .limited)
@@ -169,6 +169,33 @@ import Testing
         let perIPStatus = try await limiter.keyState(rule: "per-ip", displayKey: "203.0.113.7", now: at(0))!
         #expect(perIPStatus.limits.map(\.remaining) == [99])
         #expect(blocked.statuses.first?.rule == "global")
+    }
+
+    /// Metrics are counted by the rule's position in the file, not among the rules that applied.
+    @Test func decisionsCarryTheRulesPositionInTheFile() {
+        let posts = RuleConfiguration(
+            name: "posts", match: RuleMatch(methods: ["POST"]), limits: [limit(100, per: 60)], algorithm: .gcra
+        )
+        let shadow = RuleConfiguration(name: "shadow", limits: [limit(1, per: 60)], algorithm: .fixedWindow, mode: .shadow)
+        let global = RuleConfiguration(
+            name: "global", key: [.const("all")], limits: [limit(2, per: 60)], algorithm: .fixedWindow
+        )
+        let limiter = self.limiter([posts, shadow, global])
+        let admitted = limiter.evaluate(TestRequest(), now: at(0))
+        #expect(admitted.ruleDecisions.map(\.ruleIndex) == [1, 2], "posts does not apply to a GET")
+        #expect(admitted.decision == .admitted && admitted.ruleIndex == nil)
+        let shadowed = limiter.evaluate(TestRequest(), now: at(0))
+        #expect(shadowed.decision == .shadowLimited)
+        #expect(shadowed.rule == "shadow" && shadowed.ruleIndex == 1)
+        let limited = limiter.evaluate(TestRequest(), now: at(0))
+        #expect(limited.decision == .limited)
+        #expect(limited.rule == "global" && limited.ruleIndex == 2)
+        #expect(
+            limited.ruleDecisions == [
+                RuleDecision(rule: "shadow", ruleIndex: 1, decision: .shadowLimited),
+                RuleDecision(rule: "global", ruleIndex: 2, decision: .limited),
+            ]
+        )
     }
 
     @Test func blockFor() async throws {

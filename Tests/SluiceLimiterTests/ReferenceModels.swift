@@ -245,11 +245,13 @@ struct EngineModel {
         var toCount: [(counter: String, cost: Int64)] = []
         var breached: [(key: String, until: Int64)] = []
         for rule in rules {
+            // Rule names are unique in a configuration; the engine reports the rule's position in the file.
+            let ruleIndex = self.rules.firstIndex { $0.name == rule.name }!
             let key = rule.name + "|" + rule.key.map { $0 == .ip ? "\(request.clientIP)" : $0.description }.joined(separator: ",")
             let cost = Self.cost(rule.cost, request)
             if rule.limits.contains(where: { Int64($0.count) < cost }) {
                 expectation.refusedForGood = true
-                expectation.ruleDecisions.append(RuleDecision(rule: rule.name, decision: .limited))
+                expectation.ruleDecisions.append(RuleDecision(rule: rule.name, ruleIndex: ruleIndex, decision: .limited))
                 continue
             }
             let blocked = (self.blockedUntil[key] ?? Int64.min) > t
@@ -266,7 +268,7 @@ struct EngineModel {
                 toCount.append((counter, cost))
                 if self.counters[counter] == nil { self.counters[counter] = referenceModel(rule.algorithm, parameters) }
             }
-            expectation.ruleDecisions.append(RuleDecision(rule: rule.name, decision: ruleAdmits ? .admitted : .limited))
+            expectation.ruleDecisions.append(RuleDecision(rule: rule.name, ruleIndex: ruleIndex, decision: ruleAdmits ? .admitted : .limited))
             if !ruleAdmits {
                 everyLimitAdmits = false
                 let blockFor = Self.nanoseconds(rule.blockFor)
