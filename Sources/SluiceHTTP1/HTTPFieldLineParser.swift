@@ -211,14 +211,7 @@ enum HTTPFieldSemantics {
         _ value: Range<Int>,
         into options: inout ConnectionOptions
     ) {
-        var i = value.lowerBound
-        while i < value.upperBound {
-            while i < value.upperBound, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x2C { i += 1 }
-            let tokenStart = i
-            while i < value.upperBound, bytes[i] != 0x2C { i += 1 }
-            var tokenEnd = i
-            while tokenEnd > tokenStart, bytes[tokenEnd - 1] == 0x20 || bytes[tokenEnd - 1] == 0x09 { tokenEnd -= 1 }
-            let token = tokenStart..<tokenEnd
+        HTTPBytes.forEachListElement(bytes, value) { token in
             if Self.equalsLowercased(bytes, token, "close") {
                 options.close = true
             } else if Self.equalsLowercased(bytes, token, "keep-alive") {
@@ -233,14 +226,7 @@ enum HTTPFieldSemantics {
     @inline(__always)
     static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool
     {
-        guard range.count == literal.utf8CodeUnitCount else { return false }
-        let expected = UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
-        var k = 0
-        for i in range {
-            if HTTPByteClass.lowercased(bytes[i]) != expected[k] { return false }
-            k += 1
-        }
-        return true
+        HTTPBytes.equalsLowercased(bytes, range, literal)
     }
 
     /// Exact comparison with a literal (methods are case-sensitive).

@@ -36,11 +36,11 @@ struct UpstreamRequestHeadWriter {
         // The names `Connection` lists, lower-cased, as ranges of `bytes` (a few at most; no allocation for none).
         var connectionOptions: [Range<Int>] = []
         var forwardedFor = 0
-        for field in head.fields where Self.equals(bytes, field.name, "connection") {
-            Self.forEachToken(bytes, field.value) { token in
+        for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "connection") {
+            HTTPBytes.forEachListElement(bytes, field.value) { token in
                 // `close`, `keep-alive` and `upgrade` are about this connection, not names of fields to drop.
-                if !(Self.equals(bytes, token, "close") || Self.equals(bytes, token, "keep-alive")
-                    || Self.equals(bytes, token, "upgrade"))
+                if !(HTTPBytes.equalsLowercased(bytes, token, "close") || HTTPBytes.equalsLowercased(bytes, token, "keep-alive")
+                    || HTTPBytes.equalsLowercased(bytes, token, "upgrade"))
                 {
                     connectionOptions.append(token)
                 }
@@ -69,17 +69,17 @@ struct UpstreamRequestHeadWriter {
             let name = field.name
             if Self.isDropped(bytes, name, connectionOptions: connectionOptions) { continue }
             switch name.count {
-            case 4 where Self.equals(bytes, name, "host"):
+            case 4 where HTTPBytes.equalsLowercased(bytes, name, "host"):
                 continue  // written below, once
-            case 15 where Self.equals(bytes, name, "x-forwarded-for"):
+            case 15 where HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-for"):
                 // Joined into one field, written last (as NIO's replaceOrAdd does).
                 forwardedFor += 1
                 continue
-            case 16 where Self.equals(bytes, name, "x-forwarded-host"):
+            case 16 where HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-host"):
                 continue
-            case 17 where Self.equals(bytes, name, "x-forwarded-proto"):
+            case 17 where HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-proto"):
                 continue
-            case 14 where Self.equals(bytes, name, "content-length"):
+            case 14 where HTTPBytes.equalsLowercased(bytes, name, "content-length"):
                 continue  // the framing is written below
             default:
                 break
@@ -87,7 +87,7 @@ struct UpstreamRequestHeadWriter {
             Self.writeField(bytes, field, into: &buffer)
         }
         if isUpgrade {
-            for field in head.fields where Self.equals(bytes, field.name, "upgrade") {
+            for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "upgrade") {
                 Self.writeField(bytes, field, into: &buffer)
             }
             buffer.writeStaticString("Connection: upgrade\r\n")
@@ -104,7 +104,7 @@ struct UpstreamRequestHeadWriter {
         }
         buffer.writeStaticString("X-Forwarded-For: ")
         if forwardedFor > 0 {
-            for field in head.fields where Self.equals(bytes, field.name, "x-forwarded-for") {
+            for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "x-forwarded-for") {
                 buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
                 buffer.writeStaticString(", ")
             }
@@ -139,40 +139,27 @@ struct UpstreamRequestHeadWriter {
     /// Hop-by-hop, `Expect`, or named by `Connection` (and not protected).
     private static func isDropped(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, connectionOptions: [Range<Int>]) -> Bool {
         switch name.count {
-        case 2: if Self.equals(bytes, name, "te") { return true }
-        case 6: if Self.equals(bytes, name, "expect") { return true }
-        case 7: if Self.equals(bytes, name, "upgrade") || Self.equals(bytes, name, "trailer") { return true }
-        case 10: if Self.equals(bytes, name, "connection") || Self.equals(bytes, name, "keep-alive") { return true }
-        case 16: if Self.equals(bytes, name, "proxy-connection") { return true }
-        case 17: if Self.equals(bytes, name, "transfer-encoding") { return true }
-        case 18: if Self.equals(bytes, name, "proxy-authenticate") { return true }
-        case 19: if Self.equals(bytes, name, "proxy-authorization") { return true }
+        case 2: if HTTPBytes.equalsLowercased(bytes, name, "te") { return true }
+        case 6: if HTTPBytes.equalsLowercased(bytes, name, "expect") { return true }
+        case 7: if HTTPBytes.equalsLowercased(bytes, name, "upgrade") || HTTPBytes.equalsLowercased(bytes, name, "trailer") { return true }
+        case 10: if HTTPBytes.equalsLowercased(bytes, name, "connection") || HTTPBytes.equalsLowercased(bytes, name, "keep-alive") { return true }
+        case 16: if HTTPBytes.equalsLowercased(bytes, name, "proxy-connection") { return true }
+        case 17: if HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding") { return true }
+        case 18: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authenticate") { return true }
+        case 19: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authorization") { return true }
         default: break
         }
         for option in connectionOptions where option.count == name.count {
-            if Self.equalFolded(bytes, option, name) && !Self.isProtected(bytes, name) { return true }
+            if HTTPBytes.equalsIgnoringCase(bytes, option, name) && !Self.isProtected(bytes, name) { return true }
         }
         return false
     }
 
     /// ``HopByHop/protectedNames``: a `Connection` option never removes these.
     private static func isProtected(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
-        Self.equals(bytes, name, "content-length") || Self.equals(bytes, name, "transfer-encoding")
-            || Self.equals(bytes, name, "host") || Self.equals(bytes, name, "x-forwarded-for")
-            || Self.equals(bytes, name, "x-forwarded-proto") || Self.equals(bytes, name, "x-forwarded-host")
-    }
-
-    /// Each comma-separated token of a value, without surrounding whitespace.
-    private static func forEachToken(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>, _ body: (Range<Int>) -> Void) {
-        var i = value.lowerBound
-        while i < value.upperBound {
-            while i < value.upperBound, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x2C { i += 1 }
-            let start = i
-            while i < value.upperBound, bytes[i] != 0x2C { i += 1 }
-            var end = i
-            while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
-            if end > start { body(start..<end) }
-        }
+        HTTPBytes.equalsLowercased(bytes, name, "content-length") || HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding")
+            || HTTPBytes.equalsLowercased(bytes, name, "host") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-for")
+            || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-proto") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-host")
     }
 
     /// The authority and the origin form (path and query, possibly empty) of an absolute-form target.
@@ -187,31 +174,5 @@ struct UpstreamRequestHeadWriter {
         var end = authorityStart
         while end < target.upperBound, bytes[end] != UInt8(ascii: "/"), bytes[end] != UInt8(ascii: "?") { end += 1 }
         return (authorityStart..<end, end..<target.upperBound)
-    }
-
-    @inline(__always)
-    private static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercased: StaticString) -> Bool {
-        guard range.count == lowercased.utf8CodeUnitCount else { return false }
-        var k = 0
-        let expected = lowercased.utf8Start
-        for i in range {
-            let b = bytes[i]
-            let folded = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
-            if folded != expected[k] { return false }
-            k += 1
-        }
-        return true
-    }
-
-    @inline(__always)
-    private static func equalFolded(_ bytes: UnsafeRawBufferPointer, _ a: Range<Int>, _ b: Range<Int>) -> Bool {
-        guard a.count == b.count else { return false }
-        var j = b.lowerBound
-        for i in a {
-            let x = bytes[i], y = bytes[j]
-            if (x >= 0x41 && x <= 0x5A ? x | 0x20 : x) != (y >= 0x41 && y <= 0x5A ? y | 0x20 : y) { return false }
-            j += 1
-        }
-        return true
     }
 }
