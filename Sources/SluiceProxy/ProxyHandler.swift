@@ -60,6 +60,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             upstreamHead: HTTPRequestHead,
             clientHead: HTTPRequestHead,
             target: UpstreamTarget,
+            framing: RequestFraming,
             extraResponseHeaders: [(name: String, value: String)],
             context: GateContext,
             now: NIODeadline
@@ -75,8 +76,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 clientHead.headers.contains(name: "expect")
                 && clientHead.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
             self.target = target
-            // `requestHeadReceived` refuses the heads without one.
-            self.framing = RequestFraming(head: clientHead) ?? .chunked
+            self.framing = framing
             self.extraResponseHeaders = extraResponseHeaders
             self.context = context
             self.startedAt = now
@@ -372,10 +372,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             self.answerLocally(answer: answer, head: head, context: gateContext)
             return
         case .later(let decided):
-            self.awaitDecision(decided, head: head, context: gateContext, config: config)
+            self.awaitDecision(decided, head: head, framing: framing, context: gateContext, config: config)
             return
         }
-        self.forward(head: head, plan: plan, context: gateContext, config: config)
+        self.forward(head: head, framing: framing, plan: plan, context: gateContext, config: config)
     }
 
     /// Holds a request whose decision takes a round trip (Redis): the exchange exists without an upstream, so
@@ -383,6 +383,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func awaitDecision(
         _ decided: EventLoopFuture<DecidedGate>,
         head: HTTPRequestHead,
+        framing: RequestFraming,
         context gateContext: GateContext,
         config: ProxySnapshot
     ) {
@@ -391,6 +392,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             upstreamHead: head,
             clientHead: head,
             target: target,
+            framing: framing,
             extraResponseHeaders: [],
             context: gateContext,
             now: .now()
@@ -406,7 +408,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             case .success(let decision):
                 switch decision.verdict {
                 case .forward(let plan):
-                    this.forward(head: head, plan: plan, context: decision.context, config: config)
+                    this.forward(head: head, framing: framing, plan: plan, context: decision.context, config: config)
                 case .answer(let answer):
                     this.answerLocally(answer: answer, head: head, context: decision.context, requestEnded: waiting.requestEnded)
                 case .later:
@@ -425,7 +427,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Forwards an admitted request: now, or after the plan's `delay`. A request whose decision was awaited
     /// already has an exchange holding the body parts that arrived meanwhile; they go out after the head.
-    private func forward(head: HTTPRequestHead, plan: ForwardPlan, context gateContext: GateContext, config: ProxySnapshot) {
+    private func forward(
+        head: HTTPRequestHead,
+        framing: RequestFraming,
+        plan: ForwardPlan,
+        context gateContext: GateContext,
+        config: ProxySnapshot
+    ) {
         var buffered: [HTTPClientRequestPart] = []
         var requestEnded = false
         var requestBodyBytes = 0
@@ -436,11 +444,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
         let target = self.pool.nextTarget(of: config.targets)
         var upstreamHead = head
-        self.rewriteForUpstream(&upstreamHead, target: target, config: config)
+        self.rewriteForUpstream(&upstreamHead, framing: framing, target: target, config: config)
         let exchange = Exchange(
             upstreamHead: upstreamHead,
             clientHead: head,
             target: target,
+            framing: framing,
             extraResponseHeaders: plan.responseHeaders,
             context: gateContext,
             now: .now()
@@ -521,9 +530,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// Builds the upstream head in place: hop-by-hop headers out, X-Forwarded-* in (SPEC §3).
-    func rewriteForUpstream(_ head: inout HTTPRequestHead, target: UpstreamTarget, config: ProxySnapshot) {
+    func rewriteForUpstream(_ head: inout HTTPRequestHead, framing: RequestFraming, target: UpstreamTarget, config: ProxySnapshot) {
         Self.rewriteForUpstream(
             &head,
+            framing: framing,
             settings: UpstreamRequestHeadWriter.Settings(
                 preserveHost: config.preserveHost,
                 upstreamHost: target.hostHeader,
@@ -533,14 +543,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         )
     }
 
-    /// ``rewriteForUpstream(_:target:config:)`` with its settings spelled out (``UpstreamRequestHeadWriter`` does
-    /// the same on raw bytes; a differential test holds the two together).
-    static func rewriteForUpstream(_ head: inout HTTPRequestHead, settings: UpstreamRequestHeadWriter.Settings) {
+    /// ``rewriteForUpstream(_:framing:target:config:)`` with its settings spelled out (``UpstreamRequestHeadWriter``
+    /// does the same on raw bytes; a differential test holds the two together).
+    ///
+    /// - Parameter framing: the client head's, read once when it arrived; the encoders run with automatic framing
+    ///   off, so the upstream gets exactly this framing (checked again where the head is written, in
+    ///   `upstreamAttached`).
+    static func rewriteForUpstream(
+        _ head: inout HTTPRequestHead,
+        framing: RequestFraming,
+        settings: UpstreamRequestHeadWriter.Settings
+    ) {
         let isUpgrade = head.isUpgradeRequest
         let clientHost = head.headers.first(name: "host")
-        // Read before any rewriting; the encoders run with automatic framing off, so the upstream gets
-        // exactly this framing (checked again where the head is written, in `upstreamAttached`).
-        let framing = RequestFraming(head: head) ?? .chunked
         HopByHop.strip(&head.headers, keepUpgrade: isUpgrade)
         if !framing.isExplicit(in: head.headers) {
             framing.apply(to: &head.headers)

@@ -22,6 +22,11 @@ enum RequestFraming: Equatable {
             self = .chunked
             return
         }
+        // Most requests have neither field: decided without building any list.
+        guard head.headers.contains(name: "content-length") else {
+            self = .none
+            return
+        }
         let lengths = head.headers[canonicalForm: "content-length"]
         guard let first = lengths.first else {
             self = .none

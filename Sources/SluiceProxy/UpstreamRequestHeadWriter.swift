@@ -4,7 +4,7 @@ import SluiceHTTP1
 /// Writes the head a request goes upstream with, from the client's head bytes and their ``ParsedRequestHead``
 /// offsets: the kept field lines are copied as bytes, never decoded into `String`s (issue 19, item 2).
 ///
-/// The same rewrite as ``ProxyHandler/rewriteForUpstream(_:target:config:)`` on NIOHTTP1 heads (a differential test
+/// The same rewrite as ``ProxyHandler/rewriteForUpstream(_:framing:target:config:)`` on NIOHTTP1 heads (a differential test
 /// holds the two together), SPEC §3:
 /// - the request line is `METHOD SP target SP HTTP/1.1`; an absolute-form target goes in origin form, its
 ///   authority becoming `Host` (RFC 9112 §3.2.2);
