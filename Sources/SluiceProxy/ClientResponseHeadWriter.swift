@@ -1,0 +1,199 @@
+import NIOCore
+import SluiceHTTP1
+
+/// How the client handler sends a response body after ``ClientResponseHeadWriter`` wrote its head.
+enum ClientResponseFraming: Sendable, Equatable {
+    /// The body goes as the upstream sent it: a `Content-Length` body, no body (HEAD, 1xx, 204, 304, a 101's
+    /// tunnel), or a chunked body passed through, chunk framing included, to an HTTP/1.1 client.
+    case asReceived
+    /// A body delimited by the upstream's close, to an HTTP/1.1 client: each slice goes as one chunk
+    /// (``ClientResponseHeadWriter/writeChunkHeader(length:into:)``, the data, ``ClientResponseHeadWriter/writeChunkDataEnd(into:)``),
+    /// and ``ClientResponseHeadWriter/writeLastChunk(into:)`` ends it when the upstream closes.
+    case chunkEncode
+    /// An HTTP/1.0 client and a chunked or close-delimited body: the data only, and the client connection closes
+    /// after it (HTTP/1.0 has no chunked coding).
+    case closeDelimited
+
+    /// The client connection must close after this response, whatever was asked.
+    var forcesClose: Bool { self == .closeDelimited }
+
+    /// What to ask ``UpstreamConnectionHandler`` for when the head arrives.
+    var delivery: UpstreamBodyDelivery { self == .closeDelimited ? .dataOnly : .asReceived }
+}
+
+/// Writes the response head that goes to the client, from the upstream's head bytes and their
+/// ``ParsedResponseHead`` offsets: kept field lines are copied as bytes, never decoded into `String`s (issue 19,
+/// item 2, response direction).
+///
+/// The same rewrite as `ProxyHandler.upstreamReceived(.head)` on NIOHTTP1 heads (a differential test holds the two
+/// together, field order aside), SPEC §3:
+/// - the status line is `HTTP/1.<client's minor> <code> <reason as received>`;
+/// - hop-by-hop fields are dropped (``HopByHop/names``, and every field `Connection` names except the
+///   ``HopByHop/protectedNames``), except a chunked body's `Transfer-Encoding` passed through to an HTTP/1.1 client;
+///   a 101 keeps `Upgrade` and gets `Connection: upgrade` (RFC 9110 §7.8);
+/// - the extra fields (RateLimit headers) are appended;
+/// - framing: `Content-Length` as received; no body (HEAD, 1xx, 204, 304) keeps the upstream's `Content-Length`; a
+///   chunked body to an HTTP/1.1 client keeps the upstream's `Transfer-Encoding` field(s) verbatim; a body until the
+///   close gets `Transfer-Encoding: chunked` for an HTTP/1.1 client; an HTTP/1.0 client gets a chunked or
+///   close-delimited body as data only, unframed, and the connection closes after it;
+/// - `Connection: close` to an HTTP/1.1 client that is not kept alive, `Connection: keep-alive` to an HTTP/1.0
+///   client that is.
+enum ClientResponseHeadWriter {
+    /// Writes the client's head of `head` (parsed from `bytes`) into `buffer`.
+    ///
+    /// - Parameters:
+    ///   - head: the upstream's final response head (or a 101).
+    ///   - bytes: the head's bytes; `head`'s offsets index them from 0.
+    ///   - clientMinorVersion: the client request's `HTTP/1.x` minor version (0 or 1).
+    ///   - keepAlive: whether the client connection should stay open (the request asked for it and the proxy is not
+    ///     draining); forced to `false` when the framing is ``ClientResponseFraming/closeDelimited``. Ignored for a 101.
+    ///   - extraFields: fields appended after the upstream's (RateLimit headers).
+    /// - Returns: how the body is to be sent; ``ClientResponseFraming/forcesClose`` says whether the connection
+    ///   closes after it whatever `keepAlive` said.
+    @discardableResult
+    static func write(
+        _ head: ParsedResponseHead,
+        bytes: UnsafeRawBufferPointer,
+        clientMinorVersion: Int,
+        keepAlive: Bool,
+        extraFields: [(name: String, value: String)],
+        into buffer: inout ByteBuffer
+    ) -> ClientResponseFraming {
+        let clientIs11 = clientMinorVersion >= 1
+        let isSwitching = head.isSwitchingProtocols
+        let framing: ClientResponseFraming
+        var keepTransferEncoding = false
+        switch head.framing {
+        case .none, .length:
+            framing = .asReceived
+        case .chunked:
+            framing = clientIs11 ? .asReceived : .closeDelimited
+            keepTransferEncoding = clientIs11
+        case .untilClose:
+            framing = clientIs11 ? .chunkEncode : .closeDelimited
+        }
+
+        // The names `Connection` lists (a few at most; no allocation when it names none but its own options).
+        var connectionOptions: [Range<Int>] = []
+        for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "connection") {
+            HTTPBytes.forEachListElement(bytes, field.value) { token in
+                if !(HTTPBytes.equalsLowercased(bytes, token, "close") || HTTPBytes.equalsLowercased(bytes, token, "keep-alive")
+                    || HTTPBytes.equalsLowercased(bytes, token, "upgrade"))
+                {
+                    connectionOptions.append(token)
+                }
+            }
+        }
+
+        buffer.writeStaticString(clientIs11 ? "HTTP/1.1 " : "HTTP/1.0 ")
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.statusRange]))
+        buffer.writeInteger(UInt8(ascii: " "))
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.reason]))
+        buffer.writeStaticString("\r\n")
+
+        for field in head.fields {
+            if Self.isDropped(bytes, field.name, connectionOptions: connectionOptions, keepTransferEncoding: keepTransferEncoding) {
+                continue
+            }
+            Self.writeField(bytes, field, into: &buffer)
+        }
+        if isSwitching {
+            for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "upgrade") {
+                Self.writeField(bytes, field, into: &buffer)
+            }
+            buffer.writeStaticString("Connection: upgrade\r\n")
+        }
+        for (name, value) in extraFields {
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        if framing == .chunkEncode {
+            buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
+        }
+        if !isSwitching {
+            let keepAlive = keepAlive && !framing.forcesClose
+            if clientIs11 {
+                if !keepAlive { buffer.writeStaticString("Connection: close\r\n") }
+            } else if keepAlive {
+                buffer.writeStaticString("Connection: keep-alive\r\n")
+            }
+        }
+        buffer.writeStaticString("\r\n")
+        return framing
+    }
+
+    // MARK: chunk encoding (``ClientResponseFraming/chunkEncode``)
+
+    /// Writes a chunk's size line, `hex CRLF`, for `length` data bytes (`length` > 0: a 0 would end the body).
+    static func writeChunkHeader(length: Int, into buffer: inout ByteBuffer) {
+        precondition(length > 0, "an empty chunk ends the body")
+        var digits = 0
+        var rest = length
+        while rest > 0 {
+            digits += 1
+            rest >>= 4
+        }
+        var shift = (digits - 1) * 4
+        while shift >= 0 {
+            let nibble = UInt8((length >> shift) & 0xF)
+            buffer.writeInteger(nibble < 10 ? 0x30 + nibble : 0x61 - 10 + nibble)
+            shift -= 4
+        }
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// Writes the CRLF after a chunk's data.
+    static func writeChunkDataEnd(into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// Writes the last chunk and the empty trailer section: `0 CRLF CRLF`.
+    static func writeLastChunk(into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("0\r\n\r\n")
+    }
+
+    // MARK: pieces
+
+    private static func writeField(_ bytes: UnsafeRawBufferPointer, _ field: ParsedResponseHead.Field, into buffer: inout ByteBuffer) {
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+        buffer.writeStaticString(": ")
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// Hop-by-hop (``HopByHop/names``), or named by `Connection` and not protected.
+    ///
+    /// - Parameter keepTransferEncoding: a chunked body passes through to an HTTP/1.1 client with the upstream's
+    ///   `Transfer-Encoding`.
+    private static func isDropped(
+        _ bytes: UnsafeRawBufferPointer,
+        _ name: Range<Int>,
+        connectionOptions: [Range<Int>],
+        keepTransferEncoding: Bool
+    ) -> Bool {
+        switch name.count {
+        case 2: if HTTPBytes.equalsLowercased(bytes, name, "te") { return true }
+        case 7: if HTTPBytes.equalsLowercased(bytes, name, "upgrade") || HTTPBytes.equalsLowercased(bytes, name, "trailer") { return true }
+        case 10: if HTTPBytes.equalsLowercased(bytes, name, "connection") || HTTPBytes.equalsLowercased(bytes, name, "keep-alive") { return true }
+        case 16: if HTTPBytes.equalsLowercased(bytes, name, "proxy-connection") { return true }
+        case 17:
+            if HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding") { return !keepTransferEncoding }
+        case 18: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authenticate") { return true }
+        case 19: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authorization") { return true }
+        default: break
+        }
+        for option in connectionOptions where option.count == name.count {
+            if HTTPBytes.equalsIgnoringCase(bytes, option, name) && !Self.isProtected(bytes, name) { return true }
+        }
+        return false
+    }
+
+    /// ``HopByHop/protectedNames``: a `Connection` option never removes these.
+    private static func isProtected(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        HTTPBytes.equalsLowercased(bytes, name, "content-length") || HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding")
+            || HTTPBytes.equalsLowercased(bytes, name, "host") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-for")
+            || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-proto") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-host")
+    }
+}
