@@ -128,6 +128,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
     private var readPending = false
     /// The connection is closing (an error, unexpected bytes): every byte read is dropped.
     private var closing = false
+    /// The last ``UpstreamResponseDelegate/upstreamResponseEnd(reusable:)`` said reusable.
+    private var endReportedReusable = false
+    /// The handler closes the connection after reporting a response not reusable: the close is not reported.
+    private var silentClose = false
     /// No more bytes will come: ``inputEnded()`` ran.
     private var inputDone = false
     private var eventLoop: EventLoop?
@@ -164,6 +168,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
     /// ``UpstreamResponseDelegate/upstreamClosed(error:)`` on the next event-loop tick, never from inside this call.
     func expectResponse(toHEAD: Bool) {
         self.epoch &+= 1
+        self.silentClose = false
         if self.inputDone {
             self.state = .idle
             guard let eventLoop = self.eventLoop else { return }
@@ -264,7 +269,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
                     if case .idle = self.state {
                         self.fail(UpstreamProtocolError(reason: .unexpectedBytes), context: context)
                     } else {
-                        // After a complete response (reported reusable only when nothing followed it in its read).
+                        // After a complete response. Reported not reusable when these bytes came in its read: the
+                        // delegate knows, and hears nothing more; reported reusable: a delegate still attached hears
+                        // the close.
+                        self.silentClose = !self.endReportedReusable
                         self.close(context)
                     }
                     return
@@ -397,7 +405,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
     /// to go on (with the rest, which then closes the connection).
     private func responseEnded(remaining: Int, epoch: UInt) -> Bool {
         // More bytes than the response: the upstream sent something unasked; never reuse the connection.
-        self.delegate?.upstreamResponseEnd(reusable: self.keepAlive && remaining == 0)
+        self.endReportedReusable = self.keepAlive && remaining == 0
+        self.delegate?.upstreamResponseEnd(reusable: self.endReportedReusable)
         return self.epoch == epoch && remaining > 0
     }
 
@@ -416,7 +425,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
             return
         }
         self.state = .idle
-        self.delegate?.upstreamClosed(error: nil)
+        if !self.silentClose { self.delegate?.upstreamClosed(error: nil) }
     }
 
     /// An invalid response or a failed connection: reported to the delegate (which is then detached), then closed.
