@@ -98,7 +98,7 @@ final class AccessLog: Sendable {
 
     func record(
         exchange: GateContext,
-        method: HTTPMethod,
+        method: String,
         uri: String,
         status: Int,
         upstreamMs: Int?,
@@ -109,7 +109,7 @@ final class AccessLog: Sendable {
         var line = "{\"time\":\""
         line += Self.timestamp()
         line += "\",\"client_ip\":\"\(exchange.clientIP)\",\"method\":"
-        JSONText.appendString(method.rawValue, to: &line)
+        JSONText.appendString(method, to: &line)
         line += ",\"path\":"
         JSONText.appendString(uri, to: &line)
         line += ",\"status\":\(status),\"rule\":"

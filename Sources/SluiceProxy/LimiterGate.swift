@@ -29,16 +29,16 @@ struct LimiterGate: RequestGate {
         self.shadowLog = ShadowLogThrottle(rules: rules.count)
     }
 
-    func decide(head: HTTPRequestHead, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict {
+    func decide<R: RequestAttributes & Sendable>(_ request: R, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict {
         let now = LimiterInstant.now()
         let store = self.limiter.store
         guard !store.decidesSynchronously else {
-            let outcome = self.limiter.evaluate(HeadAttributes(head: head, clientIP: context.clientIP), now: now)
-            return self.verdict(for: outcome, head: head, context: &context, now: now)
+            let outcome = self.limiter.evaluate(request, now: now)
+            return self.verdict(for: outcome, uri: request.uri, context: &context, now: now)
         }
-        let prepared = self.limiter.prepare(HeadAttributes(head: head, clientIP: context.clientIP), now: now)
+        let prepared = self.limiter.prepare(request, now: now)
         guard !prepared.batch.isEmpty else {
-            return self.verdict(for: self.limiter.finish(prepared, now: now), head: head, context: &context, now: now)
+            return self.verdict(for: self.limiter.finish(prepared, now: now), uri: request.uri, context: &context, now: now)
         }
         // One round trip to the store; the request waits, unread, on its connection.
         let promise = eventLoop.makePromise(of: DecidedGate.self)
@@ -49,7 +49,7 @@ struct LimiterGate: RequestGate {
             prepared.batch = batch
             var context = initialContext
             let outcome = self.limiter.finish(prepared, now: now)
-            let verdict = self.verdict(for: outcome, head: head, context: &context, now: now)
+            let verdict = self.verdict(for: outcome, uri: request.uri, context: &context, now: now)
             promise.succeed(DecidedGate(verdict: verdict, context: context))
         }
         return .later(promise.futureResult)
@@ -58,7 +58,7 @@ struct LimiterGate: RequestGate {
     /// The forward plan or the answer for a decided request.
     private func verdict(
         for outcome: LimitOutcome,
-        head: HTTPRequestHead,
+        uri: String,
         context: inout GateContext,
         now: LimiterInstant
     ) -> GateVerdict {
@@ -104,7 +104,7 @@ struct LimiterGate: RequestGate {
                 self.logger.notice(
                     "shadow: rule would have limited this request",
                     metadata: [
-                        "rule": "\(rule)", "client_ip": "\(context.clientIP)", "path": "\(head.uri)",
+                        "rule": "\(rule)", "client_ip": "\(context.clientIP)", "path": "\(uri)",
                         "suppressed_since_last": "\(suppressed)",
                     ]
                 )

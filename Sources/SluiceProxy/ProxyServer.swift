@@ -366,21 +366,10 @@ public final class ProxyServer: Service, Sendable {
         if let tls {
             try pipeline.addHandler(NIOSSLServerHandler(context: tls))
         }
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderListSize = maxHeaderBytes
-        limits.maxHeaderFieldSize = maxHeaderBytes
-        var encoderConfiguration = HTTPResponseEncoder.Configuration()
-        // ProxyHandler frames every response itself (it knows HEAD, 1.0 clients and upstream framing).
-        encoderConfiguration.automaticallySetFramingHeaders = false
-        try pipeline.addHandler(HTTPResponseEncoder(configuration: encoderConfiguration))
-        // Sees the raw (decrypted) bytes before the decoder, which leaves chunk extensions unbounded.
-        try pipeline.addHandler(ChunkedFramingGuard(shared: shared, maxHeaderBytes: maxHeaderBytes))
+        // No HTTP decoder or encoder: the handler parses and writes the bytes itself (issue 19).
         try pipeline.addHandler(
-            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits))
+            ProxyConnectionHandler(shared: shared, pool: pool, maxHeaderBytes: maxHeaderBytes, overTLS: tls != nil)
         )
-        try pipeline.addHandler(HTTPServerPipelineHandler())
-        try pipeline.addHandler(ClientOutputBackPressureHandler())
-        try pipeline.addHandler(ProxyHandler(shared: shared, pool: pool, overTLS: tls != nil))
     }
 
     public func run() async throws {

@@ -65,12 +65,12 @@ struct DecidedGate: Sendable {
 ///
 /// Called once per request head, on the connection's event loop; must not block.
 protocol RequestGate: Sendable {
-    func decide(head: HTTPRequestHead, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict
+    func decide<R: RequestAttributes & Sendable>(_ request: R, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict
 }
 
 /// Forwards everything (no rules).
 struct OpenGate: RequestGate {
-    func decide(head: HTTPRequestHead, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict {
+    func decide<R: RequestAttributes & Sendable>(_ request: R, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict {
         .forward(.plain)
     }
 }

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import SluiceConfig
@@ -7,14 +6,14 @@ import SluiceConfig
 /// One keep-alive connection to an upstream target.
 final class UpstreamConnection {
     let channel: Channel
-    let handler: UpstreamHandler
+    let handler: UpstreamConnectionHandler
     let target: UpstreamTarget
     /// The client context an `https://` connection was made with; `nil` for `http://`.
     let tls: NIOSSLContext?
     /// Set when the connection served a request before (a pooled connection may have gone stale).
     var reused = false
 
-    init(channel: Channel, handler: UpstreamHandler, target: UpstreamTarget, tls: NIOSSLContext?) {
+    init(channel: Channel, handler: UpstreamConnectionHandler, target: UpstreamTarget, tls: NIOSSLContext?) {
         self.channel = channel
         self.handler = handler
         self.target = target
@@ -154,14 +153,8 @@ final class UpstreamPool {
                         )
                         try channel.pipeline.syncOperations.addHandler(handshake.handler.value)
                     }
-                    var encoderConfiguration = HTTPRequestEncoder.Configuration()
-                    encoderConfiguration.automaticallySetFramingHeaders = false
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
-                        leftOverBytesStrategy: .forwardBytes,
-                        enableOutboundHeaderValidation: false,
-                        encoderConfiguration: encoderConfiguration
-                    )
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
+                    // Raw bytes both ways: the request head is written by the client side, the response parsed here.
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnectionHandler())
                 }
             }
         let connected = bootstrap.connect(host: target.host, port: target.port)
@@ -178,7 +171,7 @@ final class UpstreamPool {
             ready = connected
         }
         return ready.flatMapThrowing { channel in
-            let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+            let handler = try channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
             return UpstreamConnection(channel: channel, handler: handler, target: target, tls: handshake?.context)
         }
     }

@@ -78,7 +78,7 @@ struct UpstreamRequestHeadWriterTests {
         case .invalid: return nil
         }
         guard let framing = RequestFraming(head: reference) else { return "no framing for a head NIO accepted" }
-        ProxyHandler.rewriteForUpstream(&reference, framing: framing, settings: Self.settings)
+        NIOUpstreamRewrite.rewriteForUpstream(&reference, framing: framing, settings: Self.settings)
         let ours = Self.summary(written)
         let theirs = Self.summary(reference)
         return ours == theirs ? nil : "\(String(decoding: bytes, as: UTF8.self).debugDescription):\n ours   \(ours)\n theirs \(theirs)"

@@ -2,8 +2,8 @@ import NIOCore
 import NIOHTTP1
 import SluiceConfig
 
-/// `header_read`, `idle`, `upstream_response`, `body_read` and `send`, on ``LazyDeadline``s.
-extension ProxyHandler {
+/// `header_read`, `idle`, `upstream_response`, `body_read`, `send` and `tunnel_idle`, on ``LazyDeadline``s.
+extension ProxyConnectionHandler {
     // MARK: connection timers
 
     func startHeadTimer() {
@@ -24,16 +24,16 @@ extension ProxyHandler {
         let expired = self.connectionTimer.taskFired(now: self.context.eventLoop.now) {
             self.scheduleTimerTask(at: $0, .connection)
         }
-        guard expired, case .awaitingHead = self.state else { return }
+        guard expired, case .idle = self.machine.state, case .head = self.reading else { return }
         switch self.connectionTimerKind {
         case .head:
-            if self.headBytesSeen {
+            if self.headBytesSeen || (self.input?.readableBytes ?? 0) > 0 {
                 self.writeRawErrorAndClose(.requestTimeout)
             } else {
                 self.closeClient()
             }
         case .idle:
-            if !self.headBytesSeen { self.closeClient() }
+            if !self.headBytesSeen && (self.input?.readableBytes ?? 0) == 0 { self.closeClient() }
         }
     }
 
@@ -41,8 +41,8 @@ extension ProxyHandler {
         self.connectionTimer.disarm()
     }
 
-    func startResponseTimer(_ exchange: Exchange) {
-        guard !self.responseTimer.isArmed, !exchange.responseHeadSent else { return }
+    func startResponseTimer() {
+        guard !self.responseTimer.isArmed else { return }
         let deadline = self.context.eventLoop.now + self.shared.current().upstreamResponseTimeout
         self.responseTimer.arm(deadline) { self.scheduleTimerTask(at: $0, .response) }
     }
@@ -51,10 +51,15 @@ extension ProxyHandler {
         let expired = self.responseTimer.taskFired(now: self.context.eventLoop.now) {
             self.scheduleTimerTask(at: $0, .response)
         }
-        guard expired, case .forwarding(let exchange) = self.state, !exchange.responseHeadSent else { return }
-        self.shared.logger.warning("upstream response timeout", metadata: ["upstream": "\(exchange.target)"])
-        self.abortUpstream(exchange)
-        self.failExchange(exchange, status: .gatewayTimeout, body: "upstream timed out\n")
+        guard expired else { return }
+        let action = self.machine.responseTimedOut(isDraining: self.shared.isDraining)
+        guard action != .none else { return }
+        self.shared.logger.warning(
+            "upstream response timeout",
+            metadata: ["upstream": "\(self.exchange.target.map { "\($0)" } ?? "-")"]
+        )
+        self.shared.metrics.upstreamFailed(status: 504)
+        self.perform(action, status: .gatewayTimeout, headers: self.exchange.extraResponseHeaders, body: "upstream timed out\n")
     }
 
     // MARK: body_read
@@ -62,10 +67,8 @@ extension ProxyHandler {
     /// Arms `body_read` when a read is about to be passed on while a request body is still coming: the
     /// next body bytes must arrive within it. A store, not a scheduled task, per read (``LazyDeadline``).
     func armBodyTimerIfReadingBody() {
-        switch self.state {
-        case .forwarding(let exchange) where !exchange.requestEnded:
-            break
-        case .answeredLocally(_, requestEnded: false):
+        switch self.reading {
+        case .lengthBody, .chunkedBody:
             break
         default:
             return
@@ -81,37 +84,21 @@ extension ProxyHandler {
             self.scheduleTimerTask(at: $0, .body)
         }
         guard expired else { return }
-        switch self.state {
-        case .forwarding(let exchange) where !exchange.requestEnded:
-            self.shared.logger.debug("request body timeout", metadata: ["peer": "\(self.peerIP)"])
-            self.abortUpstream(exchange)
-            if exchange.responseHeadSent || exchange.switchingHead != nil {
-                self.closeClient()
-                return
-            }
-            self.state = .answeredLocally(closeAfter: true, requestEnded: false)
-            self.shared.accessLog.record(
-                exchange: exchange.context,
-                method: exchange.method,
-                uri: exchange.upstreamHead.uri,
-                status: Int(HTTPResponseStatus.requestTimeout.code),
-                upstreamMs: nil,
-                bytesIn: exchange.requestBodyBytes,
-                bytesOut: 0
-            )
-            self.writeLocalResponse(
-                status: .requestTimeout,
-                version: exchange.clientVersion,
-                headers: exchange.extraResponseHeaders,
-                body: "request body timed out\n",
-                close: true
-            )
-        case .answeredLocally(_, requestEnded: false):
-            // Answered already; the rest of the body it was waiting to drop is not coming.
-            self.closeClient()
-        default:
+        switch self.reading {
+        case .lengthBody, .chunkedBody:
             break
+        default:
+            return
         }
+        self.shared.logger.debug("request body timeout", metadata: ["peer": "\(self.peerIP)"])
+        self.reading = .stopped
+        self.input = nil
+        self.perform(
+            self.machine.bodyTimedOut(),
+            status: .requestTimeout,
+            headers: self.exchange.extraResponseHeaders,
+            body: "request body timed out\n"
+        )
     }
 
     // MARK: send
@@ -131,7 +118,7 @@ extension ProxyHandler {
     /// The client's output went below its low-water mark: it is reading. A closing connection keeps its
     /// timer, which bounds the wait for its last bytes.
     func clientOutputDrained() {
-        if case .closed = self.state { return }
+        if case .closed = self.machine.state { return }
         self.sendTimer.disarm()
     }
 
@@ -144,7 +131,7 @@ extension ProxyHandler {
         }
         guard expired, self.context.channel.isActive else { return }
         let closing: Bool
-        if case .closed = self.state { closing = true } else { closing = false }
+        if case .closed = self.machine.state { closing = true } else { closing = false }
         guard closing || !self.context.channel.isWritable else { return }
         let buffered = self.clientBufferedBytes
         // All flushed: a closing connection finishes (or lingers) on its own.
@@ -157,6 +144,21 @@ extension ProxyHandler {
         self.closeClient()
     }
 
+    // MARK: tunnel_idle
+
+    /// Bytes went through the tunnel: the idle deadline moves.
+    func tunnelTrafficSeen() {
+        let deadline = self.context.eventLoop.now + self.shared.current().tunnelIdleTimeout
+        self.tunnelTimer.arm(deadline) { self.scheduleTimerTask(at: $0, .tunnel) }
+    }
+
+    func tunnelTimerFired() {
+        let expired = self.tunnelTimer.taskFired(now: self.context.eventLoop.now) {
+            self.scheduleTimerTask(at: $0, .tunnel)
+        }
+        if expired { self.closeClient() }
+    }
+
     // MARK: scheduling
 
     enum TimerKind {
@@ -164,6 +166,7 @@ extension ProxyHandler {
         case response
         case body
         case send
+        case tunnel
     }
 
     func scheduleTimerTask(at deadline: NIODeadline, _ kind: TimerKind) -> Scheduled<Void> {
@@ -175,6 +178,7 @@ extension ProxyHandler {
             case .response: this.responseTimerFired()
             case .body: this.bodyTimerFired()
             case .send: this.sendTimerFired()
+            case .tunnel: this.tunnelTimerFired()
             }
         }
     }

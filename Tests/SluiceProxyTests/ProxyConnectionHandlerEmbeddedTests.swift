@@ -11,8 +11,8 @@ import Testing
 /// The client pipeline on an `EmbeddedChannel` (swift-nio's NIOHTTP1Tests style): local
 /// answers and timers, driven byte by byte and with a virtual clock. Nothing here reaches an
 /// upstream.
-@Suite("ProxyHandler on EmbeddedChannel")
-struct ProxyHandlerEmbeddedTests {
+@Suite("ProxyConnectionHandler on EmbeddedChannel")
+struct ProxyConnectionHandlerEmbeddedTests {
     private func makeChannel(_ configure: (inout SluiceConfiguration) -> Void = { _ in }) throws -> EmbeddedChannel {
         var configuration = SluiceConfiguration()
         configuration.server.accessLog = .off
@@ -53,7 +53,6 @@ struct ProxyHandlerEmbeddedTests {
 
     @Test func parserErrorIsAnswered400ThenClosed() throws {
         let channel = try self.makeChannel()
-        // A parse error surfaces as errorCaught; the handler answers it, so nothing is rethrown.
         try? self.feed(channel, "NOT HTTP AT ALL\r\n\r\n")
         let out = try self.written(channel)
         #expect(out.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
@@ -82,7 +81,7 @@ struct ProxyHandlerEmbeddedTests {
 
     @Test func dataAfterAParserErrorDoesNotLoseTheAnswer() throws {
         let channel = try self.makeChannel()
-        // More bytes keep arriving after the error (the decoder is then in its error state).
+        // More bytes keep arriving after the error.
         try? self.feed(channel, "BROKEN\r\n\r\n")
         try? self.feed(channel, "more garbage\r\n")
         #expect(try self.written(channel).hasPrefix("HTTP/1.1 400 "))
@@ -120,69 +119,5 @@ struct ProxyHandlerEmbeddedTests {
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(501))
         #expect(try self.written(channel).isEmpty)
         #expect(!channel.isActive)
-    }
-}
-
-/// `TunnelHandler.join` on two embedded channels sharing one loop.
-@Suite("TunnelHandler on EmbeddedChannel")
-struct TunnelHandlerEmbeddedTests {
-    private func makePair() throws -> (client: EmbeddedChannel, upstream: EmbeddedChannel) {
-        let loop = EmbeddedEventLoop()
-        var configuration = SluiceConfiguration()
-        configuration.server.accessLog = .off
-        let shared = ProxyShared(
-            snapshot: ProxySnapshot(configuration: configuration, gate: OpenGate()),
-            logger: Logger(label: "embedded"),
-            accessLog: AccessLog(.off),
-            metrics: SluiceMetrics()
-        )
-        let client = EmbeddedChannel(loop: loop)
-        try ProxyServer.configureClientPipeline(
-            client.pipeline.syncOperations,
-            shared: shared,
-            pool: UpstreamPool(eventLoop: loop),
-            maxHeaderBytes: 16384
-        )
-        let upstream = EmbeddedChannel(loop: loop)
-        var encoderConfiguration = HTTPRequestEncoder.Configuration()
-        encoderConfiguration.automaticallySetFramingHeaders = false
-        try upstream.pipeline.syncOperations.addHTTPClientHandlers(
-            leftOverBytesStrategy: .forwardBytes,
-            enableOutboundHeaderValidation: false,  // as UpstreamPool.connect
-            encoderConfiguration: encoderConfiguration
-        )
-        try upstream.pipeline.syncOperations.addHandler(UpstreamHandler())
-        try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        try upstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
-        try TunnelHandler.join(client: client, upstream: upstream, idleTimeout: .hours(1))
-        loop.run()
-        return (client, upstream)
-    }
-
-    @Test func bytesFlowBothWays() throws {
-        let (client, upstream) = try self.makePair()
-        try client.writeInbound(ByteBuffer(string: "to upstream"))
-        #expect(try upstream.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == "to upstream")
-        try upstream.writeInbound(ByteBuffer(string: "to client"))
-        #expect(try client.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == "to client")
-        // No HTTP handler is left on either side.
-        #expect((try? client.pipeline.syncOperations.handler(type: ProxyHandler.self)) == nil)
-        #expect((try? upstream.pipeline.syncOperations.handler(type: UpstreamHandler.self)) == nil)
-        _ = try? client.finish()
-        _ = try? upstream.finish()
-    }
-
-    @Test func closingOneSideClosesTheOther() throws {
-        let (client, upstream) = try self.makePair()
-        try client.close().wait()
-        #expect(!upstream.isActive)
-        _ = try? upstream.finish()
-    }
-
-    @Test func closingUpstreamClosesClient() throws {
-        let (client, upstream) = try self.makePair()
-        try upstream.close().wait()
-        #expect(!client.isActive)
-        _ = try? client.finish()
     }
 }

@@ -1,5 +1,10 @@
 import NIOHTTP1
 
+@testable import SluiceProxy
+
+/// The NIOHTTP1-era upstream rewrite, kept as the reference ``UpstreamRequestHeadWriter`` is checked against
+/// (`UpstreamRequestHeadWriterTests`): the request path itself no longer uses NIOHTTP1 (issue 19).
+///
 /// How a request's body is delimited, read once from the client's head (RFC 9112 §6.3).
 ///
 /// The client decoder has already refused every ambiguous head (both `Content-Length` and `Transfer-Encoding`, a
@@ -65,5 +70,54 @@ enum RequestFraming: Equatable {
         case .length(let n): headers.add(name: "Content-Length", value: String(n))
         case .chunked: headers.add(name: "Transfer-Encoding", value: "chunked")
         }
+    }
+}
+
+/// The NIOHTTP1-era rewrite of a request head for the upstream (SPEC §3), on `HTTPHeaders`.
+enum NIOUpstreamRewrite {
+    /// The rewrite (``UpstreamRequestHeadWriter`` does the same on raw bytes; a differential test holds the two together).
+    ///
+    /// - Parameter framing: the client head's, read once when it arrived; the encoders run with automatic framing
+    ///   off, so the upstream gets exactly this framing (checked again where the head is written, in
+    ///   `upstreamAttached`).
+    static func rewriteForUpstream(
+        _ head: inout HTTPRequestHead,
+        framing: RequestFraming,
+        settings: UpstreamRequestHeadWriter.Settings
+    ) {
+        let isUpgrade = head.isUpgradeRequest
+        let clientHost = head.headers.first(name: "host")
+        HopByHop.strip(&head.headers, keepUpgrade: isUpgrade)
+        if !framing.isExplicit(in: head.headers) {
+            framing.apply(to: &head.headers)
+        }
+        // Sluice answers `Expect: 100-continue` itself once the request is admitted (like nginx),
+        // so the upstream never waits for a continue that is not coming.
+        head.headers.remove(name: "expect")
+        if head.headers.contains(name: "x-forwarded-for") {
+            let existing = head.headers["x-forwarded-for"].joined(separator: ", ")
+            head.headers.replaceOrAdd(name: "X-Forwarded-For", value: existing + ", " + settings.peer)
+        } else {
+            head.headers.add(name: "X-Forwarded-For", value: settings.peer)
+        }
+        head.headers.replaceOrAdd(name: "X-Forwarded-Proto", value: settings.forwardedProto)
+        if let clientHost {
+            head.headers.replaceOrAdd(name: "X-Forwarded-Host", value: clientHost)
+        } else {
+            // Sluice sets this field; a client's own (an HTTP/1.0 request without Host) never passes.
+            head.headers.remove(name: "x-forwarded-host")
+        }
+        if !settings.preserveHost || clientHost == nil {
+            head.headers.replaceOrAdd(name: "Host", value: settings.upstreamHost)
+        }
+        head.version = .http1_1
+    }
+}
+
+extension HTTPRequestHead {
+    /// An `Upgrade` that counts: the header present AND named in `Connection` (RFC 9110 §7.8).
+    var isUpgradeRequest: Bool {
+        self.headers.contains(name: "upgrade")
+            && self.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
     }
 }

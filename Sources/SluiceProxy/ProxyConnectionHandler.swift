@@ -1,0 +1,562 @@
+import NIOCore
+import NIOHTTP1
+import SluiceConfig
+import SluiceHTTP1
+
+/// The client side of the proxy: one per client connection, last in its pipeline (after TLS, if any). It reads
+/// and writes raw `ByteBuffer`s; there is no HTTP decoder or encoder in front of it (issue 19).
+///
+/// Request heads are parsed in place by ``HTTPRequestHeadParser`` (offsets, no `String` per field), the gate and
+/// the limiter read those offsets (``RawRequestAttributes``), the upstream head is written from them
+/// (``UpstreamRequestHeadWriter``), and body bytes travel as slices of what was read, their framing checked on
+/// the way (`Content-Length` counted down, chunked through ``ChunkedBodyParser``). Responses come back the same
+/// way from ``UpstreamConnectionHandler``.
+///
+/// What happens when (keep-alive, pipelining, local answers, retries, tunnels, timeouts) is decided by
+/// ``ProxyConnectionStateMachine``; this class moves the bytes and runs the timers.
+///
+/// Back-pressure both ways: the client is not read while the upstream connection is missing or not writable,
+/// nor while a request waits for its response (bytes of a pipelined request that arrived meanwhile wait, at most
+/// one read's worth), nor between requests while the client does not read its answers; the upstream is not read
+/// while the client is not writable.
+final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// What the next bytes from the client are.
+    enum Reading {
+        /// A request head (bytes of one wait in ``input`` while the exchange before it is in flight).
+        case head
+        /// `remaining` bytes of a `Content-Length` body.
+        case lengthBody(remaining: Int)
+        /// A chunked body, through ``chunkedParser``.
+        case chunkedBody
+        /// The request ended; what follows is the next request, read once this one's exchange has ended.
+        case afterRequest
+        /// Tunnel bytes for the upstream.
+        case tunnel
+        /// Nothing more is read as HTTP (closing; a lingering close drops what still comes).
+        case stopped
+    }
+
+    /// Largest request body read and dropped after a local answer to keep the connection open.
+    static let maxDiscardedBodyBytes = 64 * 1024
+    /// How long a closing connection keeps reading off an unread request body.
+    static let lingerTimeout = TimeAmount.seconds(2)
+
+    let shared: ProxyShared
+    let pool: UpstreamPool
+    /// `X-Forwarded-Proto`: `https` when this connection came through a TLS listener. Fixed at accept.
+    let forwardedProto: String
+    var context: ChannelHandlerContext!
+    var machine = ProxyConnectionStateMachine()
+    var reading = Reading.head
+    /// Bytes read and not yet consumed (a head split across reads, or a pipelined request waiting).
+    var input: ByteBuffer?
+    var headParser: HTTPRequestHeadParser
+    var chunkedParser = ChunkedBodyParser()
+    /// Guards ``processInput()`` against re-entry (an answer written from inside it can end an exchange).
+    var processing = false
+    var readPending = false
+    /// After the answer that ends the connection: reads go on, and are dropped, until the client is done.
+    var lingering = false
+    var peerIP = IPAddress(ipv4: 0)
+    /// `peerIP` as text, formatted once per connection for `X-Forwarded-For`.
+    var peerText = "0.0.0.0"
+
+    // The exchange in flight (one at a time).
+
+    /// Counts exchanges, so a late callback (a decision, a connect, a delay) finds out it is stale.
+    var exchangeID = 0
+    var exchange = ExchangeData()
+
+    /// What this handler keeps of the exchange in flight besides what ``machine`` knows.
+    struct ExchangeData {
+        var parsedHead: ParsedRequestHead?
+        /// Exactly the request head's bytes (``parsedHead``'s offsets index them from 0).
+        var headBytes = ByteBuffer()
+        var method = ""
+        var uri = ""
+        var isHEAD = false
+        var minorVersion = 1
+        var target: UpstreamTarget?
+        var upstream: UpstreamConnection?
+        /// The head as it went to the upstream, kept for a retry.
+        var upstreamHead: ByteBuffer?
+        /// Body bytes that arrived before the upstream connection was ready.
+        var buffered: [ByteBuffer] = []
+        var extraResponseHeaders: [(name: String, value: String)] = []
+        var responseObserver: (any ResponseStatusObserver)?
+        var gateContext = GateContext(clientIP: IPAddress(ipv4: 0), peerIP: IPAddress(ipv4: 0))
+        var startedAt = NIODeadline.uptimeNanoseconds(0)
+        var requestBodyBytes = 0
+        var responseBytes = 0
+        var responseStatus = 0
+        var responseFraming = ClientResponseFraming.asReceived
+    }
+
+    // Timers (``LazyDeadline``s: arming is a store, not a scheduled task).
+
+    /// `header_read` (a head is arriving) or `idle` (between requests).
+    var connectionTimer = LazyDeadline()
+    var connectionTimerKind = ConnectionTimer.head
+    /// `upstream_response` for the exchange in flight.
+    var responseTimer = LazyDeadline()
+    /// `body_read`: armed whenever a read of a request body is passed on.
+    var bodyTimer = LazyDeadline()
+    /// `send`: armed while the client's output is above its high-water mark, or while a closing answer is
+    /// being flushed.
+    var sendTimer = LazyDeadline()
+    /// Bytes buffered for the client when ``sendTimer`` was last armed.
+    var sendBufferedBytes = 0
+    /// `tunnel_idle`, once the connection is a tunnel.
+    var tunnelTimer = LazyDeadline()
+    /// Bytes of a next request head have arrived while awaiting it.
+    var headBytesSeen = false
+
+    enum ConnectionTimer {
+        case head
+        case idle
+    }
+
+    init(shared: ProxyShared, pool: UpstreamPool, maxHeaderBytes: Int, overTLS: Bool = false) {
+        self.shared = shared
+        self.pool = pool
+        self.forwardedProto = overTLS ? "https" : "http"
+        self.headParser = HTTPRequestHeadParser(maxHeadBytes: maxHeaderBytes)
+    }
+
+    // MARK: channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.shared.metrics.connectionOpened()
+        self.peerIP = IPAddress(context.channel.remoteAddress) ?? IPAddress(ipv4: 0)
+        self.peerText = self.peerIP.description
+        if context.channel.isActive {
+            self.startHeadTimer()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.shared.metrics.connectionClosed()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.startHeadTimer()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.connectionTimer.cancel()
+        self.responseTimer.cancel()
+        self.bodyTimer.cancel()
+        self.sendTimer.cancel()
+        self.tunnelTimer.cancel()
+        self.machine.close()
+        self.reading = .stopped
+        self.input = nil
+        self.dropUpstream()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = self.unwrapInboundIn(data)
+        switch self.reading {
+        case .stopped:
+            return  // closing: dropped
+        case .tunnel where self.input == nil:
+            self.tunnelTrafficSeen()
+            self.exchange.upstream?.handler.write(buffer)
+            return
+        default:
+            break
+        }
+        if self.input == nil || self.input!.readableBytes == 0 {
+            self.input = buffer
+        } else {
+            self.input!.writeBuffer(&buffer)
+        }
+        self.processInput()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let upstream = self.exchange.upstream {
+            switch self.reading {
+            case .lengthBody, .chunkedBody, .tunnel:
+                upstream.handler.flush()
+            default:
+                break
+            }
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            self.exchange.upstream?.handler.resumeReading()
+            self.clientOutputDrained()
+            // Between requests a waiting request is read only while the client takes its answers.
+            if case .head = self.reading, self.input != nil { self.processInput() }
+            self.resumeClientReading()
+        } else {
+            self.armSendTimer()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            if case .tunnel = self.reading {
+                // Half-close travels through the tunnel as a close of the other side's output.
+                self.exchange.upstream?.channel.close(mode: .output, promise: nil)
+            } else {
+                switch self.machine.inputClosed(requestBytesPending: (self.input?.readableBytes ?? 0) > 0) {
+                case .closeWhenFlushed:
+                    self.closeAfterPendingWrites()
+                case .close:
+                    context.close(promise: nil)
+                case .none:
+                    break
+                }
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // I/O and TLS errors (reset by peer, a failed handshake, plain HTTP on a TLS port): nothing to answer.
+        self.shared.logger.debug("client connection error", metadata: ["error": "\(error)", "peer": "\(self.peerIP)"])
+        self.closeClient()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard self.mayReadClient else {
+            self.readPending = true
+            // Not read, so not late: body_read counts only while the client is read.
+            self.bodyTimer.disarm()
+            return
+        }
+        self.armBodyTimerIfReadingBody()
+        context.read()
+    }
+
+    /// Whether the client may be read now.
+    var mayReadClient: Bool {
+        switch self.reading {
+        case .head:
+            // Between requests, nothing more is read while the answers are not taken (SPEC §3 "Hostile clients").
+            return self.context.channel.isWritable
+        case .lengthBody, .chunkedBody:
+            guard case .exchange(let exchange) = self.machine.state else { return true }  // discarding
+            guard case .attached = exchange.upstream, let upstream = self.exchange.upstream else { return false }
+            return upstream.channel.isWritable
+        case .afterRequest:
+            // Read until the next request's first bytes are here (so a close is noticed), then wait.
+            return self.input == nil
+        case .tunnel:
+            return self.exchange.upstream?.channel.isWritable ?? false
+        case .stopped:
+            return self.lingering
+        }
+    }
+
+    func resumeClientReading() {
+        guard self.readPending, self.mayReadClient else { return }
+        self.readPending = false
+        self.armBodyTimerIfReadingBody()
+        self.context.read()
+    }
+
+    // MARK: input
+
+    /// Consumes ``input`` as far as the state allows.
+    func processInput() {
+        guard !self.processing else { return }
+        self.processing = true
+        defer { self.processing = false }
+        while let available = self.input?.readableBytes, available > 0 {
+            switch self.reading {
+            case .head:
+                guard case .idle = self.machine.state else { return }
+                guard self.context.channel.isWritable else { return }  // resumed by channelWritabilityChanged
+                if !self.parseHead() { return }
+            case .lengthBody(let remaining):
+                let count = min(remaining, available)
+                let slice = self.input!.readSlice(length: count)!
+                self.reading = count == remaining ? .afterRequest : .lengthBody(remaining: remaining - count)
+                self.requestBodyReceived(slice)
+                if count == remaining { self.requestEnded() }
+            case .chunkedBody:
+                let result = self.input!.withUnsafeReadableBytes { bytes in
+                    self.chunkedParser.parse(bytes) { _ in }
+                }
+                switch result {
+                case .needMoreBytes:
+                    let slice = self.input!.readSlice(length: available)!
+                    self.requestBodyReceived(slice)
+                case .end(let offset):
+                    let slice = self.input!.readSlice(length: offset)!
+                    self.reading = .afterRequest
+                    self.requestBodyReceived(slice)
+                    self.requestEnded()
+                case .error(let failure):
+                    self.reading = .stopped
+                    self.input = nil
+                    self.requestBodyRefused(status: HTTPResponseStatus(statusCode: failure.status), reason: "\(failure)")
+                    return
+                }
+            case .afterRequest:
+                return
+            case .tunnel:
+                let bytes = self.input!
+                self.input = nil
+                self.tunnelTrafficSeen()
+                self.exchange.upstream?.handler.write(bytes)
+                self.exchange.upstream?.handler.flush()
+            case .stopped:
+                self.input = nil
+            }
+        }
+        if self.input?.readableBytes == 0 { self.input = nil }
+        if case .head = self.reading, self.input == nil, self.machine.idleAfterInputClosed() {
+            self.closeAfterPendingWrites()
+        }
+    }
+
+    /// Parses the head at the front of ``input``; returns whether a head was taken (the loop goes on).
+    private func parseHead() -> Bool {
+        let result = self.input!.withUnsafeReadableBytes { self.headParser.parse($0) }
+        switch result {
+        case .needMoreBytes:
+            // From now on the head must complete within header_read, not idle.
+            if !self.headBytesSeen {
+                self.headBytesSeen = true
+                if !(self.connectionTimer.isArmed && self.connectionTimerKind == .head) { self.startHeadTimer() }
+            }
+            return false
+        case .error(let error):
+            self.headParser.reset()
+            self.input = nil
+            self.reading = .stopped
+            self.shared.logger.debug("client protocol error", metadata: ["error": "\(error)", "peer": "\(self.peerIP)"])
+            self.machine.close()
+            self.writeRawErrorAndClose(HTTPResponseStatus(statusCode: error.status))
+            return false
+        case .head(let head):
+            let headBytes = self.input!.readSlice(length: head.length)!
+            self.headParser.reset()
+            self.requestHeadReceived(head, bytes: headBytes)
+            return true
+        }
+    }
+
+    // MARK: request
+
+    private func requestHeadReceived(_ head: ParsedRequestHead, bytes: ByteBuffer) {
+        self.cancelConnectionTimers()
+        self.headBytesSeen = false
+        self.exchangeID &+= 1
+        let config = self.shared.current()
+        let isHEAD =
+            head.method.count == 4
+            && bytes.getInteger(at: bytes.readerIndex + head.method.lowerBound, as: UInt32.self) == Self.headWord
+        let request = ProxyConnectionStateMachine.Request(
+            minorVersion: head.minorVersion,
+            keepAlive: head.isKeepAlive,
+            isUpgrade: head.isUpgrade,
+            expectsContinue: head.expectsContinue,
+            isIdempotent: Self.isIdempotent(head, bytes),
+            hasBody: head.framing != .none && head.framing != .length(0),
+            bodyWorthDiscarding: {
+                switch head.framing {
+                case .none: return true
+                case .length(let length): return length <= Self.maxDiscardedBodyBytes && !head.expectsContinue
+                case .chunked: return false
+                }
+            }()
+        )
+        guard self.machine.requestHeadReceived(request) else {
+            self.closeClient()
+            return
+        }
+        switch head.framing {
+        case .none, .length(0):
+            self.reading = .afterRequest
+        case .length(let length):
+            self.reading = .lengthBody(remaining: length)
+        case .chunked:
+            self.reading = .chunkedBody
+            self.chunkedParser = ChunkedBodyParser(limits: .init(maxBodyBytes: config.maxBodyBytes))
+        }
+
+        // RFC 9112 §3.2.2: an absolute-form target's authority is the host, whatever `Host` says; the limiter and
+        // the upstream read the request in its origin form with that host.
+        var absolute: (authority: Substring, originForm: String)?
+        switch RawRequestAttributes.absoluteTarget(head, bytes: bytes) {
+        case nil, .notAbsolute?:
+            break
+        case .absolute(let authority, let originForm)?:
+            absolute = (authority, originForm)
+        case .invalid?:
+            self.exchange = ExchangeData()
+            self.exchange.minorVersion = head.minorVersion
+            self.answer(status: .badRequest, body: "bad request: invalid request target\n", closeRequested: true)
+            return
+        }
+        var attributes = RawRequestAttributes(head: head, bytes: bytes, clientIP: self.peerIP, absolute: absolute)
+        if !config.clientIP.trustedProxies.isEmpty {
+            let clientIP = config.clientIP.resolve(
+                peer: self.peerIP,
+                headerValues: attributes.headerValues(config.clientIP.header.rawValue)
+            )
+            attributes = RawRequestAttributes(head: head, bytes: bytes, clientIP: clientIP, absolute: absolute)
+        }
+        let clientIP = attributes.clientIP
+        self.exchange = ExchangeData()
+        self.exchange.parsedHead = head
+        self.exchange.headBytes = bytes
+        self.exchange.method = attributes.method
+        self.exchange.uri = attributes.uri
+        self.exchange.isHEAD = isHEAD
+        self.exchange.minorVersion = head.minorVersion
+        self.exchange.gateContext = GateContext(clientIP: clientIP, peerIP: self.peerIP)
+        self.exchange.startedAt = .now()
+
+        // A reverse proxy opens no tunnels to arbitrary hosts; what follows a CONNECT would be tunnel bytes, so
+        // the connection closes.
+        if head.method.count == 7, attributes.method == "CONNECT" {
+            self.answer(
+                status: .methodNotAllowed,
+                headers: [("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")],
+                body: "CONNECT is not supported\n",
+                closeRequested: true
+            )
+            return
+        }
+        if config.maxBodyBytes > 0, case .length(let length) = head.framing, length > config.maxBodyBytes {
+            self.answer(status: .payloadTooLarge, body: "request body too large\n", closeRequested: true)
+            return
+        }
+
+        var gateContext = self.exchange.gateContext
+        let verdict = config.gate.decide(attributes, context: &gateContext, eventLoop: self.context.eventLoop)
+        self.exchange.gateContext = gateContext
+        switch verdict {
+        case .forward(let plan):
+            self.forward(plan, config: config)
+        case .answer(let answer):
+            self.answer(status: answer.status, headers: answer.headers, body: answer.body, closeRequested: false)
+        case .later(let decided):
+            self.awaitDecision(decided, config: config)
+        }
+    }
+
+    /// `HEAD` as the first four bytes of a head, read as one integer.
+    static let headWord: UInt32 = 0x4845_4144
+
+    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110 §9.2.2).
+    static func isIdempotent(_ head: ParsedRequestHead, _ bytes: ByteBuffer) -> Bool {
+        bytes.withUnsafeReadableBytes { raw in
+            let m = head.method
+            switch m.count {
+            case 3: return HTTPBytes.equalsLowercased(raw, m, "get") || HTTPBytes.equalsLowercased(raw, m, "put")
+            case 4: return HTTPBytes.equalsLowercased(raw, m, "head")
+            case 5: return HTTPBytes.equalsLowercased(raw, m, "trace")
+            case 6: return HTTPBytes.equalsLowercased(raw, m, "delete")
+            case 7: return HTTPBytes.equalsLowercased(raw, m, "options")
+            default: return false
+            }
+        }
+    }
+
+    /// Holds a request whose decision takes a round trip (Redis): its body is buffered and the client is not
+    /// read further (as during a `delay`), until the decision comes.
+    private func awaitDecision(_ decided: EventLoopFuture<DecidedGate>, config: ProxySnapshot) {
+        let id = self.exchangeID
+        let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
+        decided.hop(to: self.context.eventLoop).assumeIsolated().whenComplete { result in
+            let this = loopBoundSelf.value
+            guard this.exchangeID == id, case .exchange(let exchange) = this.machine.state, exchange.upstream == .none else {
+                return
+            }
+            switch result {
+            case .success(let decision):
+                this.exchange.gateContext = decision.context
+                switch decision.verdict {
+                case .forward(let plan):
+                    this.forward(plan, config: config)
+                case .answer(let answer):
+                    this.answer(status: answer.status, headers: answer.headers, body: answer.body, closeRequested: false)
+                case .later:
+                    this.closeClient()
+                }
+            case .failure:
+                this.answer(status: .serviceUnavailable, body: "rate-limit decision failed\n", closeRequested: false)
+            }
+        }
+    }
+
+    /// Forwards an admitted request: now, or after the plan's `delay` (held, not rejected; the client is not
+    /// read meanwhile, there being no upstream connection yet).
+    private func forward(_ plan: ForwardPlan, config: ProxySnapshot) {
+        self.exchange.extraResponseHeaders = plan.responseHeaders
+        self.exchange.responseObserver = plan.responseObserver
+        self.exchange.target = self.pool.nextTarget(of: config.targets)
+        if let delay = plan.delay {
+            let id = self.exchangeID
+            let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
+            self.context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+                let this = loopBoundSelf.value
+                guard this.exchangeID == id else { return }
+                this.connectUpstream(config: config, allowPooled: true)
+            }
+            return
+        }
+        self.connectUpstream(config: config, allowPooled: true)
+    }
+
+    func requestBodyReceived(_ body: ByteBuffer) {
+        self.exchange.requestBodyBytes += body.readableBytes
+        switch self.machine.requestBodyReceived() {
+        case .forward:
+            self.exchange.upstream?.handler.write(body)
+        case .buffer:
+            self.exchange.buffered.append(body)
+        case .discard:
+            break
+        }
+    }
+
+    func requestEnded() {
+        self.bodyTimer.disarm()
+        switch self.machine.requestEnded() {
+        case .flushUpstream:
+            self.exchange.upstream?.handler.flush()
+            self.startResponseTimer()
+        case .buffer, .none:
+            break
+        case .readNextRequest:
+            self.reading = .head
+            self.startIdleTimer()
+            self.resumeClientReading()
+        case .closeWhenFlushed:
+            self.reading = .stopped
+            self.closeAfterPendingWrites()
+        }
+    }
+
+    /// The body's framing broke (a chunk-size line too long, over `max_body_bytes`, ...): the status if no response
+    /// has started, and the connection closes either way; the upstream connection of the cut request is closed.
+    func requestBodyRefused(status: HTTPResponseStatus, reason: String) {
+        self.shared.logger.debug("client framing refused", metadata: ["error": "\(reason)", "peer": "\(self.peerIP)"])
+        let body: String
+        switch status.code {
+        case 413: body = "request body too large\n"
+        case 431: body = "request trailers too large\n"
+        default: body = "bad request: invalid chunked body\n"
+        }
+        self.perform(self.machine.requestBodyRefused(), status: status, headers: [], body: body)
+    }
+}
