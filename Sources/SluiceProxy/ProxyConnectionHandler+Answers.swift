@@ -44,10 +44,7 @@ extension ProxyConnectionHandler {
             switch then {
             case .readNextRequest:
                 self.context.flush()
-                self.reading = .head
-                self.startIdleTimer()
-                self.processInput()
-                self.resumeClientReading()
+                self.readNextRequest()
             case .discardBody:
                 self.context.flush()
                 self.resumeClientReading()

@@ -206,10 +206,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
         case .readNextRequest:
             self.context.flush()
             self.exchange = ExchangeData()
-            self.reading = .head
-            self.startIdleTimer()
-            self.processInput()
-            self.resumeClientReading()
+            self.readNextRequest()
         case .closeWhenFlushed(let linger):
             self.reading = .stopped
             self.flushAndClose(linger: linger)

@@ -208,21 +208,49 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
-            if case .tunnel = self.reading {
-                // Half-close travels through the tunnel as a close of the other side's output.
-                self.exchange.upstream?.channel.close(mode: .output, promise: nil)
-            } else {
-                switch self.machine.inputClosed(requestBytesPending: (self.input?.readableBytes ?? 0) > 0) {
-                case .closeWhenFlushed:
-                    self.closeAfterPendingWrites()
-                case .close:
-                    context.close(promise: nil)
-                case .none:
-                    break
-                }
+            self.clientInputClosed()
+        } else if event is ChannelShouldQuiesceEvent {
+            // Graceful shutdown (SPEC §1): an idle connection closes now; one in flight closes after its response
+            // (``ProxyShared/isDraining`` is set by then).
+            if case .idle = self.machine.state, case .head = self.reading, (self.input?.readableBytes ?? 0) == 0 {
+                self.closeAfterPendingWrites()
             }
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// The client shut its sending side.
+    private func clientInputClosed() {
+        switch self.reading {
+        case .tunnel:
+            // Half-close travels through the tunnel as a close of the other side's output.
+            self.exchange.upstream?.channel.close(mode: .output, promise: nil)
+            return
+        case .lengthBody, .chunkedBody:
+            // The body can never complete: it must not reach the upstream as if it had.
+            _ = self.machine.inputClosed(requestBytesPending: true)
+            self.reading = .stopped
+            self.input = nil
+            self.requestBodyRefused(status: .badRequest, reason: "the client closed its side mid-body")
+            return
+        default:
+            break
+        }
+        let pending = (self.input?.readableBytes ?? 0) > 0
+        switch self.machine.inputClosed(requestBytesPending: pending) {
+        case .closeWhenFlushed:
+            self.closeAfterPendingWrites()
+        case .close:
+            self.context.close(promise: nil)
+        case .none:
+            if case .head = self.reading, pending, case .idle = self.machine.state {
+                // What is left is what was read; a head it does not complete never will.
+                self.processInput()
+                if case .head = self.reading, self.input != nil, case .idle = self.machine.state {
+                    self.closeAfterPendingWrites()
+                }
+            }
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -267,6 +295,18 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.readPending = false
         self.armBodyTimerIfReadingBody()
         self.context.read()
+    }
+
+    /// The exchange ended and the connection stays: the next request is read (one may be waiting in ``input``).
+    func readNextRequest() {
+        if self.shared.isDraining {
+            self.closeAfterPendingWrites()
+            return
+        }
+        self.reading = .head
+        self.startIdleTimer()
+        self.processInput()
+        self.resumeClientReading()
     }
 
     // MARK: input
@@ -388,7 +428,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             self.reading = .lengthBody(remaining: length)
         case .chunked:
             self.reading = .chunkedBody
-            self.chunkedParser = ChunkedBodyParser(limits: .init(maxBodyBytes: config.maxBodyBytes))
+            self.chunkedParser = ChunkedBodyParser(
+                limits: .init(maxBodyBytes: config.maxBodyBytes, maxTrailerBytes: self.headParser.maxHeadBytes)
+            )
         }
 
         // RFC 9112 §3.2.2: an absolute-form target's authority is the host, whatever `Host` says; the limiter and
@@ -538,9 +580,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .buffer, .none:
             break
         case .readNextRequest:
-            self.reading = .head
-            self.startIdleTimer()
-            self.resumeClientReading()
+            self.readNextRequest()
         case .closeWhenFlushed:
             self.reading = .stopped
             self.closeAfterPendingWrites()
