@@ -1,6 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// Release builds of the request path skip the runtime exclusivity checks (`swift_beginAccess` on every mutation of a
+/// class's stored property, ~6 % of Sluice's user time per request, measured in docs/performance.md). Debug builds, and
+/// so every test run, keep them: a violation would show there.
+let requestPathSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "sluice",
     platforms: [.macOS(.v15)],
@@ -35,14 +40,15 @@ let package = Package(
             dependencies: [
                 "SluiceConfig",
                 .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
-            ]
+            ],
+            swiftSettings: requestPathSettings
         ),
         .target(
             name: "SluiceLimiterForBenchmarks",
             dependencies: ["SluiceLimiter", "SluiceConfig"]
         ),
         /// HTTP/1.1 on raw bytes: the strict request-head parser (offsets into the read buffer, no Strings).
-        .target(name: "SluiceHTTP1"),
+        .target(name: "SluiceHTTP1", swiftSettings: requestPathSettings),
         /// What every listening socket gets: a shared connection cap and a pause after a failed accept.
         .target(
             name: "SluiceListener",
@@ -70,7 +76,8 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: requestPathSettings
         ),
         /// Redis on NIO: RESP codec, pipelined connections, pool; and the Redis store (Lua scripts, SPEC §8).
         .target(

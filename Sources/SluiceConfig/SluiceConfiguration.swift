@@ -189,22 +189,24 @@ public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
         case https
     }
 
-    public var scheme: Scheme
+    public var scheme: Scheme { didSet { self.hostHeader = Self.hostHeader(self.scheme, self.host, self.port) } }
     /// Host name or IP literal, IPv6 without brackets.
-    public var host: String
-    public var port: Int
+    public var host: String { didSet { self.hostHeader = Self.hostHeader(self.scheme, self.host, self.port) } }
+    public var port: Int { didSet { self.hostHeader = Self.hostHeader(self.scheme, self.host, self.port) } }
+    /// The value for a `Host` header that names this target; made once, not per request.
+    public private(set) var hostHeader: String
 
     public init(scheme: Scheme, host: String, port: Int) {
         self.scheme = scheme
         self.host = host
         self.port = port
+        self.hostHeader = Self.hostHeader(scheme, host, port)
     }
 
-    /// The value for a `Host` header that names this target.
-    public var hostHeader: String {
-        let h = self.host.contains(":") ? "[\(self.host)]" : self.host
-        let defaultPort = self.scheme == .http ? 80 : 443
-        return self.port == defaultPort ? h : "\(h):\(self.port)"
+    private static func hostHeader(_ scheme: Scheme, _ host: String, _ port: Int) -> String {
+        let h = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]" : host
+        let defaultPort = scheme == .http ? 80 : 443
+        return port == defaultPort ? h : "\(h):\(port)"
     }
 
     public var description: String { "\(self.scheme.rawValue)://\(self.hostHeader)" }

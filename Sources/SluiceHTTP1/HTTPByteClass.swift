@@ -1,6 +1,6 @@
 /// The byte classes of RFC 9110 §5.6.2 and RFC 9112 that the head parser tests, as one 256-entry table.
 ///
-/// One load and one mask per byte, as HAProxy's `h1` parser does (`src/h1.c`): no branch ladder per character.
+/// A few integer operations per byte on constants (HAProxy's `h1` parser uses a table the same way, `src/h1.c`).
 enum HTTPByteClass {
     /// `tchar` (RFC 9110 §5.6.2): method and field names.
     static let token: UInt8 = 1 << 0
@@ -13,7 +13,17 @@ enum HTTPByteClass {
     /// Hexadecimal digits.
     static let hex: UInt8 = 1 << 4
 
-    static let table: [UInt8] = {
+    /// `token` and `host` as bitmaps of the ASCII range (bit `b` of `lo` for bytes 0–63, of `hi` for 64–127): integer
+    /// constants, folded into the code, so testing a byte is a shift and a mask with no table to load (a `static let`
+    /// array costs a lazy-initialisation check and a retain per access, per byte). ``referenceTable`` states the
+    /// classes the plain way; a test holds the two together.
+    static let tokenLo: UInt64 = 0x03ff_6cfa_0000_0000
+    static let tokenHi: UInt64 = 0x57ff_ffff_c7ff_fffe
+    static let hostLo: UInt64 = 0x2fff_6ff2_0000_0000
+    static let hostHi: UInt64 = 0x47ff_fffe_afff_fffe
+
+    /// The classes of every byte, built from their definitions (for tests; the parsers use ``is(_:_:)``).
+    static let referenceTable: [UInt8] = {
         var table = [UInt8](repeating: 0, count: 256)
         let tokenPunctuation = Array("!#$%&'*+-.^_`|~".utf8)
         let hostPunctuation = Array("-._~!$&'()*+,;=%[]:".utf8)
@@ -34,8 +44,24 @@ enum HTTPByteClass {
     }()
 
     @inline(__always)
+    private static func inASCIIBitmap(_ byte: UInt8, _ lo: UInt64, _ hi: UInt64) -> Bool {
+        if byte < 64 { return (lo >> UInt64(byte)) & 1 != 0 }
+        if byte < 128 { return (hi >> UInt64(byte &- 64)) & 1 != 0 }
+        return false
+    }
+
+    /// Whether `byte` is in the class `classMask` (one of ``token``, ``fieldValue``, ``target``, ``host``, ``hex``; a
+    /// constant at every call site, so the switch folds away).
+    @inline(__always)
     static func `is`(_ byte: UInt8, _ classMask: UInt8) -> Bool {
-        self.table.withUnsafeBufferPointer { $0[Int(byte)] } & classMask != 0
+        switch classMask {
+        case Self.token: return Self.inASCIIBitmap(byte, Self.tokenLo, Self.tokenHi)
+        case Self.host: return Self.inASCIIBitmap(byte, Self.hostLo, Self.hostHi)
+        case Self.fieldValue: return byte == 0x09 || (byte >= 0x20 && byte != 0x7F)
+        case Self.target: return byte >= 0x21 && byte <= 0x7E
+        case Self.hex: return (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x66)
+        default: return Self.referenceTable[Int(byte)] & classMask != 0
+        }
     }
 
     /// ASCII lower case of a byte (other bytes unchanged).

@@ -22,21 +22,31 @@ public enum RateLimitHeaders {
         mode: ResponseConfiguration.RateLimitHeaders? = nil,
         now: LimiterInstant
     ) -> [(name: String, value: String)] {
-        var fields: [(name: String, value: String)] = []
-        if let primary = outcome.statuses.first {
-            let mode = mode ?? outcome.headerMode
-            if mode == .draft || mode == .both {
-                fields.append(("RateLimit-Policy", self.policyField(outcome.statuses)))
-                fields.append(("RateLimit", self.rateLimitField(primary)))
-            }
-            if mode == .legacy || mode == .both {
-                fields.append(("X-RateLimit-Limit", String(primary.quota)))
-                fields.append(("X-RateLimit-Remaining", String(primary.remaining)))
-                fields.append(("X-RateLimit-Reset", String(now.unixSeconds + Int64(primary.resetSeconds))))
-            }
-        }
+        var fields = self.fields(statuses: outcome.statuses, mode: mode ?? outcome.headerMode, nowSeconds: now.unixSeconds)
         if outcome.isBlocked, let retryAfter = outcome.retryAfter {
             fields.append(("Retry-After", String(retryAfter)))
+        }
+        return fields
+    }
+
+    /// The rate-limit fields of `statuses` (the first is the primary one) in `mode`, without `Retry-After`.
+    ///
+    /// - Parameter nowSeconds: the Unix time of the decision, for `X-RateLimit-Reset`.
+    public static func fields(
+        statuses: SmallArray<2, LimitStatus>,
+        mode: ResponseConfiguration.RateLimitHeaders,
+        nowSeconds: Int64
+    ) -> [(name: String, value: String)] {
+        var fields: [(name: String, value: String)] = []
+        guard let primary = statuses.first else { return fields }
+        if mode == .draft || mode == .both {
+            fields.append(("RateLimit-Policy", self.policyField(statuses)))
+            fields.append(("RateLimit", self.rateLimitField(primary)))
+        }
+        if mode == .legacy || mode == .both {
+            fields.append(("X-RateLimit-Limit", String(primary.quota)))
+            fields.append(("X-RateLimit-Remaining", String(primary.remaining)))
+            fields.append(("X-RateLimit-Reset", String(nowSeconds + Int64(primary.resetSeconds))))
         }
         return fields
     }
@@ -98,7 +108,7 @@ public enum RateLimitHeaders {
     }
 
     /// Whether `text` serialises as an sf-string without escapes: printable ASCII but `"` and `\`.
-    static func isPlainString(_ text: String) -> Bool {
+    public static func isPlainString(_ text: String) -> Bool {
         text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
     }
 

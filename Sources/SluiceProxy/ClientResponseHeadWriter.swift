@@ -59,6 +59,27 @@ enum ClientResponseHeadWriter {
         extraFields: [(name: String, value: String)],
         into buffer: inout ByteBuffer
     ) -> ClientResponseFraming {
+        Self.write(head, bytes: bytes, clientMinorVersion: clientMinorVersion, keepAlive: keepAlive, into: &buffer) { buffer in
+            for (name, value) in extraFields {
+                buffer.writeString(name)
+                buffer.writeStaticString(": ")
+                buffer.writeString(value)
+                buffer.writeStaticString("\r\n")
+            }
+        }
+    }
+
+    /// ``write(_:bytes:clientMinorVersion:keepAlive:extraFields:into:)`` with the extra fields written by
+    /// `writeExtraFields` (``RateLimitFieldValues/write(into:)``: no `String` per field).
+    @discardableResult
+    static func write(
+        _ head: ParsedResponseHead,
+        bytes: UnsafeRawBufferPointer,
+        clientMinorVersion: Int,
+        keepAlive: Bool,
+        into buffer: inout ByteBuffer,
+        writeExtraFields: (inout ByteBuffer) -> Void
+    ) -> ClientResponseFraming {
         let clientIs11 = clientMinorVersion >= 1
         let isSwitching = head.isSwitchingProtocols
         let framing: ClientResponseFraming
@@ -103,12 +124,7 @@ enum ClientResponseHeadWriter {
             }
             buffer.writeStaticString("Connection: upgrade\r\n")
         }
-        for (name, value) in extraFields {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
-        }
+        writeExtraFields(&buffer)
         if framing == .chunkEncode {
             buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
         }

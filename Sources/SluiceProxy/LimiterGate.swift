@@ -111,7 +111,11 @@ struct LimiterGate: RequestGate {
             }
             var plan = ForwardPlan()
             if !outcome.statuses.isEmpty {
-                plan.responseHeaders = RateLimitHeaders.fields(for: outcome, now: now)
+                plan.rateLimitFields = RateLimitFieldValues(
+                    statuses: outcome.statuses,
+                    mode: outcome.headerMode,
+                    nowSeconds: now.unixSeconds
+                )
             }
             if let delay = outcome.delay, delay > .zero {
                 plan.delay = TimeAmount(delay)

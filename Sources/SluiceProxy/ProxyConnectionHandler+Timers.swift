@@ -7,11 +7,11 @@ extension ProxyConnectionHandler {
     // MARK: connection timers
 
     func startHeadTimer() {
-        self.armConnectionTimer(.head, in: self.shared.current().headerReadTimeout)
+        self.armConnectionTimer(.head, in: self.config.headerReadTimeout)
     }
 
     func startIdleTimer() {
-        self.armConnectionTimer(.idle, in: self.shared.current().idleTimeout)
+        self.armConnectionTimer(.idle, in: self.config.idleTimeout)
     }
 
     func armConnectionTimer(_ kind: ConnectionTimer, in timeout: TimeAmount) {
@@ -43,7 +43,7 @@ extension ProxyConnectionHandler {
 
     func startResponseTimer() {
         guard !self.responseTimer.isArmed else { return }
-        let deadline = self.context.eventLoop.now + self.shared.current().upstreamResponseTimeout
+        let deadline = self.context.eventLoop.now + self.config.upstreamResponseTimeout
         self.responseTimer.arm(deadline) { self.scheduleTimerTask(at: $0, .response) }
     }
 
@@ -59,7 +59,7 @@ extension ProxyConnectionHandler {
             metadata: ["upstream": "\(self.exchange.target.map { "\($0)" } ?? "-")"]
         )
         self.shared.metrics.upstreamFailed(status: 504)
-        self.perform(action, status: .gatewayTimeout, headers: self.exchange.extraResponseHeaders, body: "upstream timed out\n")
+        self.perform(action, status: .gatewayTimeout, headers: self.exchange.rateLimitFields?.pairs ?? [], body: "upstream timed out\n")
     }
 
     // MARK: body_read
@@ -73,7 +73,7 @@ extension ProxyConnectionHandler {
         default:
             return
         }
-        let deadline = self.context.eventLoop.now + self.shared.current().bodyReadTimeout
+        let deadline = self.context.eventLoop.now + self.config.bodyReadTimeout
         self.bodyTimer.arm(deadline) { self.scheduleTimerTask(at: $0, .body) }
     }
 
@@ -96,7 +96,7 @@ extension ProxyConnectionHandler {
         self.perform(
             self.machine.bodyTimedOut(),
             status: .requestTimeout,
-            headers: self.exchange.extraResponseHeaders,
+            headers: self.exchange.rateLimitFields?.pairs ?? [],
             body: "request body timed out\n"
         )
     }
@@ -111,7 +111,7 @@ extension ProxyConnectionHandler {
     /// Arms `send`: the client must take some of what waits for it within that time.
     func armSendTimer() {
         self.sendBufferedBytes = self.clientBufferedBytes
-        let deadline = self.context.eventLoop.now + self.shared.current().sendTimeout
+        let deadline = self.context.eventLoop.now + self.config.sendTimeout
         self.sendTimer.arm(deadline) { self.scheduleTimerTask(at: $0, .send) }
     }
 
@@ -148,7 +148,7 @@ extension ProxyConnectionHandler {
 
     /// Bytes went through the tunnel: the idle deadline moves.
     func tunnelTrafficSeen() {
-        let deadline = self.context.eventLoop.now + self.shared.current().tunnelIdleTimeout
+        let deadline = self.context.eventLoop.now + self.config.tunnelIdleTimeout
         self.tunnelTimer.arm(deadline) { self.scheduleTimerTask(at: $0, .tunnel) }
     }
 

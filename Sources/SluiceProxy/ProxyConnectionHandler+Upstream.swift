@@ -109,7 +109,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
     func upstreamFailed(status: HTTPResponseStatus, body: String) {
         self.shared.metrics.upstreamFailed(status: Int(status.code))
         let action = self.machine.answerLocally(closeRequested: false, isDraining: self.shared.isDraining)
-        self.perform(action, status: status, headers: self.exchange.extraResponseHeaders, body: body)
+        self.perform(action, status: status, headers: self.exchange.rateLimitFields?.pairs ?? [], body: body)
     }
 
     // MARK: UpstreamResponseDelegate
@@ -137,15 +137,17 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
                 seconds: Double((NIODeadline.now() - self.exchange.startedAt).nanoseconds) / 1e9
             )
             var out = self.context.channel.allocator.buffer(capacity: bytes.readableBytes + 256)
+            let fields = self.exchange.rateLimitFields
             let framing = bytes.withUnsafeReadableBytes { raw in
                 ClientResponseHeadWriter.write(
                     head,
                     bytes: raw,
                     clientMinorVersion: self.exchange.minorVersion,
                     keepAlive: keepAlive,
-                    extraFields: self.exchange.extraResponseHeaders,
                     into: &out
-                )
+                ) { buffer in
+                    fields?.write(into: &buffer)
+                }
             }
             self.exchange.responseFraming = framing
             if framing.forcesClose { self.machine.responseMustClose() }
@@ -197,7 +199,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
             self.exchange.upstream = nil
             upstream.handler.delegate = nil
             if release {
-                self.pool.release(upstream, maxIdle: self.shared.current().maxIdlePerLoop)
+                self.pool.release(upstream, maxIdle: self.config.maxIdlePerLoop)
             } else {
                 upstream.channel.close(promise: nil)
             }
@@ -237,7 +239,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
         case .none:
             break
         case .retry:
-            self.connectUpstream(config: self.shared.current(), allowPooled: false)
+            self.connectUpstream(config: self.config, allowPooled: false)
         case .answer(let action):
             self.shared.logger.warning(
                 "upstream closed before responding",
@@ -247,7 +249,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
                 ]
             )
             if case .answer = action { self.shared.metrics.upstreamFailed(status: 502) }
-            self.perform(action, status: .badGateway, headers: self.exchange.extraResponseHeaders, body: "upstream closed the connection\n")
+            self.perform(action, status: .badGateway, headers: self.exchange.rateLimitFields?.pairs ?? [], body: "upstream closed the connection\n")
         }
     }
 
@@ -264,7 +266,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
                 bytes: raw,
                 clientMinorVersion: self.exchange.minorVersion,
                 keepAlive: true,
-                extraFields: self.exchange.extraResponseHeaders,
+                extraFields: self.exchange.rateLimitFields?.pairs ?? [],
                 into: &out
             )
         }

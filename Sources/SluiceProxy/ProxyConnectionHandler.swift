@@ -50,6 +50,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// `X-Forwarded-Proto`: `https` when this connection came through a TLS listener. Fixed at accept.
     let forwardedProto: String
     var context: ChannelHandlerContext!
+    /// The running configuration, re-read only after a reload (``ProxySnapshotCache``).
+    var snapshotCache: ProxySnapshotCache
     var machine = ProxyConnectionStateMachine()
     var reading = Reading.head
     /// Bytes read and not yet consumed (a head split across reads, or a pipelined request waiting).
@@ -86,7 +88,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         var upstreamHead: ByteBuffer?
         /// Body bytes that arrived before the upstream connection was ready.
         var buffered: [ByteBuffer] = []
-        var extraResponseHeaders: [(name: String, value: String)] = []
+        /// The rate-limit fields for the response (``ForwardPlan/rateLimitFields``).
+        var rateLimitFields: RateLimitFieldValues?
         var responseObserver: (any ResponseStatusObserver)?
         var gateContext = GateContext(clientIP: IPAddress(ipv4: 0), peerIP: IPAddress(ipv4: 0))
         var startedAt = NIODeadline.uptimeNanoseconds(0)
@@ -125,6 +128,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.pool = pool
         self.forwardedProto = overTLS ? "https" : "http"
         self.headParser = HTTPRequestHeadParser(maxHeadBytes: maxHeaderBytes)
+        self.snapshotCache = ProxySnapshotCache(shared)
+    }
+
+    /// The current snapshot (a request keeps the one it started with: it is passed along, not read again).
+    var config: ProxySnapshot {
+        self.snapshotCache.current(self.shared)
     }
 
     // MARK: channel events
@@ -398,7 +407,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.cancelConnectionTimers()
         self.headBytesSeen = false
         self.exchangeID &+= 1
-        let config = self.shared.current()
+        let config = self.config
         let isHEAD =
             head.method.count == 4
             && bytes.getInteger(at: bytes.readerIndex + head.method.lowerBound, as: UInt32.self) == Self.headWord
@@ -543,7 +552,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// Forwards an admitted request: now, or after the plan's `delay` (held, not rejected; the client is not
     /// read meanwhile, there being no upstream connection yet).
     private func forward(_ plan: ForwardPlan, config: ProxySnapshot) {
-        self.exchange.extraResponseHeaders = plan.responseHeaders
+        self.exchange.rateLimitFields = plan.rateLimitFields
         self.exchange.responseObserver = plan.responseObserver
         self.exchange.target = self.pool.nextTarget(of: config.targets)
         if let delay = plan.delay {

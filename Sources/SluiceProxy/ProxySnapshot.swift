@@ -50,6 +50,10 @@ final class ProxySnapshot: Sendable, AtomicReference {
 /// the draining flag, the logger and the access log.
 final class ProxyShared: Sendable {
     private let snapshot: ManagedAtomic<ProxySnapshot>
+    /// Counts ``replace(with:)``s, so a connection can keep the snapshot it read and check with one plain load that
+    /// it is still current (``ProxySnapshotCache``): loading the snapshot itself takes a retain on an object every
+    /// event loop shares, whose reference count then moves between cores on every request.
+    private let generation = ManagedAtomic<Int>(0)
     private let draining = ManagedAtomic<Bool>(false)
     let logger: Logger
     let accessLog: AccessLog
@@ -70,6 +74,13 @@ final class ProxyShared: Sendable {
 
     func replace(with snapshot: ProxySnapshot) {
         self.snapshot.store(snapshot, ordering: .releasing)
+        self.generation.wrappingIncrement(ordering: .releasing)
+    }
+
+    /// The number of replacements so far (see ``ProxySnapshotCache``).
+    @inline(__always)
+    var currentGeneration: Int {
+        self.generation.load(ordering: .acquiring)
     }
 
     var isDraining: Bool { self.draining.load(ordering: .relaxed) }
@@ -83,5 +94,30 @@ extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+/// One connection's copy of the current snapshot, refreshed only when a reload replaced it.
+///
+/// The generation is read before the snapshot, and ``ProxyShared/replace(with:)`` stores the snapshot before counting
+/// the replacement, so a snapshot read after seeing a generation is at least that new.
+struct ProxySnapshotCache {
+    private(set) var snapshot: ProxySnapshot
+    private var generation: Int
+
+    init(_ shared: ProxyShared) {
+        self.generation = shared.currentGeneration
+        self.snapshot = shared.current()
+    }
+
+    /// The current snapshot: the cached one unless a reload replaced it.
+    @inline(__always)
+    mutating func current(_ shared: ProxyShared) -> ProxySnapshot {
+        let generation = shared.currentGeneration
+        if generation != self.generation {
+            self.generation = generation
+            self.snapshot = shared.current()
+        }
+        return self.snapshot
     }
 }

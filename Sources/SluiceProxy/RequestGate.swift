@@ -29,8 +29,8 @@ struct GateAnswer: Sendable {
 
 /// How an admitted request is forwarded.
 struct ForwardPlan: Sendable {
-    /// Headers added to the upstream's response (rate-limit fields).
-    var responseHeaders: [(name: String, value: String)] = []
+    /// Rate-limit fields added to the upstream's response.
+    var rateLimitFields: RateLimitFieldValues? = nil
     /// Hold the request this long before forwarding (gcra `delay`, like nginx `limit_req delay=`).
     var delay: TimeAmount? = nil
     /// Told the upstream's status (`count_when` charges quota only for matching statuses).
