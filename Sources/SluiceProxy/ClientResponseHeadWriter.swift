@@ -112,12 +112,15 @@ enum ClientResponseHeadWriter {
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.reason]))
         buffer.writeStaticString("\r\n")
 
-        for field in head.fields {
-            if Self.isDropped(bytes, field.name, connectionOptions: connectionOptions, keepTransferEncoding: keepTransferEncoding) {
+        // Kept lines are copied as received, neighbours in one copy.
+        var run = FieldLineRun()
+        for index in head.fields.indices {
+            if Self.isDropped(bytes, head.fields[index].name, connectionOptions: connectionOptions, keepTransferEncoding: keepTransferEncoding) {
                 continue
             }
-            Self.writeField(bytes, field, into: &buffer)
+            run.keep(head.fields, index, headLength: head.length, bytes: bytes, into: &buffer)
         }
+        run.flush(bytes, into: &buffer)
         if isSwitching {
             for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "upgrade") {
                 Self.writeField(bytes, field, into: &buffer)

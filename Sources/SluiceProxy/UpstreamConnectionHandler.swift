@@ -115,7 +115,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
         case tunnel
     }
 
-    weak var delegate: UpstreamResponseDelegate?
+    /// The exchange that owns the connection. Strong, not weak (a weak load per callback is a side-table lookup): the
+    /// cycle it makes with the exchange's reference to this connection is broken on every path that ends the
+    /// exchange (released to the pool, dropped, or closed: `channelInactive` clears it too).
+    var delegate: UpstreamResponseDelegate?
     /// Called once when the channel goes inactive, so the pool forgets the connection.
     var onClose: (() -> Void)?
     private(set) var context: ChannelHandlerContext?

@@ -12,6 +12,8 @@ final class UpstreamConnection {
     let tls: NIOSSLContext?
     /// Set when the connection served a request before (a pooled connection may have gone stale).
     var reused = false
+    /// In its pool's idle list (so a close removes it from there).
+    var isIdle = false
 
     init(channel: Channel, handler: UpstreamConnectionHandler, target: UpstreamTarget, tls: NIOSSLContext?) {
         self.channel = channel
@@ -76,13 +78,12 @@ final class UpstreamPool {
         let list = self.list(for: target)
         while let connection = list.connections.popLast() {
             self.idleCount -= 1
+            connection.isIdle = false
             guard connection.channel.isActive else { continue }
             if let made = connection.tls, made !== tls {
-                connection.handler.onClose = nil
                 connection.channel.close(promise: nil)
                 continue
             }
-            connection.handler.onClose = nil
             return connection
         }
         return nil
@@ -96,15 +97,14 @@ final class UpstreamPool {
         }
         connection.handler.delegate = nil
         connection.reused = true
+        connection.isIdle = true
         self.list(for: connection.target).connections.append(connection)
         self.idleCount += 1
-        connection.handler.onClose = { [weak self, weak connection] in
-            guard let self, let connection else { return }
-            self.remove(connection)
-        }
     }
 
     private func remove(_ connection: UpstreamConnection) {
+        guard connection.isIdle else { return }
+        connection.isIdle = false
         let list = self.list(for: connection.target)
         guard let index = list.connections.firstIndex(where: { $0 === connection }) else { return }
         list.connections.remove(at: index)
@@ -170,9 +170,17 @@ final class UpstreamPool {
         } else {
             ready = connected
         }
+        let loopBoundSelf = NIOLoopBound(self, eventLoop: self.eventLoop)
         return ready.flatMapThrowing { channel in
             let handler = try channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
-            return UpstreamConnection(channel: channel, handler: handler, target: target, tls: handshake?.context)
+            let connection = UpstreamConnection(channel: channel, handler: handler, target: target, tls: handshake?.context)
+            // Set once: a connection that closes while idle leaves the pool (release and take only flip `isIdle`).
+            let pool = loopBoundSelf.value
+            handler.onClose = { [weak pool, weak connection] in
+                guard let pool, let connection else { return }
+                pool.remove(connection)
+            }
+            return connection
         }
     }
 }

@@ -65,8 +65,10 @@ struct UpstreamRequestHeadWriter {
         var clientHost: Range<Int>? = absolute?.authority
         if clientHost == nil, let index = head.hostField { clientHost = head.fields[index].value }
 
-        for field in head.fields {
-            let name = field.name
+        // Kept lines are copied as received, neighbours in one copy.
+        var run = FieldLineRun()
+        for index in head.fields.indices {
+            let name = head.fields[index].name
             if Self.isDropped(bytes, name, connectionOptions: connectionOptions) { continue }
             switch name.count {
             case 4 where HTTPBytes.equalsLowercased(bytes, name, "host"):
@@ -84,8 +86,9 @@ struct UpstreamRequestHeadWriter {
             default:
                 break
             }
-            Self.writeField(bytes, field, into: &buffer)
+            run.keep(head.fields, index, headLength: head.length, bytes: bytes, into: &buffer)
         }
+        run.flush(bytes, into: &buffer)
         if isUpgrade {
             for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "upgrade") {
                 Self.writeField(bytes, field, into: &buffer)
