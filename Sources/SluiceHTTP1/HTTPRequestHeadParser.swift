@@ -72,7 +72,12 @@ public struct HTTPRequestHeadParser: Sendable {
         self.chunkedSeen = false
         self.hostCount = 0
         self.connection = HTTPFieldSemantics.ConnectionOptions()
+        // The field list keeps its storage: once the previous head's copies are gone (the proxy resets before the next
+        // request), no allocation per request.
+        var fields = self.head.fields
         self.head = ParsedRequestHead(method: 0..<0, target: 0..<0, minorVersion: 1, fields: [], length: 0, framing: .none)
+        fields.removeAll(keepingCapacity: true)
+        self.head.fields = fields
     }
 
     /// Examines the bytes of `bytes` not seen yet (`bytes` holds every byte since the head began).

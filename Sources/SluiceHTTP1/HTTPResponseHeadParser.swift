@@ -89,7 +89,12 @@ public struct HTTPResponseHeadParser: Sendable {
         self.requestIsHEAD = requestIsHEAD
         self.state = .responseStart
         self.position = 0
+        // The field list keeps its storage: once the previous head's copies are gone (the caller resets before the
+        // next response), no allocation per response.
+        var fields = self.head.fields
         self.head = Self.emptyHead
+        fields.removeAll(keepingCapacity: true)
+        self.head.fields = fields
         self.fieldLines.reset()
         self.contentLength = nil
         self.transferEncoding = false

@@ -207,7 +207,6 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
         switch then {
         case .readNextRequest:
             self.context.flush()
-            self.exchange = ExchangeData()
             self.readNextRequest()
         case .closeWhenFlushed(let linger):
             self.reading = .stopped

@@ -57,6 +57,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// Bytes read and not yet consumed (a head split across reads, or a pipelined request waiting).
     var input: ByteBuffer?
     var headParser: HTTPRequestHeadParser
+    /// The parser holds the last head taken; it is reset before the next one.
+    var headParserNeedsReset = false
     var chunkedParser = ChunkedBodyParser()
     /// Guards ``processInput()`` against re-entry (an answer written from inside it can end an exchange).
     var processing = false
@@ -312,6 +314,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             self.closeAfterPendingWrites()
             return
         }
+        self.exchange = ExchangeData()
         self.reading = .head
         self.startIdleTimer()
         self.processInput()
@@ -376,6 +379,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     /// Parses the head at the front of ``input``; returns whether a head was taken (the loop goes on).
     private func parseHead() -> Bool {
+        if self.headParserNeedsReset {
+            // Reset here, not when the head was taken: the exchange's copy of it is gone by now, so the parser reuses
+            // its field list's storage.
+            self.headParserNeedsReset = false
+            self.headParser.reset()
+        }
         let result = self.input!.withUnsafeReadableBytes { self.headParser.parse($0) }
         switch result {
         case .needMoreBytes:
@@ -395,7 +404,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             return false
         case .head(let head):
             let headBytes = self.input!.readSlice(length: head.length)!
-            self.headParser.reset()
+            self.headParserNeedsReset = true
             self.requestHeadReceived(head, bytes: headBytes)
             return true
         }
@@ -444,25 +453,17 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
         // RFC 9112 §3.2.2: an absolute-form target's authority is the host, whatever `Host` says; the limiter and
         // the upstream read the request in its origin form with that host.
-        var absolute: (authority: Substring, originForm: String)?
-        switch RawRequestAttributes.absoluteTarget(head, bytes: bytes) {
-        case nil, .notAbsolute?:
-            break
-        case .absolute(let authority, let originForm)?:
-            absolute = (authority, originForm)
-        case .invalid?:
+        guard var attributes = RawRequestAttributes(head: head, bytes: bytes, clientIP: self.peerIP) else {
             self.exchange = ExchangeData()
             self.exchange.minorVersion = head.minorVersion
             self.answer(status: .badRequest, body: "bad request: invalid request target\n", closeRequested: true)
             return
         }
-        var attributes = RawRequestAttributes(head: head, bytes: bytes, clientIP: self.peerIP, absolute: absolute)
         if !config.clientIP.trustedProxies.isEmpty {
-            let clientIP = config.clientIP.resolve(
+            attributes.clientIP = config.clientIP.resolve(
                 peer: self.peerIP,
                 headerValues: attributes.headerValues(config.clientIP.header.rawValue)
             )
-            attributes = RawRequestAttributes(head: head, bytes: bytes, clientIP: clientIP, absolute: absolute)
         }
         let clientIP = attributes.clientIP
         self.exchange = ExchangeData()

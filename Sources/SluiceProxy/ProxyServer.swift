@@ -290,6 +290,7 @@ public final class ProxyServer: Service, Sendable {
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .tuned(ProxyTuning.fromEnvironment)
             .childChannelInitializer { channel in
                 let id = ObjectIdentifier(channel)
                 clients.withLockedValue { $0[id] = channel }

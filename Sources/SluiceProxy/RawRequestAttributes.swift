@@ -13,7 +13,8 @@ struct RawRequestAttributes: RequestAttributes, Sendable {
     let head: ParsedRequestHead
     /// Exactly the head's bytes: ``head``'s offsets index its readable bytes from 0.
     let bytes: ByteBuffer
-    let clientIP: IPAddress
+    /// The client IP (SPEC §4); set after init once the forwarding header is read (``headerValues(_:)``).
+    var clientIP: IPAddress
     let method: String
     let uri: String
     let host: String?
@@ -39,6 +40,19 @@ struct RawRequestAttributes: RequestAttributes, Sendable {
         } else {
             self.uri = target
             self.host = host
+        }
+    }
+
+    /// Reads `head`, or `nil` when its target is one Sluice does not forward (an absolute form other than `http://` or
+    /// `https://` with a valid authority: 400).
+    init?(head: ParsedRequestHead, bytes: ByteBuffer, clientIP: IPAddress) {
+        switch Self.absoluteTarget(head, bytes: bytes) {
+        case nil, .notAbsolute?:
+            self.init(head: head, bytes: bytes, clientIP: clientIP, absolute: nil)
+        case .absolute(let authority, let originForm)?:
+            self.init(head: head, bytes: bytes, clientIP: clientIP, absolute: (authority, originForm))
+        case .invalid?:
+            return nil
         }
     }
 

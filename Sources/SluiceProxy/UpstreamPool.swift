@@ -145,6 +145,7 @@ final class UpstreamPool {
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.autoRead, value: true)
+            .tuned(ProxyTuning.fromEnvironment)
             .channelInitializer { [handshake] channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let handshake {
