@@ -6,6 +6,8 @@ struct CompiledLimit: Sendable {
     let parameters: LimitParameters
     /// The policy name in headers: the rule's name, or `RULE-WINDOW` when its list has several limits (SPEC §5).
     let policyName: String
+    /// ``RateLimitHeaders/isPlainString(_:)`` of ``policyName``.
+    let policyNameIsPlain: Bool
 }
 
 /// A rule prepared once per configuration load: matcher, key builders, storage namespaces, limit lists.
@@ -75,10 +77,12 @@ final class CompiledRule: Sendable {
         self.penaltyNanoseconds = rule.blockFor.nanoseconds
         func compile(_ list: [RateLimit]) -> [CompiledLimit] {
             list.map { limit in
-                CompiledLimit(
+                let policyName = list.count > 1 ? "\(rule.name)-\(limit.periodSeconds)" : rule.name
+                return CompiledLimit(
                     limit: limit,
                     parameters: LimitParameters(limit, burst: rule.burst, delay: rule.algorithm == .gcra ? rule.delay : .zero),
-                    policyName: list.count > 1 ? "\(rule.name)-\(limit.periodSeconds)" : rule.name
+                    policyName: policyName,
+                    policyNameIsPlain: RateLimitHeaders.isPlainString(policyName)
                 )
             }
         }

@@ -27,10 +27,25 @@ public struct LimitStatus: Sendable, Hashable {
     public var remaining: Int
     /// Whole seconds until the quota is restored, rounded up.
     public var resetSeconds: Int
+    /// ``policyName`` serialises as a plain sf-string (``RateLimitHeaders/isPlainString(_:)``): known once per
+    /// configuration, so writing the fields checks no character per request.
+    public var policyNameIsPlain: Bool
 
     public init(rule: String, policyName: String, limit: RateLimit, remaining: Int, resetSeconds: Int) {
+        self.init(
+            rule: rule,
+            policyName: policyName,
+            policyNameIsPlain: RateLimitHeaders.isPlainString(policyName),
+            limit: limit,
+            remaining: remaining,
+            resetSeconds: resetSeconds
+        )
+    }
+
+    init(rule: String, policyName: String, policyNameIsPlain: Bool, limit: RateLimit, remaining: Int, resetSeconds: Int) {
         self.rule = rule
         self.policyName = policyName
+        self.policyNameIsPlain = policyNameIsPlain
         self.limit = limit
         self.remaining = remaining
         self.resetSeconds = resetSeconds

@@ -242,6 +242,7 @@ public final class RateLimiter: Sendable {
                         LimitStatus(
                             rule: rule.name,
                             policyName: limit.policyName,
+                            policyNameIsPlain: limit.policyNameIsPlain,
                             limit: limit.limit,
                             remaining: Int(clamping: result.remaining),
                             resetSeconds: FixedPoint.ceilSeconds(nanoseconds: result.resetNanoseconds)

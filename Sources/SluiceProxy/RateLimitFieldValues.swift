@@ -23,7 +23,7 @@ struct RateLimitFieldValues: Sendable {
         if self.mode == .draft || self.mode == .both {
             // Policy names of `[a-z0-9_-]`-like text serialise as plain sf-strings; anything else goes through the
             // structured-field serializer, as ``RateLimitHeaders`` does.
-            if self.statuses.allSatisfy({ RateLimitHeaders.isPlainString($0.policyName) }) {
+            if self.statuses.allSatisfy(\.policyNameIsPlain) {
                 buffer.writeStaticString("RateLimit-Policy: ")
                 for index in self.statuses.indices {
                     let status = self.statuses[index]
@@ -39,7 +39,7 @@ struct RateLimitFieldValues: Sendable {
             } else {
                 Self.writeField("RateLimit-Policy", RateLimitHeaders.policyField(self.statuses), into: &buffer)
             }
-            if RateLimitHeaders.isPlainString(primary.policyName) && primary.remaining >= 0 && primary.resetSeconds >= 0 {
+            if primary.policyNameIsPlain && primary.remaining >= 0 && primary.resetSeconds >= 0 {
                 buffer.writeStaticString("RateLimit: \"")
                 buffer.writeString(primary.policyName)
                 buffer.writeStaticString("\";r=")
