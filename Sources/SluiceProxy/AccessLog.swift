@@ -96,6 +96,9 @@ final class AccessLog: Sendable {
 
     typealias Setting = SluiceConfig.AccessLog
 
+    /// Whether lines are written (a caller can skip computing what only the line needs).
+    var isEnabled: Bool { self.enabled.load(ordering: .relaxed) }
+
     func record(
         exchange: GateContext,
         method: String,

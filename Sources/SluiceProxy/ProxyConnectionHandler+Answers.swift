@@ -113,6 +113,7 @@ extension ProxyConnectionHandler {
     ///   So, like nginx's lingering close, only our side is shut, the rest of the upload is read and dropped, and
     ///   the connection closes when the client is done or after ``lingerTimeout``.
     func flushAndClose(linger: Bool) {
+        self.writePendingOutput()
         self.cancelConnectionTimers()
         self.bodyTimer.disarm()
         self.dropUpstream()

@@ -151,7 +151,8 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
             }
             self.exchange.responseFraming = framing
             if framing.forcesClose { self.machine.responseMustClose() }
-            self.context.write(self.wrapOutboundOut(out), promise: nil)
+            // Held until the body's first bytes or the read's end: a small body then goes out in the same buffer.
+            self.pendingOutput = out
             return framing.delivery
         }
     }
@@ -160,10 +161,19 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
         if case .tunnel = self.machine.state {
             self.tunnelTrafficSeen()
             self.context.write(self.wrapOutboundOut(bytes), promise: nil)
+            self.clientNeedsFlush = true
             return
         }
         guard case .exchange = self.machine.state else { return }
         self.exchange.responseBytes += bytes.readableBytes
+        if self.pendingOutput != nil, self.exchange.responseFraming != .chunkEncode,
+            bytes.readableBytes <= Self.maxBodyBytesCopiedIntoHead
+        {
+            // A copy of a few bytes costs less than a second write (an iovec, a pending-write entry, a pipeline hop).
+            self.pendingOutput!.writeImmutableBuffer(bytes)
+            return
+        }
+        self.writePendingOutput()
         if self.exchange.responseFraming == .chunkEncode {
             guard bytes.readableBytes > 0 else { return }
             var header = self.context.channel.allocator.buffer(capacity: 12)
@@ -174,6 +184,18 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
         } else {
             self.context.write(self.wrapOutboundOut(bytes), promise: nil)
         }
+        self.clientNeedsFlush = true
+    }
+
+    /// Body bytes up to this size are copied behind the response head rather than written as a buffer of their own.
+    static let maxBodyBytesCopiedIntoHead = 2048
+
+    /// Writes the response head held by ``upstreamResponseHead(_:bytes:)`` (with the body bytes copied behind it).
+    func writePendingOutput() {
+        guard let output = self.pendingOutput else { return }
+        self.pendingOutput = nil
+        self.context.write(self.wrapOutboundOut(output), promise: nil)
+        self.clientNeedsFlush = true
     }
 
     static let crlf = ByteBuffer(staticString: "\r\n")
@@ -182,18 +204,21 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
     func upstreamResponseEnd(reusable: Bool) {
         guard case .exchange = self.machine.state else { return }
         self.responseTimer.disarm()
+        self.writePendingOutput()
         if self.exchange.responseFraming == .chunkEncode {
             self.context.write(self.wrapOutboundOut(Self.lastChunk), promise: nil)
         }
-        self.shared.accessLog.record(
-            exchange: self.exchange.gateContext,
-            method: self.exchange.method,
-            uri: self.exchange.uri,
-            status: self.exchange.responseStatus,
-            upstreamMs: Int((NIODeadline.now() - self.exchange.startedAt).nanoseconds / 1_000_000),
-            bytesIn: self.exchange.requestBodyBytes,
-            bytesOut: self.exchange.responseBytes
-        )
+        if self.shared.accessLog.isEnabled {
+            self.shared.accessLog.record(
+                exchange: self.exchange.gateContext,
+                method: self.exchange.method,
+                uri: self.exchange.uri,
+                status: self.exchange.responseStatus,
+                upstreamMs: Int((NIODeadline.now() - self.exchange.startedAt).nanoseconds / 1_000_000),
+                bytesIn: self.exchange.requestBodyBytes,
+                bytesOut: self.exchange.responseBytes
+            )
+        }
         guard case .finish(let release, let then) = self.machine.responseEnded(upstreamReusable: reusable) else { return }
         if let upstream = self.exchange.upstream {
             self.exchange.upstream = nil
@@ -206,6 +231,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
         }
         switch then {
         case .readNextRequest:
+            self.clientNeedsFlush = false
             self.context.flush()
             self.readNextRequest()
         case .closeWhenFlushed(let linger):
@@ -215,7 +241,11 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
     }
 
     func upstreamReadComplete() {
-        self.context.flush()
+        self.writePendingOutput()
+        if self.clientNeedsFlush {
+            self.clientNeedsFlush = false
+            self.context.flush()
+        }
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {

@@ -74,6 +74,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// Counts exchanges, so a late callback (a decision, a connect, a delay) finds out it is stale.
     var exchangeID = 0
     var exchange = ExchangeData()
+    /// The response head not written yet, with the small body bytes copied behind it (``writePendingOutput()``).
+    var pendingOutput: ByteBuffer?
+    /// Bytes were written to the client since the last flush.
+    var clientNeedsFlush = false
 
     /// What this handler keeps of the exchange in flight besides what ``machine`` knows.
     struct ExchangeData {
@@ -201,7 +205,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
                 break
             }
         }
-        context.fireChannelReadComplete()
+        // The last handler: nothing after it to tell.
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

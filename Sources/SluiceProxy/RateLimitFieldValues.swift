@@ -6,15 +6,57 @@ import SluiceLimiter
 /// the client's response head: no `String` per field or value, and no array (issue 19). ``RateLimitHeaders`` renders
 /// the same fields as strings; `RateLimitFieldValuesTests` holds the two together.
 struct RateLimitFieldValues: Sendable {
+    /// What the fields say of one limit: a ``LimitStatus`` without the names and texts the fields do not show, so
+    /// that handing the values along (outcome, plan, exchange) copies one `String` per limit, not three.
+    struct Status: Sendable {
+        var policyName: String
+        var policyNameIsPlain: Bool
+        var quota: Int
+        var windowSeconds: Int
+        var remaining: Int
+        var resetSeconds: Int
+
+        init(_ status: LimitStatus) {
+            self.policyName = status.policyName
+            self.policyNameIsPlain = status.policyNameIsPlain
+            self.quota = status.quota
+            self.windowSeconds = status.windowSeconds
+            self.remaining = status.remaining
+            self.resetSeconds = status.resetSeconds
+        }
+
+        var limitStatus: LimitStatus {
+            LimitStatus(
+                rule: self.policyName,
+                policyName: self.policyName,
+                limit: RateLimit(count: self.quota, periodSeconds: self.windowSeconds, text: ""),
+                remaining: self.remaining,
+                resetSeconds: self.resetSeconds
+            )
+        }
+    }
+
     /// The statuses of the limits that applied, the primary (least remaining quota) first.
-    var statuses: SmallArray<2, LimitStatus>
+    var statuses: SmallArray<2, Status>
     var mode: ResponseConfiguration.RateLimitHeaders
     /// Unix time of the decision, for `X-RateLimit-Reset`.
     var nowSeconds: Int64
 
+    init(statuses: SmallArray<2, LimitStatus>, mode: ResponseConfiguration.RateLimitHeaders, nowSeconds: Int64) {
+        var compact = SmallArray<2, Status>()
+        for status in statuses { compact.append(Status(status)) }
+        self.statuses = compact
+        self.mode = mode
+        self.nowSeconds = nowSeconds
+    }
+
     /// The fields as name and value strings (local answers, which are rare, and the reference for tests).
     var pairs: [(name: String, value: String)] {
-        RateLimitHeaders.fields(statuses: self.statuses, mode: self.mode, nowSeconds: self.nowSeconds)
+        RateLimitHeaders.fields(
+            statuses: SmallArray(self.statuses.map(\.limitStatus)),
+            mode: self.mode,
+            nowSeconds: self.nowSeconds
+        )
     }
 
     /// Writes the fields as `Name: value\r\n` lines.
@@ -37,7 +79,7 @@ struct RateLimitFieldValues: Sendable {
                 }
                 buffer.writeStaticString("\r\n")
             } else {
-                Self.writeField("RateLimit-Policy", RateLimitHeaders.policyField(self.statuses), into: &buffer)
+                Self.writeField("RateLimit-Policy", RateLimitHeaders.policyField(self.statuses.map(\.limitStatus)), into: &buffer)
             }
             if primary.policyNameIsPlain && primary.remaining >= 0 && primary.resetSeconds >= 0 {
                 buffer.writeStaticString("RateLimit: \"")
@@ -48,7 +90,7 @@ struct RateLimitFieldValues: Sendable {
                 Self.writeDecimal(Int64(primary.resetSeconds), into: &buffer)
                 buffer.writeStaticString("\r\n")
             } else {
-                Self.writeField("RateLimit", RateLimitHeaders.rateLimitField(primary), into: &buffer)
+                Self.writeField("RateLimit", RateLimitHeaders.rateLimitField(primary.limitStatus), into: &buffer)
             }
         }
         if self.mode == .legacy || self.mode == .both {
