@@ -4,7 +4,7 @@ import PackageDescription
 /// Release builds of the request path skip the runtime exclusivity checks (`swift_beginAccess` on every mutation of a
 /// class's stored property, ~6 % of Sluice's user time per request, measured in docs/performance.md). Debug builds, and
 /// so every test run, keep them: a violation would show there.
-let requestPathSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+let requestPathSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked", "-cross-module-optimization"], .when(configuration: .release))]
 
 let package = Package(
     name: "sluice",
@@ -32,7 +32,8 @@ let package = Package(
         /// YAML file -> validated, immutable, Sendable model. No NIO.
         .target(
             name: "SluiceConfig",
-            dependencies: [.product(name: "Yams", package: "Yams")]
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: requestPathSettings
         ),
         /// Matching, keys, algorithms, the Store protocol and the memory store. No NIO.
         .target(

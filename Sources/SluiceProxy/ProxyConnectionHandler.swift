@@ -497,7 +497,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         }
 
         var gateContext = self.exchange.gateContext
-        let verdict = config.gate.decide(attributes, context: &gateContext, eventLoop: self.context.eventLoop)
+        let verdict: GateVerdict
+        if let limiterGate = config.limiterGate {
+            verdict = limiterGate.decide(attributes, context: &gateContext, eventLoop: self.context.eventLoop)
+        } else {
+            verdict = config.gate.decide(attributes, context: &gateContext, eventLoop: self.context.eventLoop)
+        }
         self.exchange.gateContext = gateContext
         switch verdict {
         case .forward(let plan):

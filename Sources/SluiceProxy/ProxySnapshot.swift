@@ -11,6 +11,9 @@ import SluiceConfig
 final class ProxySnapshot: Sendable, AtomicReference {
     let configuration: SluiceConfiguration
     let gate: any RequestGate
+    /// ``gate`` when it is the limiter's (every running server's): called directly, the compiler specialises the
+    /// decision for the proxy's request type instead of running the generic code through witness tables.
+    let limiterGate: LimiterGate?
     let clientIP: ClientIPResolver
     let targets: [UpstreamTarget]
     let preserveHost: Bool
@@ -29,6 +32,7 @@ final class ProxySnapshot: Sendable, AtomicReference {
     init(configuration: SluiceConfiguration, gate: any RequestGate, tls: TLSContexts = TLSContexts()) {
         self.configuration = configuration
         self.gate = gate
+        self.limiterGate = gate as? LimiterGate
         self.tls = tls
         let server = configuration.server
         self.clientIP = ClientIPResolver(trustedProxies: server.trustedProxies, header: server.clientIPHeader)

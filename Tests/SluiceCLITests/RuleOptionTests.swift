@@ -204,8 +204,9 @@ struct RuleOptionTests {
             }
             for ms in spacing {
                 #expect(ms >= 198, "spacing \(spacing) ms; gaps \(gaps) ms")
-                // Held for the slot, not for the whole `delay` (1 s).
-                #expect(ms < 700, "spacing \(spacing) ms")
+                // Held for the slot, not for the whole `delay` (1 s, which would make it at least 1,000 ms). 700 failed
+                // once on the loaded 2-core machine (727 ms) in a full parallel run.
+                #expect(ms < 950, "spacing \(spacing) ms")
             }
             #expect(offsets[4] < 1_600, "offsets \(offsets)")
             await client.close()
