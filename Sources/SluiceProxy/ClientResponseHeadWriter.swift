@@ -95,16 +95,7 @@ enum ClientResponseHeadWriter {
         }
 
         // The names `Connection` lists (a few at most; no allocation when it names none but its own options).
-        var connectionOptions: [Range<Int>] = []
-        for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "connection") {
-            HTTPBytes.forEachListElement(bytes, field.value) { token in
-                if !(HTTPBytes.equalsLowercased(bytes, token, "close") || HTTPBytes.equalsLowercased(bytes, token, "keep-alive")
-                    || HTTPBytes.equalsLowercased(bytes, token, "upgrade"))
-                {
-                    connectionOptions.append(token)
-                }
-            }
-        }
+        let connectionOptions = HopByHop.connectionOptions(head.fields, in: bytes)
 
         buffer.writeStaticString(clientIs11 ? "HTTP/1.1 " : "HTTP/1.0 ")
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.statusRange]))
@@ -115,7 +106,13 @@ enum ClientResponseHeadWriter {
         // Kept lines are copied as received, neighbours in one copy.
         var run = FieldLineRun()
         for index in head.fields.indices {
-            if Self.isDropped(bytes, head.fields[index].name, connectionOptions: connectionOptions, keepTransferEncoding: keepTransferEncoding) {
+            if HopByHop.isDropped(
+                bytes,
+                head.fields[index].name,
+                connectionOptions: connectionOptions,
+                dropExpect: false,
+                keepTransferEncoding: keepTransferEncoding
+            ) {
                 continue
             }
             run.keep(head.fields, index, headLength: head.length, bytes: bytes, into: &buffer)
@@ -182,37 +179,4 @@ enum ClientResponseHeadWriter {
         buffer.writeStaticString("\r\n")
     }
 
-    /// Hop-by-hop (``HopByHop/names``), or named by `Connection` and not protected.
-    ///
-    /// - Parameter keepTransferEncoding: a chunked body passes through to an HTTP/1.1 client with the upstream's
-    ///   `Transfer-Encoding`.
-    private static func isDropped(
-        _ bytes: UnsafeRawBufferPointer,
-        _ name: Range<Int>,
-        connectionOptions: [Range<Int>],
-        keepTransferEncoding: Bool
-    ) -> Bool {
-        switch name.count {
-        case 2: if HTTPBytes.equalsLowercased(bytes, name, "te") { return true }
-        case 7: if HTTPBytes.equalsLowercased(bytes, name, "upgrade") || HTTPBytes.equalsLowercased(bytes, name, "trailer") { return true }
-        case 10: if HTTPBytes.equalsLowercased(bytes, name, "connection") || HTTPBytes.equalsLowercased(bytes, name, "keep-alive") { return true }
-        case 16: if HTTPBytes.equalsLowercased(bytes, name, "proxy-connection") { return true }
-        case 17:
-            if HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding") { return !keepTransferEncoding }
-        case 18: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authenticate") { return true }
-        case 19: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authorization") { return true }
-        default: break
-        }
-        for option in connectionOptions where option.count == name.count {
-            if HTTPBytes.equalsIgnoringCase(bytes, option, name) && !Self.isProtected(bytes, name) { return true }
-        }
-        return false
-    }
-
-    /// ``HopByHop/protectedNames``: a `Connection` option never removes these.
-    private static func isProtected(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
-        HTTPBytes.equalsLowercased(bytes, name, "content-length") || HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding")
-            || HTTPBytes.equalsLowercased(bytes, name, "host") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-for")
-            || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-proto") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-host")
-    }
 }

@@ -34,18 +34,8 @@ struct UpstreamRequestHeadWriter {
         into buffer: inout ByteBuffer
     ) {
         // The names `Connection` lists, lower-cased, as ranges of `bytes` (a few at most; no allocation for none).
-        var connectionOptions: [Range<Int>] = []
+        let connectionOptions = HopByHop.connectionOptions(head.fields, in: bytes)
         var forwardedFor = 0
-        for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "connection") {
-            HTTPBytes.forEachListElement(bytes, field.value) { token in
-                // `close`, `keep-alive` and `upgrade` are about this connection, not names of fields to drop.
-                if !(HTTPBytes.equalsLowercased(bytes, token, "close") || HTTPBytes.equalsLowercased(bytes, token, "keep-alive")
-                    || HTTPBytes.equalsLowercased(bytes, token, "upgrade"))
-                {
-                    connectionOptions.append(token)
-                }
-            }
-        }
         let isUpgrade = head.isUpgrade
         let absolute = Self.absoluteForm(bytes, head.target)
 
@@ -69,7 +59,7 @@ struct UpstreamRequestHeadWriter {
         var run = FieldLineRun()
         for index in head.fields.indices {
             let name = head.fields[index].name
-            if Self.isDropped(bytes, name, connectionOptions: connectionOptions) { continue }
+            if HopByHop.isDropped(bytes, name, connectionOptions: connectionOptions, dropExpect: true, keepTransferEncoding: false) { continue }
             switch name.count {
             case 4 where HTTPBytes.equalsLowercased(bytes, name, "host"):
                 continue  // written below, once
@@ -139,31 +129,6 @@ struct UpstreamRequestHeadWriter {
         buffer.writeStaticString("\r\n")
     }
 
-    /// Hop-by-hop, `Expect`, or named by `Connection` (and not protected).
-    private static func isDropped(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, connectionOptions: [Range<Int>]) -> Bool {
-        switch name.count {
-        case 2: if HTTPBytes.equalsLowercased(bytes, name, "te") { return true }
-        case 6: if HTTPBytes.equalsLowercased(bytes, name, "expect") { return true }
-        case 7: if HTTPBytes.equalsLowercased(bytes, name, "upgrade") || HTTPBytes.equalsLowercased(bytes, name, "trailer") { return true }
-        case 10: if HTTPBytes.equalsLowercased(bytes, name, "connection") || HTTPBytes.equalsLowercased(bytes, name, "keep-alive") { return true }
-        case 16: if HTTPBytes.equalsLowercased(bytes, name, "proxy-connection") { return true }
-        case 17: if HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding") { return true }
-        case 18: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authenticate") { return true }
-        case 19: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authorization") { return true }
-        default: break
-        }
-        for option in connectionOptions where option.count == name.count {
-            if HTTPBytes.equalsIgnoringCase(bytes, option, name) && !Self.isProtected(bytes, name) { return true }
-        }
-        return false
-    }
-
-    /// ``HopByHop/protectedNames``: a `Connection` option never removes these.
-    private static func isProtected(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
-        HTTPBytes.equalsLowercased(bytes, name, "content-length") || HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding")
-            || HTTPBytes.equalsLowercased(bytes, name, "host") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-for")
-            || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-proto") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-host")
-    }
 
     /// The authority and the origin form (path and query, possibly empty) of an absolute-form target.
     private static func absoluteForm(_ bytes: UnsafeRawBufferPointer, _ target: Range<Int>) -> (authority: Range<Int>, originForm: Range<Int>)? {
