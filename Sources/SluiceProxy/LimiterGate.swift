@@ -89,14 +89,8 @@ struct LimiterGate: RequestGate {
                 )
             )
         case .limited:
-            guard let blocked = RateLimitHeaders.blockedResponse(for: outcome, now: now) else { return .forward(.plain) }
-            return .answer(
-                GateAnswer(
-                    status: HTTPResponseStatus(statusCode: blocked.status),
-                    headers: blocked.headers,
-                    body: blocked.body
-                )
-            )
+            guard outcome.isBlocked else { return .forward(.plain) }
+            return .answer(GateAnswer(blocked: BlockedAnswer(outcome: outcome, now: now)))
         case .admitted, .shadowLimited:
             if outcome.decision == .shadowLimited, let rule = outcome.rule, let ruleIndex = outcome.ruleIndex,
                 let suppressed = self.shadowLog.shouldLog(ruleIndex: ruleIndex, second: now.unixSeconds)

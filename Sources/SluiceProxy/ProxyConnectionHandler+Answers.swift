@@ -15,12 +15,26 @@ extension ProxyConnectionHandler {
         self.perform(action, status: status, headers: headers, body: body)
     }
 
+    /// Answers with what the gate said (a blocked request's answer is written from the limiter's values).
+    func answer(_ gateAnswer: GateAnswer) {
+        switch gateAnswer.content {
+        case .text(let headers, let body):
+            self.answer(status: gateAnswer.status, headers: headers, body: body, closeRequested: false)
+        case .blocked(let blocked):
+            let action = self.machine.answerLocally(closeRequested: false, isDraining: self.shared.isDraining)
+            self.perform(action, status: gateAnswer.status, headers: [], body: "", blocked: blocked)
+        }
+    }
+
     /// Does what the state machine said about a local answer.
+    ///
+    /// - Parameter blocked: write this blocked request's answer instead of `headers` and `body`.
     func perform(
         _ action: ProxyConnectionStateMachine.AnswerAction,
         status: HTTPResponseStatus,
         headers: [(name: String, value: String)],
-        body: String
+        body: String,
+        blocked: BlockedAnswer? = nil
     ) {
         switch action {
         case .none:
@@ -31,16 +45,24 @@ extension ProxyConnectionHandler {
         case .answer(let close, let abortUpstream, let then):
             if abortUpstream { self.dropUpstream() }
             self.exchange.buffered.removeAll()
-            self.shared.accessLog.record(
-                exchange: self.exchange.gateContext,
-                method: self.exchange.method,
-                uri: self.exchange.uri,
-                status: Int(status.code),
-                upstreamMs: nil,
-                bytesIn: self.exchange.requestBodyBytes,
-                bytesOut: body.utf8.count
-            )
-            self.writeLocalResponse(status: status, headers: headers, body: body, close: close)
+            if self.shared.accessLog.isEnabled {
+                self.shared.accessLog.record(
+                    exchange: self.exchange.gateContext,
+                    method: self.exchange.method,
+                    uri: self.exchange.uri,
+                    status: Int(status.code),
+                    upstreamMs: nil,
+                    bytesIn: self.exchange.requestBodyBytes,
+                    bytesOut: blocked?.bodyLength ?? body.utf8.count
+                )
+            }
+            if let blocked {
+                var buffer = self.context.channel.allocator.buffer(capacity: 384)
+                blocked.write(minorVersion: self.exchange.minorVersion, close: close, into: &buffer)
+                self.context.write(self.wrapOutboundOut(buffer), promise: nil)
+            } else {
+                self.writeLocalResponse(status: status, headers: headers, body: body, close: close)
+            }
             switch then {
             case .readNextRequest:
                 self.context.flush()

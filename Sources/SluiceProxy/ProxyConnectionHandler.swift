@@ -508,7 +508,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .forward(let plan):
             self.forward(plan, config: config)
         case .answer(let answer):
-            self.answer(status: answer.status, headers: answer.headers, body: answer.body, closeRequested: false)
+            self.answer(answer)
         case .later(let decided):
             self.awaitDecision(decided, config: config)
         }
@@ -549,7 +549,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
                 case .forward(let plan):
                     this.forward(plan, config: config)
                 case .answer(let answer):
-                    this.answer(status: answer.status, headers: answer.headers, body: answer.body, closeRequested: false)
+                    this.answer(answer)
                 case .later:
                     this.closeClient()
                 }

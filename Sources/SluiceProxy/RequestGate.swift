@@ -22,9 +22,38 @@ struct GateContext: Sendable {
 
 /// A response the gate produces instead of forwarding (a 429, say).
 struct GateAnswer: Sendable {
+    enum Content: Sendable {
+        case text(headers: [(name: String, value: String)], body: String)
+        /// A blocked request's answer, written from the limiter's values (``BlockedAnswer``).
+        case blocked(BlockedAnswer)
+    }
+
     var status: HTTPResponseStatus
-    var headers: [(name: String, value: String)]
-    var body: String
+    var content: Content
+
+    init(status: HTTPResponseStatus, headers: [(name: String, value: String)], body: String) {
+        self.status = status
+        self.content = .text(headers: headers, body: body)
+    }
+
+    init(blocked: BlockedAnswer) {
+        self.status = blocked.status
+        self.content = .blocked(blocked)
+    }
+
+    var headers: [(name: String, value: String)] {
+        switch self.content {
+        case .text(let headers, _): return headers
+        case .blocked(let blocked): return blocked.headerPairs
+        }
+    }
+
+    var body: String {
+        switch self.content {
+        case .text(_, let body): return body
+        case .blocked(let blocked): return blocked.body
+        }
+    }
 }
 
 /// How an admitted request is forwarded.

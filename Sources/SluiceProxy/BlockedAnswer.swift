@@ -1,0 +1,107 @@
+import NIOCore
+import NIOHTTP1
+import SluiceConfig
+import SluiceLimiter
+
+/// A blocked request's answer (SPEC §2 `response:`, §5) kept as the limiter's values and written straight into the
+/// client's buffer: no array of fields, no `String` per value and no rendered body per 429 (issue 19: a flood of
+/// refused requests is the limit scenario's whole load). ``RateLimitHeaders/blockedResponse(for:now:)`` renders the
+/// same answer as strings; `BlockedAnswerTests` holds the two together.
+struct BlockedAnswer: Sendable {
+    let response: ResponseConfiguration
+    let fields: RateLimitFieldValues
+    /// `Retry-After`; `nil` for a request refused for good.
+    let retryAfter: Int?
+    let rule: String
+    /// The limit that refused, for `{limit}`.
+    let limit: String
+
+    init(outcome: LimitOutcome, now: LimiterInstant) {
+        self.response = outcome.response ?? ResponseConfiguration()
+        self.fields = RateLimitFieldValues(statuses: outcome.statuses, mode: outcome.headerMode, nowSeconds: now.unixSeconds)
+        self.retryAfter = outcome.retryAfter
+        self.rule = outcome.rule ?? ""
+        self.limit = outcome.deniedLimit ?? ""
+    }
+
+    var status: HTTPResponseStatus { HTTPResponseStatus(statusCode: self.response.status) }
+
+    /// The fields as strings, in the order they are written (the rare paths: a decision that came back from Redis).
+    var headerPairs: [(name: String, value: String)] {
+        var headers: [(name: String, value: String)] = [("Content-Type", self.response.contentType)]
+        for header in self.response.headers { headers.append((header.name, header.value)) }
+        headers += self.fields.pairs
+        if let retryAfter = self.retryAfter { headers.append(("Retry-After", String(retryAfter))) }
+        return headers
+    }
+
+    /// The body as a string.
+    var body: String {
+        self.response.body.render(rule: self.rule, retryAfter: self.retryAfter, limit: self.limit)
+    }
+
+    /// Writes the whole response: status line, `Content-Type`, the configured headers, the rate-limit fields,
+    /// `Retry-After`, `Content-Length`, the connection field when needed, and the body.
+    func write(minorVersion: Int, close: Bool, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString(minorVersion == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        RateLimitFieldValues.writeDecimal(Int64(self.response.status), into: &buffer)
+        buffer.writeInteger(UInt8(ascii: " "))
+        buffer.writeString(self.status.reasonPhrase)
+        buffer.writeStaticString("\r\nContent-Type: ")
+        buffer.writeString(self.response.contentType)
+        buffer.writeStaticString("\r\n")
+        for header in self.response.headers {
+            buffer.writeString(header.name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(header.value)
+            buffer.writeStaticString("\r\n")
+        }
+        self.fields.write(into: &buffer)
+        if let retryAfter = self.retryAfter {
+            buffer.writeStaticString("Retry-After: ")
+            RateLimitFieldValues.writeDecimal(Int64(retryAfter), into: &buffer)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("Content-Length: ")
+        RateLimitFieldValues.writeDecimal(Int64(self.bodyLength), into: &buffer)
+        buffer.writeStaticString("\r\n")
+        if close {
+            if minorVersion >= 1 { buffer.writeStaticString("Connection: close\r\n") }
+        } else if minorVersion == 0 {
+            buffer.writeStaticString("Connection: keep-alive\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+        for part in self.response.body.parts {
+            switch part {
+            case .literal(let text): buffer.writeString(text)
+            case .rule: buffer.writeString(self.rule)
+            case .retryAfter: RateLimitFieldValues.writeDecimal(Int64(self.retryAfter ?? 0), into: &buffer)
+            case .limit: buffer.writeString(self.limit)
+            }
+        }
+    }
+
+    /// The body's length in bytes, without rendering it.
+    var bodyLength: Int {
+        var length = 0
+        for part in self.response.body.parts {
+            switch part {
+            case .literal(let text): length += text.utf8.count
+            case .rule: length += self.rule.utf8.count
+            case .retryAfter: length += Self.decimalLength(self.retryAfter ?? 0)
+            case .limit: length += self.limit.utf8.count
+            }
+        }
+        return length
+    }
+
+    static func decimalLength(_ value: Int) -> Int {
+        var length = value < 0 ? 2 : 1
+        var rest = value.magnitude
+        while rest >= 10 {
+            rest /= 10
+            length += 1
+        }
+        return length
+    }
+}
