@@ -43,11 +43,8 @@ struct BlockedAnswer: Sendable {
     /// Writes the whole response: status line, `Content-Type`, the configured headers, the rate-limit fields,
     /// `Retry-After`, `Content-Length`, the connection field when needed, and the body.
     func write(minorVersion: Int, close: Bool, into buffer: inout ByteBuffer) {
-        buffer.writeStaticString(minorVersion == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        RateLimitFieldValues.writeDecimal(Int64(self.response.status), into: &buffer)
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(self.status.reasonPhrase)
-        buffer.writeStaticString("\r\nContent-Type: ")
+        LocalResponseHead.writeStatusLine(self.status, minorVersion: minorVersion, into: &buffer)
+        buffer.writeStaticString("Content-Type: ")
         buffer.writeString(self.response.contentType)
         buffer.writeStaticString("\r\n")
         for header in self.response.headers {
@@ -62,15 +59,7 @@ struct BlockedAnswer: Sendable {
             RateLimitFieldValues.writeDecimal(Int64(retryAfter), into: &buffer)
             buffer.writeStaticString("\r\n")
         }
-        buffer.writeStaticString("Content-Length: ")
-        RateLimitFieldValues.writeDecimal(Int64(self.bodyLength), into: &buffer)
-        buffer.writeStaticString("\r\n")
-        if close {
-            if minorVersion >= 1 { buffer.writeStaticString("Connection: close\r\n") }
-        } else if minorVersion == 0 {
-            buffer.writeStaticString("Connection: keep-alive\r\n")
-        }
-        buffer.writeStaticString("\r\n")
+        LocalResponseHead.writeEnd(bodyLength: self.bodyLength, minorVersion: minorVersion, close: close, into: &buffer)
         for part in self.response.body.parts {
             switch part {
             case .literal(let text): buffer.writeString(text)

@@ -1,9 +1,8 @@
-import NIOHTTP1
+import SluiceHTTP1
 
 /// Header rewriting between the client and the upstream (SPEC §3, RFC 9110 §7.6.1).
 enum HopByHop {
     /// Headers that describe one connection, never the message; removed in both directions.
-    /// `transfer-encoding` is re-derived by the encoders from the body we actually send.
     static let names: [String] = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
         "proxy-authenticate", "proxy-authorization",
@@ -16,65 +15,62 @@ enum HopByHop {
     static let protectedNames: [String] = [
         "content-length", "transfer-encoding", "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
     ]
+}
 
-    /// Removes hop-by-hop headers, including every header the `Connection` field names except the
-    /// ``protectedNames``.
-    ///
-    /// - Parameter keepUpgrade: keep `Upgrade` and set `Connection: upgrade` (WebSocket tunnels).
-    static func strip(_ headers: inout HTTPHeaders, keepUpgrade: Bool) {
-        // One scan finds which hop-by-hop names are present; most messages carry none, and the
-        // usual upstream response only `Connection: keep-alive`, so `remove` (a scan per name)
-        // runs only for names that are there.
-        var present: UInt16 = 0
-        for (name, _) in headers {
-            if let index = Self.hopByHopIndex(name) { present |= 1 << index }
-        }
-        guard present != 0 else { return }
-        var upgrade: [String] = []
-        if keepUpgrade {
-            upgrade = headers["upgrade"]
-        }
-        if present & 1 != 0 {  // connection
-            for token in headers[canonicalForm: "connection"] {
-                let t = token.lowercased()
-                if t != "close" && t != "keep-alive" && t != "upgrade" && Self.hopByHopIndex(t) == nil
-                    && !Self.isProtected(t)
+/// ``HopByHop`` on raw heads: the same rules for the two head writers (``UpstreamRequestHeadWriter``,
+/// ``ClientResponseHeadWriter``), read from the parser's offsets.
+extension HopByHop {
+    /// The field names a head's `Connection` fields list, as ranges of `bytes`; `close`, `keep-alive` and `upgrade`
+    /// are about the connection, not names of fields to drop. No allocation when there are none.
+    static func connectionOptions(_ fields: [ParsedRequestHead.Field], in bytes: UnsafeRawBufferPointer) -> [Range<Int>] {
+        var options: [Range<Int>] = []
+        for field in fields where HTTPBytes.equalsLowercased(bytes, field.name, "connection") {
+            HTTPBytes.forEachListElement(bytes, field.value) { token in
+                if !(HTTPBytes.equalsLowercased(bytes, token, "close") || HTTPBytes.equalsLowercased(bytes, token, "keep-alive")
+                    || HTTPBytes.equalsLowercased(bytes, token, "upgrade"))
                 {
-                    headers.remove(name: t)
+                    options.append(token)
                 }
             }
         }
-        for (index, name) in Self.names.enumerated() where present & (1 << index) != 0 {
-            headers.remove(name: name)
-        }
-        if keepUpgrade && !upgrade.isEmpty {
-            for value in upgrade { headers.add(name: "Upgrade", value: value) }
-            headers.add(name: "Connection", value: "upgrade")
-        }
+        return options
     }
 
-    /// Whether a `Connection` option naming `lowercasedName` must be ignored (``protectedNames``).
-    static func isProtected(_ lowercasedName: String) -> Bool {
-        Self.protectedNames.contains(lowercasedName)
-    }
-
+    /// Whether the field named `name` is dropped: hop-by-hop (``names``), or named by `Connection` and not one of
+    /// the ``protectedNames``.
+    ///
+    /// - Parameters:
+    ///   - dropExpect: requests: Sluice answers `Expect` itself.
+    ///   - keepTransferEncoding: a chunked response passes through to an HTTP/1.1 client with its own field.
     @inline(__always)
-    static func isHopByHop(_ name: String) -> Bool {
-        self.hopByHopIndex(name) != nil
+    static func isDropped(
+        _ bytes: UnsafeRawBufferPointer,
+        _ name: Range<Int>,
+        connectionOptions: [Range<Int>],
+        dropExpect: Bool,
+        keepTransferEncoding: Bool
+    ) -> Bool {
+        switch name.count {
+        case 2: if HTTPBytes.equalsLowercased(bytes, name, "te") { return true }
+        case 6: if dropExpect && HTTPBytes.equalsLowercased(bytes, name, "expect") { return true }
+        case 7: if HTTPBytes.equalsLowercased(bytes, name, "upgrade") || HTTPBytes.equalsLowercased(bytes, name, "trailer") { return true }
+        case 10: if HTTPBytes.equalsLowercased(bytes, name, "connection") || HTTPBytes.equalsLowercased(bytes, name, "keep-alive") { return true }
+        case 16: if HTTPBytes.equalsLowercased(bytes, name, "proxy-connection") { return true }
+        case 17: if HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding") { return !keepTransferEncoding }
+        case 18: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authenticate") { return true }
+        case 19: if HTTPBytes.equalsLowercased(bytes, name, "proxy-authorization") { return true }
+        default: break
+        }
+        for option in connectionOptions where option.count == name.count {
+            if HTTPBytes.equalsIgnoringCase(bytes, option, name) && !Self.isProtected(bytes, name) { return true }
+        }
+        return false
     }
 
-    /// The index of `name` in ``names``, compared case-insensitively without allocating.
-    @inline(__always)
-    static func hopByHopIndex(_ name: String) -> Int? {
-        // Length filter first: the common headers (host, accept, user-agent...) fail it cheaply.
-        switch name.utf8.count {
-        case 2, 7, 10, 16, 17, 18, 19:
-            for (index, n) in Self.names.enumerated() where name.equalsLowercasedASCII(n) {
-                return index
-            }
-            return nil
-        default:
-            return nil
-        }
+    /// ``protectedNames``: a `Connection` option never removes these.
+    static func isProtected(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        HTTPBytes.equalsLowercased(bytes, name, "content-length") || HTTPBytes.equalsLowercased(bytes, name, "transfer-encoding")
+            || HTTPBytes.equalsLowercased(bytes, name, "host") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-for")
+            || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-proto") || HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-host")
     }
 }

@@ -1,7 +1,6 @@
 import Logging
 import Synchronization
 import NIOCore
-import NIOHTTP1
 import SluiceAdmin
 import SluiceConfig
 import SluiceLimiter
@@ -128,29 +127,6 @@ private struct DeferredChargeObserver: ResponseStatusObserver {
 
     func upstreamResponded(status: Int) {
         self.charge.responseReceived(status: status, now: .now())
-    }
-}
-
-/// A request head as the limiter sees it; reads headers in place, copies nothing.
-///
-/// The head is already in origin form with the host of an absolute-form target as its `Host`
-/// (``AbsoluteFormTarget``); the limiter trims values and normalises the host itself.
-struct HeadAttributes: RequestAttributes {
-    let head: HTTPRequestHead
-    let clientIP: IPAddress
-
-    var method: String { self.head.method.rawValue }
-    var uri: String { self.head.uri }
-    var host: String? { self.head.headers.first(name: "host") }
-
-    func header(_ name: String) -> String? {
-        self.head.headers.first(name: name)
-    }
-
-    func forEachHeaderValue(_ name: String, _ body: (String) -> Bool) {
-        for (fieldName, value) in self.head.headers where fieldName.equalsLowercasedASCII(name) {
-            guard body(value) else { return }
-        }
     }
 }
 

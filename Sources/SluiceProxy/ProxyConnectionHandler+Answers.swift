@@ -87,11 +87,7 @@ extension ProxyConnectionHandler {
     ) {
         let minor = self.exchange.minorVersion
         var buffer = self.context.channel.allocator.buffer(capacity: 160 + body.utf8.count)
-        buffer.writeStaticString(minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        buffer.writeString(String(status.code))
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(status.reasonPhrase)
-        buffer.writeStaticString("\r\n")
+        LocalResponseHead.writeStatusLine(status, minorVersion: minor, into: &buffer)
         var hasContentType = false
         for (name, value) in extra {
             if name.utf8.count == 12 && name.lowercased() == "content-type" { hasContentType = true }
@@ -101,15 +97,7 @@ extension ProxyConnectionHandler {
             buffer.writeStaticString("\r\n")
         }
         if !hasContentType { buffer.writeStaticString("Content-Type: text/plain; charset=utf-8\r\n") }
-        buffer.writeStaticString("Content-Length: ")
-        buffer.writeString(String(body.utf8.count))
-        buffer.writeStaticString("\r\n")
-        if close {
-            if minor >= 1 { buffer.writeStaticString("Connection: close\r\n") }
-        } else if minor == 0 {
-            buffer.writeStaticString("Connection: keep-alive\r\n")
-        }
-        buffer.writeStaticString("\r\n")
+        LocalResponseHead.writeEnd(bodyLength: body.utf8.count, minorVersion: minor, close: close, into: &buffer)
         buffer.writeString(body)
         self.context.write(self.wrapOutboundOut(buffer), promise: nil)
     }

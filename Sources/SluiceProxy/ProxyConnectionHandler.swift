@@ -457,9 +457,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
         // RFC 9112 §3.2.2: an absolute-form target's authority is the host, whatever `Host` says; the limiter and
         // the upstream read the request in its origin form with that host.
+        // `exchange` is fresh: a head is taken only when idle, and every way back to idle goes through
+        // readNextRequest(), which resets it.
+        self.exchange.minorVersion = head.minorVersion
         guard var attributes = RawRequestAttributes(head: head, bytes: bytes, clientIP: self.peerIP) else {
-            self.exchange = ExchangeData()
-            self.exchange.minorVersion = head.minorVersion
             self.answer(status: .badRequest, body: "bad request: invalid request target\n", closeRequested: true)
             return
         }
@@ -470,13 +471,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             )
         }
         let clientIP = attributes.clientIP
-        self.exchange = ExchangeData()
         self.exchange.parsedHead = head
         self.exchange.headBytes = bytes
         self.exchange.method = attributes.method
         self.exchange.uri = attributes.uri
         self.exchange.isHEAD = isHEAD
-        self.exchange.minorVersion = head.minorVersion
         self.exchange.gateContext = GateContext(clientIP: clientIP, peerIP: self.peerIP)
         self.exchange.startedAt = .now()
 

@@ -401,10 +401,4 @@ struct ProxyConnectionStateMachine {
     mutating func close() {
         self.state = .closed
     }
-
-    /// Whether an exchange is in flight whose upstream connection must be closed with the client's.
-    var hasUpstream: Bool {
-        if case .exchange(let exchange) = self.state { return exchange.upstream != .none }
-        return false
-    }
 }

@@ -104,7 +104,7 @@ struct RawRequestAttributes: RequestAttributes, Sendable {
     }
 
     private static func isHost(_ name: String) -> Bool {
-        name.utf8.count == 4 && name.lowercased() == "host"
+        name.utf8.count == 4 && name.utf8.elementsEqual("host".utf8) { ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }
     }
 
     /// ASCII case-insensitive comparison of a field name in `raw` with `wanted`.

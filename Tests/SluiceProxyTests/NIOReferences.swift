@@ -1,4 +1,6 @@
 import NIOHTTP1
+import SluiceConfig
+import SluiceLimiter
 
 @testable import SluiceProxy
 
@@ -119,5 +121,120 @@ extension HTTPRequestHead {
     var isUpgradeRequest: Bool {
         self.headers.contains(name: "upgrade")
             && self.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+    }
+}
+
+// MARK: the NIOHTTP1-era hop-by-hop stripping (the reference ClientResponseHeadWriterTests and the rewrite above use)
+
+extension HopByHop {
+    /// Removes hop-by-hop headers, including every header the `Connection` field names except the
+    /// ``protectedNames``.
+    ///
+    /// - Parameter keepUpgrade: keep `Upgrade` and set `Connection: upgrade` (WebSocket tunnels).
+    static func strip(_ headers: inout HTTPHeaders, keepUpgrade: Bool) {
+        // One scan finds which hop-by-hop names are present; most messages carry none, and the
+        // usual upstream response only `Connection: keep-alive`, so `remove` (a scan per name)
+        // runs only for names that are there.
+        var present: UInt16 = 0
+        for (name, _) in headers {
+            if let index = Self.hopByHopIndex(name) { present |= 1 << index }
+        }
+        guard present != 0 else { return }
+        var upgrade: [String] = []
+        if keepUpgrade {
+            upgrade = headers["upgrade"]
+        }
+        if present & 1 != 0 {  // connection
+            for token in headers[canonicalForm: "connection"] {
+                let t = token.lowercased()
+                if t != "close" && t != "keep-alive" && t != "upgrade" && Self.hopByHopIndex(t) == nil
+                    && !Self.isProtected(t)
+                {
+                    headers.remove(name: t)
+                }
+            }
+        }
+        for (index, name) in Self.names.enumerated() where present & (1 << index) != 0 {
+            headers.remove(name: name)
+        }
+        if keepUpgrade && !upgrade.isEmpty {
+            for value in upgrade { headers.add(name: "Upgrade", value: value) }
+            headers.add(name: "Connection", value: "upgrade")
+        }
+    }
+
+    /// Whether a `Connection` option naming `lowercasedName` must be ignored (``protectedNames``).
+    static func isProtected(_ lowercasedName: String) -> Bool {
+        Self.protectedNames.contains(lowercasedName)
+    }
+
+    @inline(__always)
+    static func isHopByHop(_ name: String) -> Bool {
+        self.hopByHopIndex(name) != nil
+    }
+
+    /// The index of `name` in ``names``, compared case-insensitively without allocating.
+    @inline(__always)
+    static func hopByHopIndex(_ name: String) -> Int? {
+        // Length filter first: the common headers (host, accept, user-agent...) fail it cheaply.
+        switch name.utf8.count {
+        case 2, 7, 10, 16, 17, 18, 19:
+            for (index, n) in Self.names.enumerated() where name.equalsLowercasedASCII(n) {
+                return index
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+}
+
+// MARK: the NIOHTTP1-era request reading (the reference RawRequestAttributesTests holds RawRequestAttributes to)
+
+/// A request head as the limiter sees it; reads headers in place, copies nothing.
+///
+/// The head is already in origin form with the host of an absolute-form target as its `Host`
+/// (``AbsoluteFormTarget``); the limiter trims values and normalises the host itself.
+struct HeadAttributes: RequestAttributes {
+    let head: HTTPRequestHead
+    let clientIP: IPAddress
+
+    var method: String { self.head.method.rawValue }
+    var uri: String { self.head.uri }
+    var host: String? { self.head.headers.first(name: "host") }
+
+    func header(_ name: String) -> String? {
+        self.head.headers.first(name: name)
+    }
+
+    func forEachHeaderValue(_ name: String, _ body: (String) -> Bool) {
+        for (fieldName, value) in self.head.headers where fieldName.equalsLowercasedASCII(name) {
+            guard body(value) else { return }
+        }
+    }
+}
+
+
+extension String {
+    /// ASCII case-insensitive equality against a lower-case literal, without allocating.
+    @inline(__always)
+    func equalsLowercasedASCII(_ lowercased: String) -> Bool {
+        guard self.utf8.count == lowercased.utf8.count else { return false }
+        for (a, b) in zip(self.utf8, lowercased.utf8) {
+            let folded = (a >= UInt8(ascii: "A") && a <= UInt8(ascii: "Z")) ? a | 0x20 : a
+            if folded != b { return false }
+        }
+        return true
+    }
+}
+
+extension HTTPHeaders {
+    /// How many fields are named `lowercasedName` (not comma-split), without allocating.
+    func count(name lowercasedName: String) -> Int {
+        var n = 0
+        for (name, _) in self where name.equalsLowercasedASCII(lowercasedName) {
+            n += 1
+        }
+        return n
     }
 }
