@@ -357,14 +357,16 @@ public final class RateLimiter: Sendable {
     }
 
     private func setBlocked(_ outcome: inout LimitOutcome, rule index: Int, limit: String, retryAfter: Int?) {
-        let rule = self.rules[index].configuration
+        // Read through the compiled rule, field by field: a copy of the whole `RuleConfiguration` costs a retain per
+        // reference it holds, on every blocked request.
+        let rule = self.rules[index]
         outcome.decision = .limited
         outcome.rule = rule.name
         outcome.ruleIndex = index
-        outcome.response = rule.response
+        outcome.response = rule.configuration.response
         outcome.retryAfter = retryAfter
         outcome.deniedLimit = limit
-        outcome.headerMode = rule.response.rateLimitHeaders
+        outcome.headerMode = rule.configuration.response.rateLimitHeaders
     }
 
     /// The compiled rule named `name`.

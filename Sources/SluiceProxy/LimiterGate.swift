@@ -7,7 +7,7 @@ import SluiceLimiter
 
 /// The request gate backed by the limiter engine: match rules, derive keys, decide all or
 /// nothing, and turn the outcome into a forward plan or a blocked answer (SPEC §2, §5).
-struct LimiterGate: RequestGate {
+final class LimiterGate: RequestGate {
     let limiter: RateLimiter
     let logger: Logger
     /// `sluice_requests_total` of this configuration's rules, by rule index (made once per load).

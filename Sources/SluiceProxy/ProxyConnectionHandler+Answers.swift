@@ -57,9 +57,10 @@ extension ProxyConnectionHandler {
                 )
             }
             if let blocked {
-                var buffer = self.context.channel.allocator.buffer(capacity: 384)
+                var buffer = self.reusableBuffer(&self.responseHeadStorage, capacity: 384)
                 blocked.write(minorVersion: self.exchange.minorVersion, close: close, into: &buffer)
                 self.context.write(self.wrapOutboundOut(buffer), promise: nil)
+                self.keepForReuse(buffer, in: &self.responseHeadStorage)
             } else {
                 self.writeLocalResponse(status: status, headers: headers, body: body, close: close)
             }

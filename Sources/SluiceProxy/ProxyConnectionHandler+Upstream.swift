@@ -81,7 +81,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
     /// The upstream head from the client's head bytes (SPEC §3; ``UpstreamRequestHeadWriter``).
     private func writeUpstreamHead(config: ProxySnapshot) -> ByteBuffer {
         let headBytes = self.exchange.headBytes
-        var buffer = self.context.channel.allocator.buffer(capacity: headBytes.readableBytes + 160)
+        var buffer = self.reusableBuffer(&self.upstreamHeadStorage, capacity: headBytes.readableBytes + 160)
         guard let parsed = self.exchange.parsedHead, let target = self.exchange.target else { return buffer }
         let settings = UpstreamRequestHeadWriter.Settings(
             preserveHost: config.preserveHost,
@@ -92,6 +92,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
         headBytes.withUnsafeReadableBytes { bytes in
             UpstreamRequestHeadWriter.write(parsed, bytes: bytes, settings: settings, into: &buffer)
         }
+        self.keepForReuse(buffer, in: &self.upstreamHeadStorage)
         return buffer
     }
 
@@ -136,8 +137,7 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
                 status: head.status,
                 seconds: Double((NIODeadline.now() - self.exchange.startedAt).nanoseconds) / 1e9
             )
-            var out = self.context.channel.allocator.buffer(capacity: bytes.readableBytes + 256)
-            let fields = self.exchange.rateLimitFields
+            var out = self.reusableBuffer(&self.responseHeadStorage, capacity: bytes.readableBytes + 256)
             let framing = bytes.withUnsafeReadableBytes { raw in
                 ClientResponseHeadWriter.write(
                     head,
@@ -146,7 +146,8 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
                     keepAlive: keepAlive,
                     into: &out
                 ) { buffer in
-                    fields?.write(into: &buffer)
+                    // Read in place: a copy of the values would retain each policy name.
+                    self.exchange.rateLimitFields?.write(into: &buffer)
                 }
             }
             self.exchange.responseFraming = framing
@@ -195,8 +196,25 @@ extension ProxyConnectionHandler: UpstreamResponseDelegate {
         guard let output = self.pendingOutput else { return }
         self.pendingOutput = nil
         self.context.write(self.wrapOutboundOut(output), promise: nil)
+        self.keepForReuse(output, in: &self.responseHeadStorage)
         self.clientNeedsFlush = true
     }
+
+    /// A cleared buffer of at least `capacity` bytes: `slot`'s storage when nothing else holds it any more (NIO lets
+    /// go of a buffer once it is written, usually within the flush), else a new one.
+    func reusableBuffer(_ slot: inout ByteBuffer?, capacity: Int) -> ByteBuffer {
+        guard var buffer = slot.take() else { return self.context.channel.allocator.buffer(capacity: capacity) }
+        buffer.clear(minimumCapacity: capacity)
+        return buffer
+    }
+
+    /// Keeps `buffer`'s storage for ``reusableBuffer(_:capacity:)``, unless it is large (a connection holds at most
+    /// ``maxReusedBufferBytes`` per slot between requests).
+    func keepForReuse(_ buffer: ByteBuffer, in slot: inout ByteBuffer?) {
+        slot = buffer.capacity <= Self.maxReusedBufferBytes ? buffer : nil
+    }
+
+    static let maxReusedBufferBytes = 16 * 1024
 
     static let crlf = ByteBuffer(staticString: "\r\n")
     static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")

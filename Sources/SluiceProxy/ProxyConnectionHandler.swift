@@ -76,6 +76,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     var exchange = ExchangeData()
     /// The response head not written yet, with the small body bytes copied behind it (``writePendingOutput()``).
     var pendingOutput: ByteBuffer?
+    /// The storage of the last upstream request head and of the last response head written to the client, taken
+    /// again for the next ones (``reusableBuffer(_:capacity:)``): two allocations fewer per request.
+    var upstreamHeadStorage: ByteBuffer?
+    var responseHeadStorage: ByteBuffer?
     /// Bytes were written to the client since the last flush.
     var clientNeedsFlush = false
 

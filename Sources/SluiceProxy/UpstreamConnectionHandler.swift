@@ -336,7 +336,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
                 self.headParser.reset(requestIsHEAD: self.headParser.requestIsHEAD)
                 return true
             }
-            self.headParser.reset(requestIsHEAD: self.headParser.requestIsHEAD)
+            // Not reset now: `head` shares the parser's field list, which would be copied. expectResponse(toHEAD:)
+            // resets it before the next response, when this head is gone.
             self.keepAlive = head.isKeepAlive
             guard let delegate = self.delegate else {
                 self.close(context)
