@@ -43,31 +43,43 @@ struct BlockedAnswer: Sendable {
     /// Writes the whole response: status line, `Content-Type`, the configured headers, the rate-limit fields,
     /// `Retry-After`, `Content-Length`, the connection field when needed, and the body.
     func write(minorVersion: Int, close: Bool, into buffer: inout ByteBuffer) {
-        LocalResponseHead.writeStatusLine(self.status, minorVersion: minorVersion, into: &buffer)
-        buffer.writeStaticString("Content-Type: ")
-        buffer.writeString(self.response.contentType)
-        buffer.writeStaticString("\r\n")
-        for header in self.response.headers {
-            buffer.writeString(header.name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(header.value)
-            buffer.writeStaticString("\r\n")
-        }
-        self.fields.write(into: &buffer)
-        if let retryAfter = self.retryAfter {
-            buffer.writeStaticString("Retry-After: ")
-            RateLimitFieldValues.writeDecimal(Int64(retryAfter), into: &buffer)
-            buffer.writeStaticString("\r\n")
-        }
-        LocalResponseHead.writeEnd(bodyLength: self.bodyLength, minorVersion: minorVersion, close: close, into: &buffer)
-        for part in self.response.body.parts {
-            switch part {
-            case .literal(let text): buffer.writeString(text)
-            case .rule: buffer.writeString(self.rule)
-            case .retryAfter: RateLimitFieldValues.writeDecimal(Int64(self.retryAfter ?? 0), into: &buffer)
-            case .limit: buffer.writeString(self.limit)
+        buffer.writeHeadBytes(estimate: self.estimatedBytes) { out in
+            LocalResponseHead.writeStatusLine(self.status, minorVersion: minorVersion, into: &out)
+            out.append("Content-Type: ")
+            out.append(self.response.contentType)
+            out.append("\r\n")
+            for header in self.response.headers {
+                out.append(header.name)
+                out.append(": ")
+                out.append(header.value)
+                out.append("\r\n")
+            }
+            self.fields.write(into: &out)
+            if let retryAfter = self.retryAfter {
+                out.append("Retry-After: ")
+                out.appendDecimal(Int64(retryAfter))
+                out.append("\r\n")
+            }
+            LocalResponseHead.writeEnd(bodyLength: self.bodyLength, minorVersion: minorVersion, close: close, into: &out)
+            for part in self.response.body.parts {
+                switch part {
+                case .literal(let text): out.append(text)
+                case .rule: out.append(self.rule)
+                case .retryAfter: out.appendDecimal(Int64(self.retryAfter ?? 0))
+                case .limit: out.append(self.limit)
+                }
             }
         }
+    }
+
+    /// Room for the whole answer (a first guess; ``HeadBytes`` retries with more when it is short).
+    private var estimatedBytes: Int {
+        var bytes = 256 + self.response.contentType.utf8.count + self.fields.estimatedBytes
+        for header in self.response.headers { bytes += header.name.utf8.count + header.value.utf8.count + 4 }
+        for part in self.response.body.parts {
+            if case .literal(let text) = part { bytes += text.utf8.count } else { bytes += 32 + self.rule.utf8.count + self.limit.utf8.count }
+        }
+        return bytes
     }
 
     /// The body's length in bytes, without rendering it.

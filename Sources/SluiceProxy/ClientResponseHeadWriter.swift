@@ -59,18 +59,19 @@ enum ClientResponseHeadWriter {
         extraFields: [(name: String, value: String)],
         into buffer: inout ByteBuffer
     ) -> ClientResponseFraming {
-        Self.write(head, bytes: bytes, clientMinorVersion: clientMinorVersion, keepAlive: keepAlive, into: &buffer) { buffer in
+        Self.write(head, bytes: bytes, clientMinorVersion: clientMinorVersion, keepAlive: keepAlive, into: &buffer) { out in
             for (name, value) in extraFields {
-                buffer.writeString(name)
-                buffer.writeStaticString(": ")
-                buffer.writeString(value)
-                buffer.writeStaticString("\r\n")
+                out.append(name)
+                out.append(": ")
+                out.append(value)
+                out.append("\r\n")
             }
         }
     }
 
     /// ``write(_:bytes:clientMinorVersion:keepAlive:extraFields:into:)`` with the extra fields written by
-    /// `writeExtraFields` (``RateLimitFieldValues/write(into:)``: no `String` per field).
+    /// `writeExtraFields` (``RateLimitFieldValues/write(into:)``: no `String` per field). `writeExtraFields` may run more
+    /// than once (``ByteBuffer/writeHeadBytes(estimate:_:)``) and must write the same fields each time.
     @discardableResult
     static func write(
         _ head: ParsedResponseHead,
@@ -78,7 +79,7 @@ enum ClientResponseHeadWriter {
         clientMinorVersion: Int,
         keepAlive: Bool,
         into buffer: inout ByteBuffer,
-        writeExtraFields: (inout ByteBuffer) -> Void
+        writeExtraFields: (inout HeadBytes) -> Void
     ) -> ClientResponseFraming {
         let clientIs11 = clientMinorVersion >= 1
         let isSwitching = head.isSwitchingProtocols
@@ -97,46 +98,49 @@ enum ClientResponseHeadWriter {
         // The names `Connection` lists (a few at most; no allocation when it names none but its own options).
         let connectionOptions = HopByHop.connectionOptions(head.fields, in: bytes)
 
-        buffer.writeStaticString(clientIs11 ? "HTTP/1.1 " : "HTTP/1.0 ")
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.statusRange]))
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.reason]))
-        buffer.writeStaticString("\r\n")
+        // Room for the head as received plus the fields Sluice adds (HeadBytes retries with more if that is short).
+        buffer.writeHeadBytes(estimate: bytes.count + 512) { out in
+            out.append(clientIs11 ? "HTTP/1.1 " : "HTTP/1.0 ")
+            out.append(UnsafeRawBufferPointer(rebasing: bytes[head.statusRange]))
+            out.append(byte: UInt8(ascii: " "))
+            out.append(UnsafeRawBufferPointer(rebasing: bytes[head.reason]))
+            out.append("\r\n")
 
-        // Kept lines are copied as received, neighbours in one copy.
-        var run = FieldLineRun()
-        for index in head.fields.indices {
-            if HopByHop.isDropped(
-                bytes,
-                head.fields[index].name,
-                connectionOptions: connectionOptions,
-                dropExpect: false,
-                keepTransferEncoding: keepTransferEncoding
-            ) {
-                continue
+            // Kept lines are copied as received, neighbours in one copy.
+            var run = FieldLineRun()
+            for index in head.fields.indices {
+                if HopByHop.isDropped(
+                    bytes,
+                    head.fields[index].name,
+                    connectionOptions: connectionOptions,
+                    dropExpect: false,
+                    keepTransferEncoding: keepTransferEncoding
+                ) {
+                    continue
+                }
+                run.keep(head.fields, index, headLength: head.length, bytes: bytes, into: &out)
             }
-            run.keep(head.fields, index, headLength: head.length, bytes: bytes, into: &buffer)
-        }
-        run.flush(bytes, into: &buffer)
-        if isSwitching {
-            for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "upgrade") {
-                Self.writeField(bytes, field, into: &buffer)
+            run.flush(bytes, into: &out)
+            if isSwitching {
+                for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "upgrade") {
+                    Self.writeField(bytes, field, into: &out)
+                }
+                out.append("Connection: upgrade\r\n")
             }
-            buffer.writeStaticString("Connection: upgrade\r\n")
-        }
-        writeExtraFields(&buffer)
-        if framing == .chunkEncode {
-            buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
-        }
-        if !isSwitching {
-            let keepAlive = keepAlive && !framing.forcesClose
-            if clientIs11 {
-                if !keepAlive { buffer.writeStaticString("Connection: close\r\n") }
-            } else if keepAlive {
-                buffer.writeStaticString("Connection: keep-alive\r\n")
+            writeExtraFields(&out)
+            if framing == .chunkEncode {
+                out.append("Transfer-Encoding: chunked\r\n")
             }
+            if !isSwitching {
+                let keepAlive = keepAlive && !framing.forcesClose
+                if clientIs11 {
+                    if !keepAlive { out.append("Connection: close\r\n") }
+                } else if keepAlive {
+                    out.append("Connection: keep-alive\r\n")
+                }
+            }
+            out.append("\r\n")
         }
-        buffer.writeStaticString("\r\n")
         return framing
     }
 
@@ -172,11 +176,11 @@ enum ClientResponseHeadWriter {
 
     // MARK: pieces
 
-    private static func writeField(_ bytes: UnsafeRawBufferPointer, _ field: ParsedResponseHead.Field, into buffer: inout ByteBuffer) {
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
-        buffer.writeStaticString(": ")
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
-        buffer.writeStaticString("\r\n")
+    private static func writeField(_ bytes: UnsafeRawBufferPointer, _ field: ParsedResponseHead.Field, into out: inout HeadBytes) {
+        out.append(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+        out.append(": ")
+        out.append(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+        out.append("\r\n")
     }
 
 }

@@ -24,11 +24,11 @@ struct FieldLineRun {
         _ index: Int,
         headLength: Int,
         bytes: UnsafeRawBufferPointer,
-        into buffer: inout ByteBuffer
+        into out: inout HeadBytes
     ) {
         let line = fields[index].name.lowerBound..<Self.lineEnd(fields, index, headLength: headLength)
         if line.lowerBound != self.end {
-            self.flush(bytes, into: &buffer)
+            self.flush(bytes, into: &out)
             self.start = line.lowerBound
         }
         self.end = line.upperBound
@@ -36,9 +36,9 @@ struct FieldLineRun {
 
     /// Copies the run kept so far.
     @inline(__always)
-    mutating func flush(_ bytes: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) {
+    mutating func flush(_ bytes: UnsafeRawBufferPointer, into out: inout HeadBytes) {
         if self.end > self.start {
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[self.start..<self.end]))
+            out.append(UnsafeRawBufferPointer(rebasing: bytes[self.start..<self.end]))
         }
         self.start = self.end
     }

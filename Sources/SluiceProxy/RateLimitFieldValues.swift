@@ -61,74 +61,71 @@ struct RateLimitFieldValues: Sendable {
 
     /// Writes the fields as `Name: value\r\n` lines.
     func write(into buffer: inout ByteBuffer) {
+        guard !self.statuses.isEmpty, self.mode != .none else { return }
+        buffer.writeHeadBytes(estimate: self.estimatedBytes) { self.write(into: &$0) }
+    }
+
+    /// Room for the fields of plain policy names (a structured-field rendering may need more: the writer retries).
+    var estimatedBytes: Int {
+        var bytes = 256
+        for index in self.statuses.indices { bytes += 2 * self.statuses[index].policyName.utf8.count + 64 }
+        return bytes
+    }
+
+    /// Writes the fields as `Name: value\r\n` lines.
+    func write(into out: inout HeadBytes) {
         guard let primary = self.statuses.first, self.mode != .none else { return }
         if self.mode == .draft || self.mode == .both {
             // Policy names of `[a-z0-9_-]`-like text serialise as plain sf-strings; anything else goes through the
             // structured-field serializer, as ``RateLimitHeaders`` does.
             if self.statuses.allSatisfy(\.policyNameIsPlain) {
-                buffer.writeStaticString("RateLimit-Policy: ")
+                out.append("RateLimit-Policy: ")
                 for index in self.statuses.indices {
                     let status = self.statuses[index]
-                    if index > 0 { buffer.writeStaticString(", ") }
-                    buffer.writeInteger(UInt8(ascii: "\""))
-                    buffer.writeString(status.policyName)
-                    buffer.writeStaticString("\";q=")
-                    Self.writeDecimal(Int64(status.quota), into: &buffer)
-                    buffer.writeStaticString(";w=")
-                    Self.writeDecimal(Int64(status.windowSeconds), into: &buffer)
+                    if index > 0 { out.append(", ") }
+                    out.append(byte: UInt8(ascii: "\""))
+                    out.append(status.policyName)
+                    out.append("\";q=")
+                    out.appendDecimal(Int64(status.quota))
+                    out.append(";w=")
+                    out.appendDecimal(Int64(status.windowSeconds))
                 }
-                buffer.writeStaticString("\r\n")
+                out.append("\r\n")
             } else {
-                Self.writeField("RateLimit-Policy", RateLimitHeaders.policyField(self.statuses.map(\.limitStatus)), into: &buffer)
+                Self.writeField("RateLimit-Policy", RateLimitHeaders.policyField(self.statuses.map(\.limitStatus)), into: &out)
             }
             if primary.policyNameIsPlain && primary.remaining >= 0 && primary.resetSeconds >= 0 {
-                buffer.writeStaticString("RateLimit: \"")
-                buffer.writeString(primary.policyName)
-                buffer.writeStaticString("\";r=")
-                Self.writeDecimal(Int64(primary.remaining), into: &buffer)
-                buffer.writeStaticString(";t=")
-                Self.writeDecimal(Int64(primary.resetSeconds), into: &buffer)
-                buffer.writeStaticString("\r\n")
+                out.append("RateLimit: \"")
+                out.append(primary.policyName)
+                out.append("\";r=")
+                out.appendDecimal(Int64(primary.remaining))
+                out.append(";t=")
+                out.appendDecimal(Int64(primary.resetSeconds))
+                out.append("\r\n")
             } else {
-                Self.writeField("RateLimit", RateLimitHeaders.rateLimitField(primary.limitStatus), into: &buffer)
+                Self.writeField("RateLimit", RateLimitHeaders.rateLimitField(primary.limitStatus), into: &out)
             }
         }
         if self.mode == .legacy || self.mode == .both {
-            buffer.writeStaticString("X-RateLimit-Limit: ")
-            Self.writeDecimal(Int64(primary.quota), into: &buffer)
-            buffer.writeStaticString("\r\nX-RateLimit-Remaining: ")
-            Self.writeDecimal(Int64(primary.remaining), into: &buffer)
-            buffer.writeStaticString("\r\nX-RateLimit-Reset: ")
-            Self.writeDecimal(self.nowSeconds + Int64(primary.resetSeconds), into: &buffer)
-            buffer.writeStaticString("\r\n")
+            out.append("X-RateLimit-Limit: ")
+            out.appendDecimal(Int64(primary.quota))
+            out.append("\r\nX-RateLimit-Remaining: ")
+            out.appendDecimal(Int64(primary.remaining))
+            out.append("\r\nX-RateLimit-Reset: ")
+            out.appendDecimal(self.nowSeconds + Int64(primary.resetSeconds))
+            out.append("\r\n")
         }
     }
 
-    private static func writeField(_ name: StaticString, _ value: String, into buffer: inout ByteBuffer) {
-        buffer.writeStaticString(name)
-        buffer.writeStaticString(": ")
-        buffer.writeString(value)
-        buffer.writeStaticString("\r\n")
+    private static func writeField(_ name: StaticString, _ value: String, into out: inout HeadBytes) {
+        out.append(name)
+        out.append(": ")
+        out.append(value)
+        out.append("\r\n")
     }
 
     /// `value` in decimal, as `String(value)` writes it.
     static func writeDecimal(_ value: Int64, into buffer: inout ByteBuffer) {
-        if value < 0 {
-            buffer.writeInteger(UInt8(ascii: "-"))
-        }
-        var magnitude = value.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of UInt64.max
-        let count = withUnsafeMutableBytes(of: &digits) { raw -> Int in
-            var end = raw.count
-            repeat {
-                end -= 1
-                raw[end] = UInt8(ascii: "0") &+ UInt8(magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            return raw.count - end
-        }
-        withUnsafeBytes(of: &digits) { raw in
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[(raw.count - count)...]))
-        }
+        buffer.writeHeadBytes(estimate: 24) { $0.appendDecimal(value) }
     }
 }

@@ -33,100 +33,104 @@ struct UpstreamRequestHeadWriter {
         settings: Settings,
         into buffer: inout ByteBuffer
     ) {
-        // The names `Connection` lists, lower-cased, as ranges of `bytes` (a few at most; no allocation for none).
-        let connectionOptions = HopByHop.connectionOptions(head.fields, in: bytes)
-        var forwardedFor = 0
-        let isUpgrade = head.isUpgrade
-        let absolute = Self.absoluteForm(bytes, head.target)
+        // Room for the head as received plus what Sluice adds (HeadBytes retries with more if that is short).
+        let estimate = bytes.count + settings.peer.utf8.count + settings.upstreamHost.utf8.count + 160
+        buffer.writeHeadBytes(estimate: estimate) { out in
+            // The names `Connection` lists, lower-cased, as ranges of `bytes` (a few at most; no allocation for none).
+            let connectionOptions = HopByHop.connectionOptions(head.fields, in: bytes)
+            var forwardedFor = 0
+            let isUpgrade = head.isUpgrade
+            let absolute = Self.absoluteForm(bytes, head.target)
 
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.method]))
-        buffer.writeInteger(UInt8(ascii: " "))
-        if let absolute {
-            // `http://a` and `http://a?q` have an empty path: `/` (RFC 9112 §3.2.1).
-            if absolute.originForm.isEmpty || bytes[absolute.originForm.lowerBound] != UInt8(ascii: "/") {
-                buffer.writeInteger(UInt8(ascii: "/"))
+            out.append(UnsafeRawBufferPointer(rebasing: bytes[head.method]))
+            out.append(byte: UInt8(ascii: " "))
+            if let absolute {
+                // `http://a` and `http://a?q` have an empty path: `/` (RFC 9112 §3.2.1).
+                if absolute.originForm.isEmpty || bytes[absolute.originForm.lowerBound] != UInt8(ascii: "/") {
+                    out.append(byte: UInt8(ascii: "/"))
+                }
+                out.append(UnsafeRawBufferPointer(rebasing: bytes[absolute.originForm]))
+            } else {
+                out.append(UnsafeRawBufferPointer(rebasing: bytes[head.target]))
             }
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[absolute.originForm]))
-        } else {
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.target]))
-        }
-        buffer.writeStaticString(" HTTP/1.1\r\n")
+            out.append(" HTTP/1.1\r\n")
 
-        var clientHost: Range<Int>? = absolute?.authority
-        if clientHost == nil, let index = head.hostField { clientHost = head.fields[index].value }
+            var clientHost: Range<Int>? = absolute?.authority
+            if clientHost == nil, let index = head.hostField { clientHost = head.fields[index].value }
 
-        // Kept lines are copied as received, neighbours in one copy.
-        var run = FieldLineRun()
-        for index in head.fields.indices {
-            let name = head.fields[index].name
-            if HopByHop.isDropped(bytes, name, connectionOptions: connectionOptions, dropExpect: true, keepTransferEncoding: false) { continue }
-            switch name.count {
-            case 4 where HTTPBytes.equalsLowercased(bytes, name, "host"):
-                continue  // written below, once
-            case 15 where HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-for"):
-                // Joined into one field, written last (as NIO's replaceOrAdd does).
-                forwardedFor += 1
-                continue
-            case 16 where HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-host"):
-                continue
-            case 17 where HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-proto"):
-                continue
-            case 14 where HTTPBytes.equalsLowercased(bytes, name, "content-length"):
-                continue  // the framing is written below
-            default:
+            // Kept lines are copied as received, neighbours in one copy.
+            var run = FieldLineRun()
+            for index in head.fields.indices {
+                let name = head.fields[index].name
+                if HopByHop.isDropped(bytes, name, connectionOptions: connectionOptions, dropExpect: true, keepTransferEncoding: false) { continue }
+                switch name.count {
+                case 4 where HTTPBytes.equalsLowercased(bytes, name, "host"):
+                    continue  // written below, once
+                case 15 where HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-for"):
+                    // Joined into one field, written last (as NIO's replaceOrAdd does).
+                    forwardedFor += 1
+                    continue
+                case 16 where HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-host"):
+                    continue
+                case 17 where HTTPBytes.equalsLowercased(bytes, name, "x-forwarded-proto"):
+                    continue
+                case 14 where HTTPBytes.equalsLowercased(bytes, name, "content-length"):
+                    continue  // the framing is written below
+                default:
+                    break
+                }
+                run.keep(head.fields, index, headLength: head.length, bytes: bytes, into: &out)
+            }
+            run.flush(bytes, into: &out)
+            if isUpgrade {
+                for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "upgrade") {
+                    Self.writeField(bytes, field, into: &out)
+                }
+                out.append("Connection: upgrade\r\n")
+            }
+            switch head.framing {
+            case .none:
                 break
+            case .length(let length):
+                out.append("Content-Length: ")
+                out.appendDecimal(Int64(length))
+                out.append("\r\n")
+            case .chunked:
+                out.append("Transfer-Encoding: chunked\r\n")
             }
-            run.keep(head.fields, index, headLength: head.length, bytes: bytes, into: &buffer)
-        }
-        run.flush(bytes, into: &buffer)
-        if isUpgrade {
-            for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "upgrade") {
-                Self.writeField(bytes, field, into: &buffer)
+            out.append("X-Forwarded-For: ")
+            if forwardedFor > 0 {
+                for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "x-forwarded-for") {
+                    out.append(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+                    out.append(", ")
+                }
             }
-            buffer.writeStaticString("Connection: upgrade\r\n")
-        }
-        switch head.framing {
-        case .none:
-            break
-        case .length(let length):
-            buffer.writeStaticString("Content-Length: ")
-            buffer.writeString(String(length))
-            buffer.writeStaticString("\r\n")
-        case .chunked:
-            buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
-        }
-        buffer.writeStaticString("X-Forwarded-For: ")
-        if forwardedFor > 0 {
-            for field in head.fields where HTTPBytes.equalsLowercased(bytes, field.name, "x-forwarded-for") {
-                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
-                buffer.writeStaticString(", ")
+            out.append(settings.peer)
+            out.append("\r\nX-Forwarded-Proto: ")
+            out.append(settings.forwardedProto)
+            out.append("\r\n")
+            if let clientHost {
+                out.append("X-Forwarded-Host: ")
+                out.append(UnsafeRawBufferPointer(rebasing: bytes[clientHost]))
+                out.append("\r\n")
             }
+            out.append("Host: ")
+            if settings.preserveHost, let clientHost {
+                out.append(UnsafeRawBufferPointer(rebasing: bytes[clientHost]))
+            } else {
+                out.append(settings.upstreamHost)
+            }
+            out.append("\r\n\r\n")
         }
-        buffer.writeString(settings.peer)
-        buffer.writeStaticString("\r\nX-Forwarded-Proto: ")
-        buffer.writeString(settings.forwardedProto)
-        buffer.writeStaticString("\r\n")
-        if let clientHost {
-            buffer.writeStaticString("X-Forwarded-Host: ")
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[clientHost]))
-            buffer.writeStaticString("\r\n")
-        }
-        buffer.writeStaticString("Host: ")
-        if settings.preserveHost, let clientHost {
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[clientHost]))
-        } else {
-            buffer.writeString(settings.upstreamHost)
-        }
-        buffer.writeStaticString("\r\n\r\n")
     }
 
     // MARK: pieces
 
-    private static func writeField(_ bytes: UnsafeRawBufferPointer, _ field: ParsedRequestHead.Field, into buffer: inout ByteBuffer) {
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
-        buffer.writeStaticString(": ")
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
-        buffer.writeStaticString("\r\n")
+    private static func writeField(_ bytes: UnsafeRawBufferPointer, _ field: ParsedRequestHead.Field, into out: inout HeadBytes) {
+        out.append(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+        out.append(": ")
+        out.append(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+        out.append("\r\n")
     }
 
 
