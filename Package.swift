@@ -92,6 +92,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        /// memcached on NIO (issue 21): meta-protocol codec, pipelined connections, a pool per server, a ketama
+        /// continuum; and the memcached store.
+        .target(
+            name: "SluiceMemcached",
+            dependencies: [
+                "SluiceConfig",
+                "SluiceLimiter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         /// The admin listener (SPEC §7): health, readiness, Prometheus metrics, config, per-key limits.
         .target(
             name: "SluiceAdmin",
@@ -158,6 +170,19 @@ let package = Package(
             name: "SluiceRedisTests",
             dependencies: [
                 "SluiceRedis",
+                "SluiceLimiter",
+                "SluiceConfig",
+                "SluiceTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SluiceMemcachedTests",
+            dependencies: [
+                "SluiceMemcached",
                 "SluiceLimiter",
                 "SluiceConfig",
                 "SluiceTestSupport",
