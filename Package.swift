@@ -66,6 +66,7 @@ let package = Package(
                 "SluiceHTTP1",
                 "SluiceLimiter",
                 "SluiceRedis",
+                "SluiceMemcached",
                 "SluiceAdmin",
                 "SluiceListener",
                 .product(name: "NIOCore", package: "swift-nio"),

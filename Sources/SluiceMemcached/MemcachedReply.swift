@@ -51,10 +51,16 @@ public struct MemcachedMetaReply: Sendable, Hashable {
     }
 
     /// The value as a decimal unsigned integer (what `ma` returns with `v`), `nil` when it is anything else.
+    ///
+    /// Trailing spaces are allowed: memcached keeps a counter's length when a decrement shortens it, padding the
+    /// digits with spaces (`10` decremented reads `9 `).
     public var number: UInt64? {
-        guard let value = self.value, value.readableBytes > 0, value.readableBytes <= 20 else { return nil }
+        guard let value = self.value else { return nil }
+        var digits = value.readableBytesView[...]
+        while digits.last == UInt8(ascii: " ") { digits = digits.dropLast() }
+        guard !digits.isEmpty, digits.count <= 20 else { return nil }
         var result: UInt64 = 0
-        for byte in value.readableBytesView {
+        for byte in digits {
             guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
             let (shifted, overflow1) = result.multipliedReportingOverflow(by: 10)
             let (next, overflow2) = shifted.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))

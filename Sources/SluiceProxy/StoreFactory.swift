@@ -3,12 +3,13 @@ import NIOCore
 import SluiceAdmin
 import SluiceConfig
 import SluiceLimiter
+import SluiceMemcached
 import SluiceRedis
 
 /// The counters' store for a configuration (SPEC §2 `storage`, §8).
 ///
 /// A reload keeps the running store when the storage settings are unchanged, so counters carry over (SPEC §6);
-/// a change of kind or of Redis settings makes a new one.
+/// a change of kind or of Redis or memcached settings makes a new one.
 enum StoreFactory {
     static func store(
         for storage: StorageConfiguration,
@@ -31,15 +32,31 @@ enum StoreFactory {
                     }
                 )
             }
+            if let previous = previous as? MemoryStore { return previous }
+            return MemoryStore(maxKeys: storage.maxKeys)
+        case .memcached:
+            if let memcached = storage.memcached {
+                if let previous = previous as? MemcachedStore, previous.configuration == memcached { return previous }
+                return MemcachedStore(
+                    configuration: memcached,
+                    group: group,
+                    localMaxKeys: storage.maxKeys,
+                    logger: logger,
+                    observe: { seconds, failed in
+                        if failed { metrics.storageError() } else { metrics.storageObserved(seconds: seconds) }
+                    }
+                )
+            }
             fallthrough
-        case .memory, .memcached:  // memcached: until its store lands (issue 21 step 3)
+        case .memory:
             if let previous = previous as? MemoryStore { return previous }
             return MemoryStore(maxKeys: storage.maxKeys)
         }
     }
 
-    /// Releases what a store holds (Redis connections).
+    /// Releases what a store holds (Redis or memcached connections).
     static func close(_ store: (any RateLimitStore)?) async {
         if let redis = store as? RedisStore { await redis.close() }
+        if let memcached = store as? MemcachedStore { await memcached.close() }
     }
 }

@@ -95,6 +95,10 @@ private let everyReply: [(wire: String, reply: MemcachedReply)] = [
         #expect(MemcachedMetaReply(status: .value, value: ByteBuffer(string: "18446744073709551616")).number == nil)
         #expect(MemcachedMetaReply(status: .value, value: ByteBuffer(string: "12a")).number == nil)
         #expect(MemcachedMetaReply(status: .value, value: ByteBuffer(string: "")).number == nil)
+        // memcached pads a counter that a decrement shortened.
+        #expect(MemcachedMetaReply(status: .value, value: ByteBuffer(string: "9 ")).number == 9)
+        #expect(MemcachedMetaReply(status: .value, value: ByteBuffer(string: " 9")).number == nil)
+        #expect(MemcachedMetaReply(status: .value, value: ByteBuffer(string: "  ")).number == nil)
         #expect(MemcachedMetaReply(status: .done).number == nil)
     }
 
