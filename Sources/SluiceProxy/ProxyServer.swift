@@ -499,6 +499,12 @@ extension ProxyServer: AdminBackend {
         return true
     }
 
+    /// With memcached storage, each server's health (the status page).
+    public var storageServers: [StorageServerHealth] {
+        guard let memcached = self.limiter?.store as? MemcachedStore else { return [] }
+        return zip(memcached.serverNames, memcached.serverAvailability).map { StorageServerHealth(address: $0, available: $1) }
+    }
+
     public var limitedKeys: LimitedKeyTracker? { self.limitedKeyTracker }
 
     public var reloadStatus: ReloadStatus? { self.reloads.withLockedValue { $0 } }

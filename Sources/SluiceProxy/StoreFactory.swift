@@ -37,6 +37,7 @@ enum StoreFactory {
         case .memcached:
             if let memcached = storage.memcached {
                 if let previous = previous as? MemcachedStore, previous.configuration == memcached { return previous }
+                let servers = metrics.storageServerMetrics(for: memcached.servers.map(\.description))
                 return MemcachedStore(
                     configuration: memcached,
                     group: group,
@@ -44,6 +45,9 @@ enum StoreFactory {
                     logger: logger,
                     observe: { seconds, failed in
                         if failed { metrics.storageError() } else { metrics.storageObserved(seconds: seconds) }
+                    },
+                    observeServer: { index, seconds, failed in
+                        servers.observe(server: index, seconds: seconds, failed: failed)
                     }
                 )
             }
