@@ -53,3 +53,33 @@ extension SluiceProcess {
         return (status, p.outputSoFar)
     }
 }
+
+/// The memcached example and its compose variant (issue 21).
+@Suite("memcached example and compose file")
+struct MemcachedDeployTests {
+    @Test func exampleIsValidWithItsCaveats() async throws {
+        let stderrFile = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-mc-\(UUID()).txt").path
+        defer { try? FileManager.default.removeItem(atPath: stderrFile) }
+        let (status, output) = try await SluiceProcess.runShell(
+            "'\(SluiceProcess.binaryPath)' check --config config/examples/memcached.yaml 2>'\(stderrFile)'"
+        )
+        #expect(status == 0)
+        #expect(output == "ok\n")
+        let warnings = try String(contentsOfFile: stderrFile, encoding: .utf8).split(separator: "\n")
+        #expect(warnings.count == 2)
+        #expect(warnings.allSatisfy { $0.hasPrefix("config/examples/memcached.yaml:") && $0.contains(": warning: memcached storage: ") })
+    }
+
+    @Test func composeRunsThreeInstancesAndTwoServers() throws {
+        let compose = try String(contentsOfFile: "deploy/docker-compose.memcached.yml", encoding: .utf8)
+        for path in ["../config/examples/memcached.yaml", "./haproxy-lb.cfg"] {
+            #expect(compose.contains(path))
+            #expect(FileManager.default.fileExists(atPath: "deploy/" + path), "\(path)")
+        }
+        #expect(compose.components(separatedBy: "<<: *sluice").count - 1 == 2, "three Sluice instances")
+        #expect(compose.contains("memcached-1:") && compose.contains("memcached-2:"), "two memcached servers")
+        let example = try String(contentsOfFile: "config/examples/memcached.yaml", encoding: .utf8)
+        #expect(example.contains("memcached-1") && example.contains("memcached-2"), "the example names the compose servers")
+        #expect(example.contains("instances: 3"))
+    }
+}
