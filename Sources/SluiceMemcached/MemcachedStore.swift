@@ -210,7 +210,9 @@ public final class MemcachedStore: RateLimitStore {
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? self.group.any()
         let futures = items.map { item in
             self.commitOne(item, now: now, loop: loop).flatMapError { error in
-                self.servers[self.server(for: item.key)].breaker.recordFailure(error, now: now)
+                if !(error is MemcachedContention) {
+                    self.servers[self.server(for: item.key)].breaker.recordFailure(error, now: now)
+                }
                 if self.onError == .local { self.local.commit(self.scaled([item]), now: now) }
                 return loop.makeSucceededVoidFuture()
             }
