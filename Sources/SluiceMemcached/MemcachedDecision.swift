@@ -79,6 +79,10 @@ final class MemcachedDecision {
     private var finished = false
     private var deadline: Scheduled<Void>?
     private let started = ContinuousClock.now
+    /// The one compare-and-swap key of the request, taken in the store's ``MemcachedKeyGate`` (requests with
+    /// several such keys are not queued); `holdsGate` while this decision has it.
+    private var gateKey: String?
+    private var holdsGate = false
 
     init(
         store: MemcachedStore,
@@ -137,7 +141,35 @@ final class MemcachedDecision {
         self.deadline = self.loop.assumeIsolated().scheduleTask(in: self.store.decisionBudget) {
             self.giveUp(MemcachedError.timeout, server: nil)
         }
+        let swapKeys = self.plans.filter { $0.kind == .swap }.map(\.key)
+        if swapKeys.count == 1 {
+            self.gateKey = swapKeys[0]
+            let bound = NIOLoopBound(self, eventLoop: self.loop)
+            let entered = self.store.gate.enter(swapKeys[0]) {
+                bound.eventLoop.execute { bound.value.proceed() }
+            }
+            guard entered else { return }
+        }
+        self.proceed()
+    }
+
+    /// Round 1, once this decision may go (it holds its key in the gate, or needs none).
+    private func proceed() {
+        if self.gateKey != nil {
+            self.holdsGate = true
+            // Given up while it waited: pass the key on.
+            if self.finished {
+                self.releaseGate()
+                return
+            }
+        }
         self.read(self.plans.indices.map { $0 }, penalties: true)
+    }
+
+    private func releaseGate() {
+        guard self.holdsGate, let key = self.gateKey else { return }
+        self.holdsGate = false
+        self.store.gate.leave(key)
     }
 
     private var involvedServers: [Int] {
@@ -424,6 +456,7 @@ final class MemcachedDecision {
         self.finished = true
         self.deadline?.cancel()
         self.deadline = nil
+        self.releaseGate()
         if let failed, let observe = self.store.observe {
             let elapsed = (ContinuousClock.now - self.started).components
             observe(Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18, failed)

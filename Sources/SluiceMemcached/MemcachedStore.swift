@@ -13,7 +13,8 @@ import SluiceLimiter
 /// - `sliding_window`: the same `ma` on the current window's counter and an `mg` of the previous one, pipelined;
 /// - `token_bucket`, `gcra`, `moving_window` and `block_for` penalty keys: `mg` with the CAS value, the limiter's
 ///   own step on the state read, then `ms` with `C` (compare and swap); a lost race is retried with a fresh read,
-///   up to ``maximumCASAttempts`` times, and then `on_error` decides.
+///   up to ``maximumCASAttempts`` times, and then `on_error` decides. This instance's own decisions on one such key
+///   wait for each other (``MemcachedKeyGate``), so only other instances make a swap fail.
 /// The verdicts come from the limiter's step functions (``FixedWindow``, ``SlidingWindow``, ``PackedState``,
 /// ``MovingWindow``), so the arithmetic is the memory store's. A request that is refused takes nothing back: counters
 /// incremented for it are decremented before it is answered (so a concurrent request may be refused where a lone
@@ -55,6 +56,8 @@ public final class MemcachedStore: RateLimitStore {
     /// Told, per server (its index in ``serverNames``), how long each exchange took and whether it failed.
     let observeServer: (@Sendable (Int, Double, Bool) -> Void)?
     let logger: Logger
+    /// This instance's decisions on one compare-and-swap key run one at a time.
+    let gate = MemcachedKeyGate()
 
     /// One server: its connections and its breaker.
     struct Server: Sendable {

@@ -135,6 +135,33 @@ extension MemcachedIntegrationTests { @Suite("memcached store") struct Memcached
         }
     }
 
+    /// One instance's own decisions on one compare-and-swap key wait for each other instead of racing: 16 at once
+    /// lose no swap, admit exactly COUNT, and leave no key held in the gate.
+    @Test(arguments: [Algorithm.tokenBucket, .gcra, .movingWindow])
+    func oneInstanceQueuesItsDecisionsOnOneKey(_ algorithm: Algorithm) async throws {
+        try await withMemcachedServer { server in
+            let store = makeStore(memcachedConfiguration([server]))
+            let count: Int64 = 40
+            let limit = LimitParameters(count: count, periodNanoseconds: 86_400 * 1_000_000_000, burst: algorithm == .gcra ? count - 1 : 0)
+            let item = StoreItem(key: testKey("queued-\(algorithm)-\(UUID())"), algorithm: algorithm, limit: limit, cost: 1)
+            let outcomes = await withTaskGroup(of: [DecisionBatch].self) { tasks in
+                for _ in 0..<16 {
+                    tasks.addTask {
+                        var outcomes: [DecisionBatch] = []
+                        for _ in 0..<4 { outcomes.append(await decide(store, [item], now: .now())) }
+                        return outcomes
+                    }
+                }
+                return await tasks.reduce([]) { $0 + $1 }
+            }
+            #expect(outcomes.count == 64)
+            #expect(outcomes.filter(\.storageUnavailable).isEmpty, "no swap lost within one instance")
+            #expect(outcomes.filter(\.isAdmitted).count == Int(count))
+            #expect(store.gate.heldKeys == 0)
+            await store.close()
+        }
+    }
+
     // MARK: count_when, inspection, reset
 
     /// A `count_when` commit, two decisions (the second breaching, which blocks the key) and an admin reset, through
