@@ -66,6 +66,7 @@ let package = Package(
                 "SluiceHTTP1",
                 "SluiceLimiter",
                 "SluiceRedis",
+                "SluiceMemcached",
                 "SluiceAdmin",
                 "SluiceListener",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -89,6 +90,18 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        /// memcached on NIO (issue 21): meta-protocol codec, pipelined connections, a pool per server, a ketama
+        /// continuum; and the memcached store.
+        .target(
+            name: "SluiceMemcached",
+            dependencies: [
+                "SluiceConfig",
+                "SluiceLimiter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -158,6 +171,19 @@ let package = Package(
             name: "SluiceRedisTests",
             dependencies: [
                 "SluiceRedis",
+                "SluiceLimiter",
+                "SluiceConfig",
+                "SluiceTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SluiceMemcachedTests",
+            dependencies: [
+                "SluiceMemcached",
                 "SluiceLimiter",
                 "SluiceConfig",
                 "SluiceTestSupport",

@@ -16,6 +16,9 @@ public protocol AdminBackend: Sendable {
     var isReady: Bool { get }
     /// Whether the storage decides requests now (Redis reachable, breaker closed). Defaults to `true`.
     var storageAvailable: Bool { get }
+    /// With storage spread over several servers (memcached), each server's health in configuration order, for the
+    /// status page; empty otherwise (the default).
+    var storageServers: [StorageServerHealth] { get }
     /// The keys refused most recently, for the status page; `nil` when the proxy does not track them (the
     /// default).
     var limitedKeys: LimitedKeyTracker? { get }
@@ -25,6 +28,7 @@ public protocol AdminBackend: Sendable {
 
 extension AdminBackend {
     public var storageAvailable: Bool { true }
+    public var storageServers: [StorageServerHealth] { [] }
     public var limitedKeys: LimitedKeyTracker? { nil }
     public var reloadStatus: ReloadStatus? { nil }
 }

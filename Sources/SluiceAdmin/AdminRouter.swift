@@ -175,7 +175,7 @@ public struct AdminRouter: Sendable {
         do {
             if method == .DELETE {
                 // Idempotent: forgiving a key nobody tracks is a success too.
-                guard try await limiter.resetKey(rule: rule, displayKey: key) != nil else {
+                guard try await limiter.resetKey(rule: rule, displayKey: key, now: self.clock()) != nil else {
                     return .error(.notFound, "no rule named \(rule)")
                 }
                 return AdminResponse(status: .noContent)

@@ -86,6 +86,9 @@ extension StorageConfiguration {
         if let redis = self.redis {
             members.append(("redis", redis.adminJSON))
         }
+        if let memcached = self.memcached {
+            members.append(("memcached", memcached.adminJSON))
+        }
         return .object(members)
     }
 }
@@ -101,6 +104,21 @@ extension RedisStorageConfiguration {
             ("username", .string(self.username)),
             ("password", .string(self.password.map { _ in SluiceConfiguration.redacted })),
             ("database", .int(self.database)),
+            ("pool_size", .int(self.poolSize)),
+            ("timeout", .duration(self.timeout)),
+            ("key_prefix", .string(self.keyPrefix)),
+            ("on_error", .string(self.onError.rawValue)),
+            ("instances", .int(self.instances)),
+        ])
+    }
+}
+
+extension MemcachedStorageConfiguration {
+    /// The URL holds no secret (memcached has no login), so it is shown as written.
+    var adminJSON: AdminJSON {
+        .object([
+            ("url", .string(self.url)),
+            ("servers", .array(self.servers.map { .string($0.description) })),
             ("pool_size", .int(self.poolSize)),
             ("timeout", .duration(self.timeout)),
             ("key_prefix", .string(self.keyPrefix)),

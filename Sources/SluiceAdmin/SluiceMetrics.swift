@@ -188,6 +188,38 @@ public final class SluiceMetrics: Sendable {
         self.storageErrors.increment()
     }
 
+    /// The per-server families of a storage spread over several servers (memcached, issue 21):
+    /// `sluice_storage_server_errors_total{server}` and `sluice_storage_server_latency_seconds{server}` (one exchange
+    /// with the server each), with a zero series for every server of `servers` (`host:port`) from the start.
+    ///
+    /// A server that leaves the configuration keeps its series (Prometheus counters must not disappear while the
+    /// process lives); one that stays keeps its counts.
+    public func storageServerMetrics(for servers: [String]) -> StorageServerMetrics {
+        StorageServerMetrics(
+            errors: servers.map { server in
+                self.registry.makeCounter(
+                    descriptor: MetricNameDescriptor(
+                        metricName: "sluice_storage_server_errors",
+                        unitName: "total",
+                        helpText: "Exchanges with one storage server that failed or timed out."
+                    ),
+                    labels: [("server", server)]
+                )
+            },
+            latency: servers.map { server in
+                self.registry.makeValueHistogram(
+                    descriptor: MetricNameDescriptor(
+                        metricName: "sluice_storage_server_latency",
+                        unitName: "seconds",
+                        helpText: "Time one exchange with one storage server took."
+                    ),
+                    labels: [("server", server)],
+                    buckets: Self.storageLatencyBuckets
+                )
+            }
+        )
+    }
+
     // MARK: Per configuration
 
     /// The counters of `rules` (a configuration's rule names, in file order) for the request path: make once per

@@ -267,12 +267,22 @@ enum StatusPage {
 
         function renderHealth(status) {
           const s = status.storage;
-          badge(document.getElementById("storage-status"), s.status, s.status === "ok" ? "ok" : "bad");
+          badge(document.getElementById("storage-status"), s.status,
+                s.status === "ok" ? "ok" : s.status === "degraded" ? "warn" : "bad");
           if (s.kind === "memory") {
             fill(document.getElementById("storage"), [
               ["kind", "memory"],
               ["tracked keys", `${count(s.tracked_keys)} of ${count(s.max_keys)}`],
               ["evictions", count(s.evictions)],
+            ]);
+          } else if (s.kind === "memcached") {
+            fill(document.getElementById("storage"), [
+              ["kind", "memcached"],
+              ["servers", s.servers.map(x => `${x.address} ${x.status}`).join(", ")],
+              ["on_error", s.on_error],
+              ["errors", `${count(s.errors_last_minute)} in the last minute`],
+              ["latency", s.latency_us_last_minute === null ? "no decisions" :
+                          `${(s.latency_us_last_minute / 1000).toFixed(2)} ms mean, last minute`],
             ]);
           } else {
             fill(document.getElementById("storage"), [

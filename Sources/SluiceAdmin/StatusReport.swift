@@ -23,6 +23,7 @@ struct StatusReport {
         var limitedKeys: [LimitedKeyTracker.Entry]
         var limitedKeyMinutes: Int
         var storageAvailable: Bool
+        var storageServers: [StorageServerHealth] = []
         var trackedKeys: Int
         var evictions: Int
         var reload: ReloadStatus?
@@ -46,6 +47,7 @@ struct StatusReport {
             limitedKeys: tracker?.top(Self.limitedKeysShown, nowSeconds: now.unixSeconds) ?? [],
             limitedKeyMinutes: tracker?.minutes ?? 0,
             storageAvailable: backend.storageAvailable,
+            storageServers: backend.storageServers,
             trackedKeys: store?.trackedKeys ?? 0,
             evictions: store?.evictions ?? 0,
             reload: backend.reloadStatus
@@ -123,6 +125,9 @@ struct StatusReport {
 
     private func storageJSON(recent: MetricTotals) -> AdminJSON {
         let storage = self.facts.configuration.storage
+        if storage.kind == .memcached, let memcached = storage.memcached {
+            return self.memcachedJSON(memcached, recent: recent)
+        }
         guard storage.kind == .redis, let redis = storage.redis else {
             return .object([
                 ("kind", .string("memory")),
@@ -143,6 +148,34 @@ struct StatusReport {
             ("errors_last_minute", .int(recent.storageErrors)),
             ("latency_us_last_minute", latency),
             // With Redis, the memory store only counts while Redis is away (`on_error: local`).
+            ("local_tracked_keys", .int(self.facts.trackedKeys)),
+        ])
+    }
+
+    /// memcached storage: each server's health, `ok` while all answer, `degraded` while some do (their keys are
+    /// still shared), `unavailable` when none does.
+    private func memcachedJSON(_ memcached: MemcachedStorageConfiguration, recent: MetricTotals) -> AdminJSON {
+        let latency: AdminJSON =
+            recent.storageDecisions > 0 ? .int(recent.storageNanoseconds / recent.storageDecisions / 1000) : .null
+        let servers = self.facts.storageServers
+        let up = servers.filter(\.available).count
+        let status = servers.isEmpty || up == servers.count ? "ok" : up == 0 ? "unavailable" : "degraded"
+        return .object([
+            ("kind", .string("memcached")),
+            ("status", .string(status)),
+            (
+                "servers",
+                .array(
+                    servers.map {
+                        .object([("address", .string($0.address)), ("status", .string($0.available ? "ok" : "unavailable"))])
+                    }
+                )
+            ),
+            ("on_error", .string(memcached.onError.rawValue)),
+            ("decisions_last_minute", .int(recent.storageDecisions)),
+            ("errors_last_minute", .int(recent.storageErrors)),
+            ("latency_us_last_minute", latency),
+            // The memory store only counts for the keys of servers that are away (`on_error: local`).
             ("local_tracked_keys", .int(self.facts.trackedKeys)),
         ])
     }

@@ -45,6 +45,7 @@ public enum ConfigLoader {
         var configuration = reader.readRoot(root)
         configuration.sourcePath = file
         guard reader.errors.isEmpty else { throw ConfigErrorList(errors: reader.sortedErrors) }
+        configuration.warnings = reader.warnings
         return configuration
     }
 

@@ -83,6 +83,8 @@ final class ConfigReader {
     /// The source split into lines of Unicode scalars, to map offsets inside scalars to columns.
     private let sourceLines: [[Unicode.Scalar]]
     private(set) var errors: [ConfigError] = []
+    /// Things `sluice check` says without refusing the file, in the order found.
+    private(set) var warnings: [ConfigError] = []
 
     init(file: String, yaml: String, environment: [String: String]) {
         self.file = file
@@ -104,6 +106,14 @@ final class ConfigReader {
 
     func error(_ message: String, at node: Node) {
         self.error(message, at: self.position(of: node))
+    }
+
+    /// Records a warning: printed by `sluice check` as `FILE:LINE:COLUMN: warning: message`; the file stays valid.
+    func warning(_ message: String, at node: Node) {
+        let position = self.position(of: node)
+        self.warnings.append(
+            ConfigError(file: self.file, line: position.line, column: position.column, message: "warning: " + message)
+        )
     }
 
     /// Errors in file order; `sort` is not stable, so ties keep the order they were found in through the index.

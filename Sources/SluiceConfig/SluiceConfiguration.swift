@@ -13,6 +13,9 @@ public struct SluiceConfiguration: Sendable {
     /// The global blocked response; each rule carries its merged copy in ``RuleConfiguration/response``.
     public var response: ResponseConfiguration
     public var rules: [RuleConfiguration]
+    /// What `sluice check` prints on standard error without making the file invalid (the caveats of memcached
+    /// storage), in file order. Defaults to none.
+    public var warnings: [ConfigError] = []
 
     public init(
         sourcePath: String = "",
@@ -227,6 +230,7 @@ public struct StorageConfiguration: Sendable {
     public enum Kind: String, Sendable, Hashable {
         case memory
         case redis
+        case memcached
     }
 
     public var kind: Kind
@@ -234,11 +238,19 @@ public struct StorageConfiguration: Sendable {
     public var maxKeys: Int
     /// Set when `kind == .redis`.
     public var redis: RedisStorageConfiguration?
+    /// Set when `kind == .memcached`.
+    public var memcached: MemcachedStorageConfiguration?
 
-    public init(kind: Kind = .memory, maxKeys: Int = 1_000_000, redis: RedisStorageConfiguration? = nil) {
+    public init(
+        kind: Kind = .memory,
+        maxKeys: Int = 1_000_000,
+        redis: RedisStorageConfiguration? = nil,
+        memcached: MemcachedStorageConfiguration? = nil
+    ) {
         self.kind = kind
         self.maxKeys = maxKeys
         self.redis = redis
+        self.memcached = memcached
     }
 }
 

@@ -71,13 +71,22 @@ extension RateLimiter {
 
     /// Forgets every counter and the penalty block of a key (`DELETE /limits/RULE?key=...`); `nil` for an unknown
     /// rule, else whether anything was tracked. With a shared store it returns once the keys are gone.
+    ///
+    /// `now` says which windows a store that names counters by window (memcached) forgets: the current and the
+    /// previous one.
     @discardableResult
-    public func resetKey(rule name: String, displayKey: String) async throws -> Bool? {
+    public func resetKey(rule name: String, displayKey: String, now: LimiterInstant = .now()) async throws -> Bool? {
         guard let rule = self.rule(named: name) else { return nil }
         var keyed = rule.keyPrefix
         guard rule.key.combineKey(fromDisplayKey: displayKey, into: &keyed) else { return false }
-        var keys = rule.allLimits.map { rule.storageKey(keyed, limit: $0.limit) }
-        if let penalty = rule.penaltyKey(keyed) { keys.append(penalty) }
-        return try await self.store.remove(keys)
+        let items = rule.allLimits.map { limit in
+            StoreItem(
+                key: rule.storageKey(keyed, limit: limit.limit),
+                algorithm: rule.configuration.algorithm,
+                limit: limit.parameters,
+                cost: 0
+            )
+        }
+        return try await self.store.remove(items, penaltyKey: rule.penaltyKey(keyed), now: now)
     }
 }

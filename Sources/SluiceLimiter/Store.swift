@@ -181,6 +181,11 @@ public protocol RateLimitStore: AnyObject, Sendable {
     /// answers once they are gone.
     func remove(_ keys: [StorageKey]) async throws -> Bool
 
+    /// Forgets the counters of `items` and the penalty block `penaltyKey` (admin `DELETE /limits/...`). The default
+    /// forgets their keys with ``remove(_:)``; a store that names a counter by more than its key (memcached names
+    /// window counters by window) overrides it.
+    func remove(_ items: [StoreItem], penaltyKey: StorageKey?, now: LimiterInstant) async throws -> Bool
+
     /// Forgets every key whose state has gone idle by `now` (its window passed, its bucket refilled, its block
     /// ended); returns how many. Stores whose keys expire by themselves (Redis TTLs) do nothing.
     @discardableResult
@@ -208,6 +213,10 @@ public struct StoreInspection: Sendable {
 
 extension RateLimitStore {
     public var decidesSynchronously: Bool { true }
+
+    public func remove(_ items: [StoreItem], penaltyKey: StorageKey?, now: LimiterInstant) async throws -> Bool {
+        try await self.remove(items.map(\.key) + (penaltyKey.map { [$0] } ?? []))
+    }
 
     public func decide(_ batch: DecisionBatch, now: LimiterInstant, completion: @escaping @Sendable (DecisionBatch) -> Void) {
         var batch = batch

@@ -10,6 +10,7 @@ import SluiceAdmin
 import SluiceConfig
 import SluiceLimiter
 import SluiceListener
+import SluiceMemcached
 import SluiceRedis
 
 /// The proxy as a `Service`: binds the listeners, serves until graceful shutdown, then drains
@@ -494,7 +495,14 @@ extension ProxyServer: AdminBackend {
     /// With Redis storage, whether decisions go to Redis (breaker closed, a connection up); memory always decides.
     public var storageAvailable: Bool {
         if let redis = self.limiter?.store as? RedisStore { return redis.isAvailable }
+        if let memcached = self.limiter?.store as? MemcachedStore { return memcached.isAvailable }
         return true
+    }
+
+    /// With memcached storage, each server's health (the status page).
+    public var storageServers: [StorageServerHealth] {
+        guard let memcached = self.limiter?.store as? MemcachedStore else { return [] }
+        return zip(memcached.serverNames, memcached.serverAvailability).map { StorageServerHealth(address: $0, available: $1) }
     }
 
     public var limitedKeys: LimitedKeyTracker? { self.limitedKeyTracker }

@@ -3,12 +3,13 @@ import NIOCore
 import SluiceAdmin
 import SluiceConfig
 import SluiceLimiter
+import SluiceMemcached
 import SluiceRedis
 
 /// The counters' store for a configuration (SPEC §2 `storage`, §8).
 ///
 /// A reload keeps the running store when the storage settings are unchanged, so counters carry over (SPEC §6);
-/// a change of kind or of Redis settings makes a new one.
+/// a change of kind or of Redis or memcached settings makes a new one.
 enum StoreFactory {
     static func store(
         for storage: StorageConfiguration,
@@ -31,6 +32,25 @@ enum StoreFactory {
                     }
                 )
             }
+            if let previous = previous as? MemoryStore { return previous }
+            return MemoryStore(maxKeys: storage.maxKeys)
+        case .memcached:
+            if let memcached = storage.memcached {
+                if let previous = previous as? MemcachedStore, previous.configuration == memcached { return previous }
+                let servers = metrics.storageServerMetrics(for: memcached.servers.map(\.description))
+                return MemcachedStore(
+                    configuration: memcached,
+                    group: group,
+                    localMaxKeys: storage.maxKeys,
+                    logger: logger,
+                    observe: { seconds, failed in
+                        if failed { metrics.storageError() } else { metrics.storageObserved(seconds: seconds) }
+                    },
+                    observeServer: { index, seconds, failed in
+                        servers.observe(server: index, seconds: seconds, failed: failed)
+                    }
+                )
+            }
             fallthrough
         case .memory:
             if let previous = previous as? MemoryStore { return previous }
@@ -38,8 +58,9 @@ enum StoreFactory {
         }
     }
 
-    /// Releases what a store holds (Redis connections).
+    /// Releases what a store holds (Redis or memcached connections).
     static func close(_ store: (any RateLimitStore)?) async {
         if let redis = store as? RedisStore { await redis.close() }
+        if let memcached = store as? MemcachedStore { await memcached.close() }
     }
 }

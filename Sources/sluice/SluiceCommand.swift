@@ -50,6 +50,10 @@ struct Check: AsyncParsableCommand {
             print("\(self.options.config): \(error)")
             throw ExitCode(1)
         }
+        // Valid, with things worth knowing (memcached's caveats): on standard error, so `ok` stays alone on stdout.
+        for warning in configuration.warnings {
+            FileHandle.standardError.write(Data((warning.description + "\n").utf8))
+        }
         print("ok")
     }
 }

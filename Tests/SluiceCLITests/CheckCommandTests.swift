@@ -16,7 +16,10 @@ struct CheckCommandTests {
         #expect(files.contains("multi-instance.yaml"))
         for file in files {
             let (status, output) = try await SluiceProcess.run(["check", "--config", "\(directory)/\(file)"])
-            #expect(status == 0 && output == "ok\n", "\(file): \(output)")
+            // Warnings (memcached's caveats, on stderr, collected here with stdout) do not make a file invalid.
+            let lines = output.split(separator: "\n")
+            #expect(status == 0 && lines.last == "ok", "\(file): \(output)")
+            #expect(lines.dropLast().allSatisfy { $0.contains(": warning: ") }, "\(file): \(output)")
         }
     }
 

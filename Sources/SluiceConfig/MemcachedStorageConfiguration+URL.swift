@@ -1,0 +1,62 @@
+extension MemcachedStorageConfiguration {
+    /// The servers of a `memcached://host[:port][,host[:port]...]` URL, in order.
+    ///
+    /// The port defaults to 11211; IPv6 hosts are bracketed (`[::1]:11211`). A trailing `/` is allowed; a user, a
+    /// password, a path or query parameters are refused (memcached's text protocol has no login), and so is a server
+    /// listed twice.
+    static func parseURL(_ text: String) -> Result<[Server], ValueSyntaxError> {
+        let scheme = "memcached://"
+        guard text.lowercased().hasPrefix(scheme) else {
+            return .failure(ValueSyntaxError("invalid memcached URL: expected memcached://host:port[,host:port...]"))
+        }
+        var scalars = Array(text.unicodeScalars.dropFirst(scheme.count))
+        if scalars.last == "/" { scalars.removeLast() }
+        if let at = scalars.firstIndex(of: "@") {
+            return .failure(
+                ValueSyntaxError("invalid memcached URL: memcached takes no user or password", at: scheme.count + at)
+            )
+        }
+        if let stop = scalars.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) {
+            return .failure(
+                ValueSyntaxError("invalid memcached URL: no path or query parameters after the servers", at: scheme.count + stop)
+            )
+        }
+        var servers: [Server] = []
+        var start = 0
+        while start <= scalars.count {
+            let end = scalars[start...].firstIndex(of: ",") ?? scalars.count
+            let offset = scheme.count + start
+            let piece = Substring(String(String.UnicodeScalarView(scalars[start..<end])))
+            if piece.isEmpty {
+                return .failure(ValueSyntaxError("invalid memcached URL: missing host", at: offset))
+            }
+            switch HostPortSyntax.parse(piece, offset: offset, defaultPort: 11211, portRange: 1...65535) {
+            case .failure(let problem):
+                return .failure(ValueSyntaxError("invalid memcached URL: \(problem.message)", at: problem.offset))
+            case .success(let parsed):
+                if parsed.host.isEmpty {
+                    return .failure(ValueSyntaxError("invalid memcached URL: missing host", at: offset))
+                }
+                let server = Server(host: parsed.host, port: parsed.port)
+                if servers.contains(server) {
+                    return .failure(ValueSyntaxError("invalid memcached URL: server \(server) is listed twice", at: offset))
+                }
+                servers.append(server)
+            }
+            start = end + 1
+        }
+        return .success(servers)
+    }
+
+    /// Why `prefix` cannot start memcached keys, or `nil`: keys are at most 250 bytes of printable ASCII without
+    /// spaces (the meta protocol's text keys).
+    static func keyPrefixProblem(_ prefix: String) -> String? {
+        if prefix.utf8.count > Self.maximumKeyPrefixBytes {
+            return "key_prefix: at most \(Self.maximumKeyPrefixBytes) bytes with memcached storage, got \(prefix.utf8.count)"
+        }
+        if prefix.utf8.contains(where: { $0 <= 0x20 || $0 >= 0x7F }) {
+            return "key_prefix: memcached keys take printable ASCII only, without spaces or control characters"
+        }
+        return nil
+    }
+}

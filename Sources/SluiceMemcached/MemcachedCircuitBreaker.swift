@@ -1,0 +1,102 @@
+import Logging
+import SluiceLimiter
+import Synchronization
+
+/// Stops sending decisions to a memcached server that keeps failing, so an outage costs requests no latency (issue 5).
+///
+/// Closed: every decision goes to the server; `failureThreshold` failures in a row open it. Open: decisions go straight
+/// to `on_error` until the backoff ends; then one decision is let through as a probe (half open): success closes
+/// the breaker, failure opens it again for twice as long (up to `maxBackoff`). One log line per change of state,
+/// never one per request.
+///
+/// One per server (issue 21: a server that is down sends only its own keys to `on_error`). The same machine as
+/// SluiceRedis's `CircuitBreaker`: the two store modules do not depend on each other.
+final class MemcachedCircuitBreaker: Sendable {
+    private enum State {
+        case closed(consecutiveFailures: Int)
+        case open(until: LimiterInstant, backoff: Duration)
+        case halfOpen(backoff: Duration)
+    }
+
+    private let state = Mutex<State>(.closed(consecutiveFailures: 0))
+    private let failureThreshold: Int
+    private let initialBackoff: Duration
+    private let maxBackoff: Duration
+    private let logger: Logger
+
+    init(failureThreshold: Int = 3, initialBackoff: Duration = .milliseconds(500), maxBackoff: Duration = .seconds(10), logger: Logger) {
+        self.failureThreshold = failureThreshold
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+        self.logger = logger
+    }
+
+    /// Whether a decision may go to the server now (a probe when the backoff has just ended).
+    func allowsRequest(now: LimiterInstant) -> Bool {
+        self.state.withLock { state in
+            switch state {
+            case .closed:
+                return true
+            case .open(let until, let backoff):
+                guard now >= until else { return false }
+                state = .halfOpen(backoff: backoff)
+                return true
+            case .halfOpen:
+                // One probe at a time.
+                return false
+            }
+        }
+    }
+
+    /// Whether decisions currently go to the server (for readiness).
+    var isClosed: Bool {
+        self.state.withLock { if case .closed = $0 { true } else { false } }
+    }
+
+    /// A probe granted by ``allowsRequest(now:)`` was not used (another server of the request refused it): the next
+    /// request may probe instead.
+    func probeAbandoned(now: LimiterInstant) {
+        self.state.withLock { state in
+            if case .halfOpen(let backoff) = state { state = .open(until: now, backoff: backoff) }
+        }
+    }
+
+    func recordSuccess() {
+        let recovered: Bool = self.state.withLock { state in
+            let wasDown: Bool
+            switch state {
+            case .closed: wasDown = false
+            case .open, .halfOpen: wasDown = true
+            }
+            state = .closed(consecutiveFailures: 0)
+            return wasDown
+        }
+        if recovered { self.logger.notice("memcached server answers again: decisions go to it") }
+    }
+
+    func recordFailure(_ error: any Error, now: LimiterInstant) {
+        let opened: Duration? = self.state.withLock { state in
+            switch state {
+            case .closed(let failures):
+                if failures + 1 >= self.failureThreshold {
+                    state = .open(until: now.advanced(by: self.initialBackoff), backoff: self.initialBackoff)
+                    return self.initialBackoff
+                }
+                state = .closed(consecutiveFailures: failures + 1)
+                return nil
+            case .halfOpen(let backoff):
+                let next = min(backoff * 2, self.maxBackoff)
+                state = .open(until: now.advanced(by: next), backoff: next)
+                return nil
+            case .open:
+                return nil
+            }
+        }
+        if let opened {
+            self.logger.error(
+                "memcached server unavailable: decisions for its keys follow on_error",
+                metadata: ["error": "\(error)", "retry_in": "\(opened)"]
+            )
+        }
+    }
+}
