@@ -34,7 +34,10 @@ public final class RawHTTPClient: @unchecked Sendable {
     private struct State {
         var received: [UInt8] = []
         var closed = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        /// Waiting readers by ticket; each is resumed exactly once, by whoever removes it (new bytes, the close, or
+        /// its own 50 ms timer).
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextTicket = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -82,7 +85,7 @@ public final class RawHTTPClient: @unchecked Sendable {
         let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.received += bytes
             defer { state.waiters.removeAll() }
-            return state.waiters
+            return Array(state.waiters.values)
         }
         for w in waiters { w.resume() }
     }
@@ -91,7 +94,7 @@ public final class RawHTTPClient: @unchecked Sendable {
         let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.closed = true
             defer { state.waiters.removeAll() }
-            return state.waiters
+            return Array(state.waiters.values)
         }
         for w in waiters { w.resume() }
     }
@@ -135,28 +138,24 @@ public final class RawHTTPClient: @unchecked Sendable {
             let done = self.state.withLockedValue { condition($0.received, $0.closed) }
             if done { return }
             if ContinuousClock.now >= deadline { throw TimeoutError(description: "timed out after \(timeout)") }
-            // Wake on new data or after a short poll interval (bounded waiting, never a fixed sleep).
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                        let resumeNow = self.state.withLockedValue { state -> Bool in
-                            if condition(state.received, state.closed) { return true }
-                            state.waiters.append(c)
-                            return false
-                        }
-                        if resumeNow { c.resume() }
-                    }
+            // Wake on new data or after a short poll interval (bounded waiting, never a fixed sleep). The waiter
+            // carries its own timer: a waiter registered late (a busy machine runs this after the data came) is
+            // still resumed, so the deadline above is always checked again.
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ticket = self.state.withLockedValue { state -> Int? in
+                    if condition(state.received, state.closed) { return nil }
+                    state.nextTicket += 1
+                    state.waiters[state.nextTicket] = c
+                    return state.nextTicket
                 }
-                group.addTask { try? await Task.sleep(for: .milliseconds(50)) }
-                await group.next()
-                group.cancelAll()
-                // Release the waiter if the sleep won.
-                let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
-                    defer { state.waiters.removeAll() }
-                    return state.waiters
+                guard let ticket else {
+                    c.resume()
+                    return
                 }
-                for w in waiters { w.resume() }
-                await group.waitForAll()
+                self.channel.eventLoop.scheduleTask(in: .milliseconds(50)) {
+                    let waiter = self.state.withLockedValue { $0.waiters.removeValue(forKey: ticket) }
+                    waiter?.resume()
+                }
             }
         }
     }
