@@ -26,11 +26,32 @@ struct MemcachedRequest: Sendable {
 /// ``MemcachedError/unavailable(_:)``, and the pool opens a new connection. Whatever ends the connection, every
 /// pending command fails: none is left hanging.
 final class MemcachedChannelHandler: ChannelInboundHandler {
+    /// Who is told a command's reply: a promise (``MemcachedConnection/send(_:)``), or a decision directly, with
+    /// the tag it gave (``MemcachedConnection/send(_:prefix:receiver:tag:)``: no promise, no future, no closure).
+    private enum Waiter {
+        case promise(EventLoopPromise<MemcachedMetaReply>)
+        case receiver(any MemcachedReplyReceiver, tag: Int)
+
+        func succeed(_ reply: MemcachedMetaReply) {
+            switch self {
+            case .promise(let promise): promise.succeed(reply)
+            case .receiver(let receiver, let tag): receiver.received(.success(reply), tag: tag)
+            }
+        }
+
+        func fail(_ error: MemcachedError) {
+            switch self {
+            case .promise(let promise): promise.fail(error)
+            case .receiver(let receiver, let tag): receiver.received(.failure(error), tag: tag)
+            }
+        }
+    }
+
     typealias InboundIn = MemcachedReply
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        var promise: EventLoopPromise<MemcachedMetaReply>
+        var waiter: Waiter
         var deadline: NIODeadline
         /// The token the reply must carry; `nil` for `mn`, whose `MN` carries none.
         var opaque: UInt32?
@@ -66,7 +87,7 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
 
     /// Queues `request` on this loop. Called directly by ``MemcachedConnection``, not written through the pipeline.
     func send(_ request: MemcachedRequest) {
-        guard let context = self.context, !self.isClosed else {
+        guard !self.isClosed, self.context != nil else {
             request.promise.fail(MemcachedError.unavailable("connection closed"))
             return
         }
@@ -74,15 +95,34 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
             request.promise.fail(MemcachedError.invalidCommand(problem))
             return
         }
+        let opaque = self.enqueue(.promise(request.promise), noop: request.command.verb == .noop)
+        MemcachedCommandEncoder.write(request.command, opaque: opaque, into: &self.outbound!)
+    }
+
+    /// Queues a decision's command on this loop; its reply (or failure) goes to `receiver` with `tag`, on this loop.
+    /// - Precondition: `prefix` makes valid keys (checked by the store).
+    func send(_ command: MemcachedKeyCommand, prefix: String, receiver: any MemcachedReplyReceiver, tag: Int) {
+        guard !self.isClosed, self.context != nil else {
+            receiver.received(.failure(MemcachedError.unavailable("connection closed")), tag: tag)
+            return
+        }
+        let opaque = self.enqueue(.receiver(receiver, tag: tag), noop: false)
+        command.write(prefix: prefix, opaque: opaque, into: &self.outbound!)
+    }
+
+    /// Records a command about to be written: its waiter, deadline and opaque token (returned; 0 for `mn`), arms the
+    /// timer and the end-of-tick flush. The caller then writes the command into ``outbound``.
+    private func enqueue(_ waiter: Waiter, noop: Bool) -> UInt32 {
+        let context = self.context!
         let opaque: UInt32?
-        if request.command.verb == .noop {
+        if noop {
             opaque = nil
         } else {
             self.lastOpaque &+= 1
             opaque = self.lastOpaque
         }
         let deadline = context.eventLoop.now + self.commandTimeout
-        self.pending.append(Pending(promise: request.promise, deadline: deadline, opaque: opaque))
+        self.pending.append(Pending(waiter: waiter, deadline: deadline, opaque: opaque))
         if self.timer == nil { self.armTimer(at: deadline, context: context) }
         if self.outbound == nil {
             self.outbound = context.channel.allocator.buffer(capacity: 256)
@@ -91,7 +131,7 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
                 self.flushOutbound()
             }
         }
-        MemcachedCommandEncoder.write(request.command, opaque: opaque ?? 0, into: &self.outbound!)
+        return opaque ?? 0
     }
 
     private func flushOutbound() {
@@ -115,13 +155,13 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
                 self.close(context: context, failing: .protocolError("desync: a reply with \(got) while \(expected) was due"))
                 return
             }
-            self.pending.removeFirst().promise.succeed(reply)
+            self.pending.removeFirst().waiter.succeed(reply)
         case .serverError(let message):
             guard let head = self.pending.popFirst() else {
                 self.close(context: context, failing: .protocolError("a reply no command was waiting for"))
                 return
             }
-            head.promise.fail(MemcachedError.server("SERVER_ERROR \(message)"))
+            head.waiter.fail(MemcachedError.server("SERVER_ERROR \(message)"))
         case .clientError(let message):
             self.failHeadAndClose(context: context, line: "CLIENT_ERROR \(message)")
         case .error:
@@ -131,7 +171,7 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
 
     /// memcached misread a command: it may be skipping bytes of the next ones, so nothing after can be trusted.
     private func failHeadAndClose(context: ChannelHandlerContext, line: String) {
-        self.pending.popFirst()?.promise.fail(MemcachedError.server(line))
+        self.pending.popFirst()?.waiter.fail(MemcachedError.server(line))
         self.close(context: context, failing: .unavailable("connection closed after \(line)"))
     }
 
@@ -161,7 +201,7 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
         }
         self.logger.debug("memcached command timed out; closing the connection")
         while let first = self.pending.first, first.deadline <= now {
-            self.pending.removeFirst().promise.fail(MemcachedError.timeout)
+            self.pending.removeFirst().waiter.fail(MemcachedError.timeout)
         }
         self.close(context: context, failing: .unavailable("connection closed after a command timed out"))
     }
@@ -181,7 +221,13 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
         self.timer?.cancel()
         self.timer = nil
         while let entry = self.pending.popFirst() {
-            entry.promise.fail(error)
+            entry.waiter.fail(error)
         }
     }
+}
+
+/// Told the replies of the commands it sent through ``MemcachedConnection/send(_:prefix:receiver:tag:)``, on the
+/// connection's loop: a reply, or the ``MemcachedError`` that ended the command.
+protocol MemcachedReplyReceiver: AnyObject {
+    func received(_ result: Result<MemcachedMetaReply, any Error>, tag: Int)
 }

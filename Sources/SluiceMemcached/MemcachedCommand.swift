@@ -90,3 +90,82 @@ public enum MemcachedCommandEncoder {
         }
     }
 }
+
+/// The commands of a decision (``MemcachedDecision``), encoded straight into the connection's outgoing buffer: the
+/// key from its parts, the numbers as decimals, no `String` or flag array. They are the same bytes as the
+/// ``MemcachedCommands`` of the same name; the key prefix is checked once, by the store (``MemcachedKeyspace``).
+enum MemcachedKeyCommand {
+    /// `ma KEY N<ttl> J<cost> D<cost> v`.
+    case increment(MemcachedKeyName, cost: Int64, ttl: Int64)
+    /// `ma KEY MD D<cost>`.
+    case decrement(MemcachedKeyName, cost: Int64)
+    /// `mg KEY v`.
+    case get(MemcachedKeyName)
+    /// `mg KEY v c`.
+    case getWithCAS(MemcachedKeyName)
+    /// `ms KEY <len> T<ttl> C<cas>` (or `ME` without a CAS value; neither without `swap`).
+    case store(MemcachedKeyName, value: ByteBuffer, ttl: Int64, cas: UInt64?, swap: Bool)
+
+    /// The same command as a ``MemcachedCommand`` (when it goes through a promise).
+    func command(prefix: String) -> MemcachedCommand {
+        switch self {
+        case .increment(let name, let cost, let ttl): MemcachedCommands.increment(name.string(prefix: prefix), by: cost, ttl: ttl)
+        case .decrement(let name, let cost): MemcachedCommands.decrement(name.string(prefix: prefix), by: cost)
+        case .get(let name): MemcachedCommands.get(name.string(prefix: prefix))
+        case .getWithCAS(let name): MemcachedCommands.getWithCAS(name.string(prefix: prefix))
+        case .store(let name, let value, let ttl, let cas, let swap):
+            MemcachedCommands.store(name.string(prefix: prefix), value, ttl: ttl, cas: cas, swap: swap)
+        }
+    }
+
+    /// Appends the command with the opaque token `opaque`.
+    func write(prefix: String, opaque: UInt32, into buffer: inout ByteBuffer) {
+        switch self {
+        case .increment(let name, let cost, let ttl):
+            buffer.writeStaticString("ma ")
+            name.write(prefix: prefix, into: &buffer)
+            buffer.writeStaticString(" N")
+            MemcachedDecimal.write(ttl, into: &buffer)
+            buffer.writeStaticString(" J")
+            MemcachedDecimal.write(cost, into: &buffer)
+            buffer.writeStaticString(" D")
+            MemcachedDecimal.write(cost, into: &buffer)
+            buffer.writeStaticString(" v")
+        case .decrement(let name, let cost):
+            buffer.writeStaticString("ma ")
+            name.write(prefix: prefix, into: &buffer)
+            buffer.writeStaticString(" MD D")
+            MemcachedDecimal.write(cost, into: &buffer)
+        case .get(let name):
+            buffer.writeStaticString("mg ")
+            name.write(prefix: prefix, into: &buffer)
+            buffer.writeStaticString(" v")
+        case .getWithCAS(let name):
+            buffer.writeStaticString("mg ")
+            name.write(prefix: prefix, into: &buffer)
+            buffer.writeStaticString(" v c")
+        case .store(let name, let value, let ttl, let cas, let swap):
+            buffer.writeStaticString("ms ")
+            name.write(prefix: prefix, into: &buffer)
+            buffer.writeInteger(UInt8(ascii: " "))
+            MemcachedDecimal.write(Int64(value.readableBytes), into: &buffer)
+            buffer.writeStaticString(" T")
+            MemcachedDecimal.write(ttl, into: &buffer)
+            if swap {
+                if let cas {
+                    buffer.writeStaticString(" C")
+                    MemcachedDecimal.write(cas, into: &buffer)
+                } else {
+                    buffer.writeStaticString(" ME")
+                }
+            }
+        }
+        buffer.writeStaticString(" O")
+        MemcachedDecimal.write(UInt64(opaque), into: &buffer)
+        buffer.writeInteger(UInt16(0x0D0A))
+        if case .store(_, let value, _, _, _) = self {
+            buffer.writeImmutableBuffer(value)
+            buffer.writeInteger(UInt16(0x0D0A))
+        }
+    }
+}

@@ -77,6 +77,16 @@ public final class MemcachedConnection: Sendable {
         return promise.futureResult
     }
 
+    /// Sends a decision's command: its reply goes to `receiver` with `tag`, with no promise in between. On
+    /// ``eventLoop`` only; a closed connection tells `receiver` at once.
+    func send(_ command: MemcachedKeyCommand, prefix: String, receiver: any MemcachedReplyReceiver, tag: Int) {
+        guard self.channel.isActive else {
+            receiver.received(.failure(MemcachedError.unavailable("connection closed")), tag: tag)
+            return
+        }
+        self.handler.value.send(command, prefix: prefix, receiver: receiver, tag: tag)
+    }
+
     /// On the loop. A closed channel has no handlers left to fail the request, so check first.
     private func write(_ request: MemcachedRequest) {
         guard self.channel.isActive else {

@@ -21,7 +21,7 @@ import SluiceLimiter
 /// waits longer than that however many rounds it would have needed.
 ///
 /// Lives on `loop`: every callback runs there (`hop` + `assumeIsolated`), so its state needs no lock.
-final class MemcachedDecision {
+final class MemcachedDecision: MemcachedReplyReceiver {
     private enum Kind {
         case fixedWindow
         case slidingWindow
@@ -35,9 +35,9 @@ final class MemcachedDecision {
         var server: Int
         var windowStart: Int64 = 0
         /// The window counter (current window), or the CAS key.
-        var key: String
-        /// The previous window's counter (`sliding_window`).
-        var previousKey: String?
+        var name: MemcachedKeyName
+        /// The previous window's counter (`sliding_window`): the window before `name`'s.
+        var hasPrevious = false
         /// `ma` is to take the cost in round 1; `applied` once it did: then the cost must be given back unless the
         /// request is counted.
         var incremented = false
@@ -45,15 +45,21 @@ final class MemcachedDecision {
         /// The count read (after this request's increment when `incremented`), and the previous window's.
         var count: Int64 = 0
         var previousCount: Int64 = 0
-        /// The CAS state read (`nil`: absent) and its CAS value.
-        var stamps: [Int64]?
+        /// The CAS value of the state read (its timestamps are in ``Swap``).
         var cas: UInt64?
+        var written = false
+        var giveBackSent = false
+    }
+
+    /// What a compare-and-swap item read and would write, kept apart from ``Plan`` so a plan is plain data (copied
+    /// without reference counting on the window counters' path).
+    private struct Swap {
+        /// The CAS state read (`nil`: absent).
+        var stamps: [Int64]?
         /// The state to write if the item counts, with when it means nothing (its TTL).
         var pending: (stamps: [Int64], idleAt: Int64)?
         /// How to take a written state back: shift the timestamp back by this much, or drop units of a stamp.
         var undo: Undo?
-        var written = false
-        var giveBackSent = false
     }
 
     private enum Undo {
@@ -63,8 +69,27 @@ final class MemcachedDecision {
 
     private struct PenaltyPlan {
         var server: Int
-        var key: String
+        var name: MemcachedKeyName
         var until: Int64?
+    }
+
+    /// What a reply answers (the low bits of a command's tag; above them the item's index and the command's order
+    /// in its round).
+    private enum Reply: Int {
+        case counter = 0
+        case previous = 1
+        case state = 2
+        case penalty = 3
+        case swap = 4
+        case giveBack = 5
+        case takeBack = 6
+        case penaltyWrite = 7
+    }
+
+    /// The waiting stage a round's end leads to.
+    private enum Stage {
+        case read
+        case write
     }
 
     private let store: MemcachedStore
@@ -72,13 +97,27 @@ final class MemcachedDecision {
     private let now: LimiterInstant
     private let loop: any EventLoop
     private let completion: @Sendable (DecisionBatch) -> Void
-    private var plans: [Plan] = []
+    private var plans = SmallArray<2, Plan>()
+    /// By item index; only compare-and-swap items.
+    private var swaps: [Int: Swap] = [:]
+    /// The servers of the request (its items' and penalty keys'), ascending, each once.
+    private var involved = SmallArray<2, Int>()
     /// By item index; only items with a `block_for` key.
     private var penalties: [Int: PenaltyPlan] = [:]
     private var attempts = 1
     private var finished = false
+    /// Only when the store has no watchdog for `loop` (a loop of another group): then a timer of its own.
     private var deadline: Scheduled<Void>?
     private let started = ContinuousClock.now
+    /// The round of commands under way: replies still awaited (plus one while it is being sent), its stage, the
+    /// failure of the earliest command that failed (by its order), when it started (per-server latency) and the
+    /// commands of a CAS write that lost its race.
+    private var outstanding = 0
+    private var stage = Stage.read
+    private var sentInRound = 0
+    private var failure: (order: Int, server: Int?, error: any Error)?
+    private var roundStarted = ContinuousClock.now
+    private var conflicts: [Int] = []
     /// The one compare-and-swap key of the request, taken in the store's ``MemcachedKeyGate`` (requests with
     /// several such keys are not queued); `holdsGate` while this decision has it.
     private var gateKey: String?
@@ -102,6 +141,7 @@ final class MemcachedDecision {
 
     /// On `loop`.
     func start() {
+        let keyspace = self.store.keyspace
         for index in 0..<self.batch.items.count {
             let item = self.batch.items[index]
             let server = self.store.server(for: item.key)
@@ -114,43 +154,71 @@ final class MemcachedDecision {
                     kind: item.algorithm == .fixedWindow ? .fixedWindow : .slidingWindow,
                     server: server,
                     windowStart: start,
-                    key: self.store.keyspace.window(item.key, windowStart: start, period: period)
+                    name: keyspace.windowName(item.key, windowStart: start, period: period)
                 )
-                if item.algorithm == .slidingWindow {
-                    plan.previousKey = self.store.keyspace.window(item.key, windowStart: start - period, period: period)
-                }
+                plan.hasPrevious = item.algorithm == .slidingWindow
                 plan.incremented = item.mode == .consume && item.cost > 0
             case .tokenBucket, .gcra, .movingWindow:
-                plan = Plan(kind: .swap, server: server, key: self.store.keyspace.name(item.key))
+                plan = Plan(kind: .swap, server: server, name: MemcachedKeyName(key: item.key))
             }
             self.plans.append(plan)
+            self.involve(server)
             if let penaltyKey = item.penaltyKey {
-                self.penalties[index] = PenaltyPlan(server: self.store.server(for: penaltyKey), key: self.store.keyspace.name(penaltyKey))
+                let penaltyServer = self.store.server(for: penaltyKey)
+                self.penalties[index] = PenaltyPlan(server: penaltyServer, name: MemcachedKeyName(key: penaltyKey))
+                self.involve(penaltyServer)
             }
         }
         // Every server of the request must take decisions now; else `on_error` decides, before anything is sent.
-        var granted: [Int] = []
-        for server in self.involvedServers {
-            guard self.store.servers[server].breaker.allowsRequest(now: self.now) else {
-                for other in granted { self.store.servers[other].breaker.probeAbandoned(now: self.now) }
+        for position in 0..<self.involved.count {
+            guard self.store.servers[self.involved[position]].breaker.allowsRequest(now: self.now) else {
+                for other in 0..<position { self.store.servers[self.involved[other]].breaker.probeAbandoned(now: self.now) }
                 self.finish(self.store.decideWithoutMemcached(self.batch, now: self.now), observed: nil)
                 return
             }
-            granted.append(server)
         }
-        self.deadline = self.loop.assumeIsolated().scheduleTask(in: self.store.decisionBudget) {
-            self.giveUp(MemcachedError.timeout, server: nil)
+        if !self.store.watch(self, on: self.loop) {
+            self.deadline = self.loop.assumeIsolated().scheduleTask(in: self.store.decisionBudget) {
+                self.timedOut()
+            }
         }
-        let swapKeys = self.plans.filter { $0.kind == .swap }.map(\.key)
-        if swapKeys.count == 1 {
-            self.gateKey = swapKeys[0]
+        var swapKey: String?
+        var swapKeys = 0
+        for plan in self.plans where plan.kind == .swap {
+            swapKeys += 1
+            if swapKeys == 1 { swapKey = plan.name.string(prefix: keyspace.prefix) }
+        }
+        if swapKeys == 1, let swapKey {
+            self.gateKey = swapKey
             let bound = NIOLoopBound(self, eventLoop: self.loop)
-            let entered = self.store.gate.enter(swapKeys[0]) {
+            let entered = self.store.gate.enter(swapKey) {
                 bound.eventLoop.execute { bound.value.proceed() }
             }
             guard entered else { return }
         }
         self.proceed()
+    }
+
+    /// Adds `server` to ``involved``, keeping it ascending without duplicates.
+    private func involve(_ server: Int) {
+        var position = 0
+        while position < self.involved.count, self.involved[position] < server { position += 1 }
+        if position < self.involved.count, self.involved[position] == server { return }
+        self.involved.append(server)
+        var index = self.involved.count - 1
+        while index > position {
+            self.involved[index] = self.involved[index - 1]
+            index -= 1
+        }
+        self.involved[position] = server
+    }
+
+    /// Whether the decision is answered (the watchdog drops it).
+    var isFinished: Bool { self.finished }
+
+    /// The decision budget ran out (the store's watchdog, or its own timer).
+    func timedOut() {
+        self.giveUp(MemcachedError.timeout, server: nil)
     }
 
     /// Round 1, once this decision may go (it holds its key in the gate, or needs none).
@@ -163,7 +231,7 @@ final class MemcachedDecision {
                 return
             }
         }
-        self.read(self.plans.indices.map { $0 }, penalties: true)
+        self.read(nil, penalties: true)
     }
 
     private func releaseGate() {
@@ -172,65 +240,38 @@ final class MemcachedDecision {
         self.store.gate.leave(key)
     }
 
-    private var involvedServers: [Int] {
-        var servers = Set(self.plans.map(\.server))
-        for penalty in self.penalties.values { servers.insert(penalty.server) }
-        return servers.sorted()
-    }
-
-    /// Round 1 for `indices` (and the penalty keys on the first round): increments and reads, pipelined.
-    private func read(_ indices: [Int], penalties: Bool) {
-        var exchanges: [EventLoopFuture<Void>] = []
-        for index in indices {
+    /// Round 1 for `indices` (every item when `nil`; and the penalty keys on the first round): increments and
+    /// reads, pipelined.
+    private func read(_ indices: [Int]?, penalties: Bool) {
+        self.beginRound(.read)
+        let count = indices?.count ?? self.plans.count
+        for position in 0..<count {
+            let index = indices?[position] ?? position
             let item = self.batch.items[index]
             let plan = self.plans[index]
             switch plan.kind {
             case .fixedWindow, .slidingWindow:
                 let until = plan.windowStart + item.limit.periodNanoseconds * (plan.kind == .fixedWindow ? 1 : 2)
-                let command =
+                let command: MemcachedKeyCommand =
                     plan.incremented
-                    ? MemcachedCommands.increment(plan.key, by: item.cost, ttl: MemcachedKeyspace.ttl(until: until, now: self.now))
-                    : MemcachedCommands.get(plan.key)
-                exchanges.append(
-                    self.exchange(command, server: plan.server) { reply in
-                        guard let count = try Self.count(reply, created: plan.incremented) else {
-                            throw MemcachedError.protocolError("not a counter under \(plan.key)")
-                        }
-                        self.plans[index].count = count
-                        if plan.incremented { self.plans[index].applied = true }
-                    }
-                )
-                if let previousKey = plan.previousKey {
-                    exchanges.append(
-                        self.exchange(MemcachedCommands.get(previousKey), server: plan.server) { reply in
-                            guard let count = try Self.count(reply, created: false) else {
-                                throw MemcachedError.protocolError("not a counter under \(previousKey)")
-                            }
-                            self.plans[index].previousCount = count
-                        }
-                    )
+                    ? .increment(plan.name, cost: item.cost, ttl: MemcachedKeyspace.ttl(until: until, now: self.now))
+                    : .get(plan.name)
+                self.send(command, server: plan.server, .counter, index)
+                if plan.hasPrevious {
+                    var previous = plan.name
+                    previous.window = (plan.name.window ?? 0) - 1
+                    self.send(.get(previous), server: plan.server, .previous, index)
                 }
             case .swap:
-                exchanges.append(
-                    self.exchange(MemcachedCommands.getWithCAS(plan.key), server: plan.server) { reply in
-                        let (stamps, cas) = try Self.state(reply, key: plan.key)
-                        self.plans[index].stamps = stamps
-                        self.plans[index].cas = cas
-                    }
-                )
+                self.send(.getWithCAS(plan.name), server: plan.server, .state, index)
             }
         }
         if penalties {
             for (index, penalty) in self.penalties {
-                exchanges.append(
-                    self.exchange(MemcachedCommands.get(penalty.key), server: penalty.server) { reply in
-                        let (stamps, _) = try Self.state(reply, key: penalty.key)
-                        self.penalties[index]?.until = stamps?.first
-                    }
-                )
+                self.send(.get(penalty.name), server: penalty.server, .penalty, index)
             }
         }
-        self.whenAll(exchanges) { self.evaluate() }
+        self.endSending()
     }
 
     /// Decides from what was read, then writes what the decision needs (round 2).
@@ -247,8 +288,8 @@ final class MemcachedDecision {
         }
         self.batch.isAdmitted = admitted
 
-        var exchanges: [EventLoopFuture<Void>] = []
-        var conflicts: [Int] = []
+        self.beginRound(.write)
+        self.conflicts.removeAll()
         for index in 0..<self.batch.items.count {
             let item = self.batch.items[index]
             let counts = admitted && item.mode == .consume && (item.isEnforced || self.groupAdmitted(item.group))
@@ -257,27 +298,20 @@ final class MemcachedDecision {
             case .fixedWindow, .slidingWindow:
                 if plan.applied && !counts && !plan.giveBackSent {
                     self.plans[index].giveBackSent = true
-                    exchanges.append(self.exchange(MemcachedCommands.decrement(plan.key, by: item.cost), server: plan.server) { _ in })
+                    self.send(.decrement(plan.name, cost: item.cost), server: plan.server, .giveBack, index)
                 }
             case .swap:
-                if counts && !plan.written, let pending = plan.pending {
-                    let command = MemcachedCommands.store(
-                        plan.key,
-                        MemcachedKeyspace.encode(pending.stamps),
+                if counts && !plan.written, let pending = self.swaps[index]?.pending {
+                    let command = MemcachedKeyCommand.store(
+                        plan.name,
+                        value: MemcachedKeyspace.encode(pending.stamps),
                         ttl: MemcachedKeyspace.ttl(until: pending.idleAt, now: self.now),
-                        cas: plan.stamps == nil ? nil : plan.cas
+                        cas: self.swaps[index]?.stamps == nil ? nil : plan.cas,
+                        swap: true
                     )
-                    exchanges.append(
-                        self.exchange(command, server: plan.server) { reply in
-                            switch reply.status {
-                            case .done: self.plans[index].written = true
-                            case .exists, .notStored, .notFound: conflicts.append(index)
-                            default: throw MemcachedError.protocolError("unexpected \(reply.status.rawValue) to ms")
-                            }
-                        }
-                    )
+                    self.send(command, server: plan.server, .swap, index)
                 } else if !counts && plan.written {
-                    exchanges.append(self.takeBack(index))
+                    self.track(self.takeBack(index), index)
                 }
             }
         }
@@ -289,34 +323,38 @@ final class MemcachedDecision {
                     let penalty = self.penalties[index], item.penaltyNanoseconds > 0
                 else { continue }
                 let until = t &+ item.penaltyNanoseconds
-                let command = MemcachedCommands.store(
-                    penalty.key,
-                    MemcachedKeyspace.encode([until]),
+                let command = MemcachedKeyCommand.store(
+                    penalty.name,
+                    value: MemcachedKeyspace.encode([until]),
                     ttl: MemcachedKeyspace.ttl(until: until, now: self.now),
                     cas: nil,
                     swap: false
                 )
-                exchanges.append(self.exchange(command, server: penalty.server) { _ in })
+                self.send(command, server: penalty.server, .penaltyWrite, index)
                 Self.blockedByBreach(&self.batch.results[index], forNanoseconds: item.penaltyNanoseconds)
             }
         }
-        self.whenAll(exchanges) {
-            guard !conflicts.isEmpty else {
-                self.finish(self.batch, observed: false)
-                return
-            }
-            // Lost races: read those states again and decide again.
-            self.attempts += 1
-            guard self.attempts <= MemcachedStore.maximumCASAttempts else {
-                self.giveUp(MemcachedContention(), server: nil)
-                return
-            }
-            // A short random pause, growing with the attempts, so writers that keep colliding spread out.
-            let pause = TimeAmount.microseconds(Int64.random(in: 0...(200 * Int64(self.attempts))))
-            self.loop.assumeIsolated().scheduleTask(in: pause) {
-                guard !self.finished else { return }
-                self.read(conflicts, penalties: false)
-            }
+        self.endSending()
+    }
+
+    /// The write round is over, every exchange answered.
+    private func written() {
+        guard !self.conflicts.isEmpty else {
+            self.finish(self.batch, observed: false)
+            return
+        }
+        // Lost races: read those states again and decide again.
+        self.attempts += 1
+        guard self.attempts <= MemcachedStore.maximumCASAttempts else {
+            self.giveUp(MemcachedContention(), server: nil)
+            return
+        }
+        // A short random pause, growing with the attempts, so writers that keep colliding spread out.
+        let pause = TimeAmount.microseconds(Int64.random(in: 0...(200 * Int64(self.attempts))))
+        let conflicts = self.conflicts
+        self.loop.assumeIsolated().scheduleTask(in: pause) {
+            guard !self.finished else { return }
+            self.read(conflicts, penalties: false)
         }
     }
 
@@ -337,20 +375,20 @@ final class MemcachedDecision {
         case .swap:
             let t = self.now.nanosecondsSinceEpoch
             if item.algorithm == .movingWindow {
-                let step = MovingWindow.step(plan.stamps.map { MovingWindow.State(log: $0) }, now: self.now, cost: item.cost, limit: item.limit)
+                let step = MovingWindow.step(self.swaps[index]?.stamps.map { MovingWindow.State(log: $0) }, now: self.now, cost: item.cost, limit: item.limit)
                 if !plan.written {
                     let log = step.state.log
                     let newest = log.last ?? t
-                    self.plans[index].pending = (log, newest &+ item.limit.periodNanoseconds)
-                    self.plans[index].undo = .stamps(newest, units: Int(min(item.cost, item.limit.count)))
+                    self.swaps[index, default: Swap()].pending = (log, newest &+ item.limit.periodNanoseconds)
+                    self.swaps[index, default: Swap()].undo = .stamps(newest, units: Int(min(item.cost, item.limit.count)))
                 }
                 return StoreItemResult(verdict: step.verdict, remaining: step.remaining, resetNanoseconds: step.resetNanoseconds)
             }
-            let previous = plan.stamps?.first.map { PackedState(idleAt: $0) }
+            let previous = self.swaps[index]?.stamps?.first.map { PackedState(idleAt: $0) }
             let step = PackedState.step(item.algorithm, state: previous, now: self.now, cost: item.cost, limit: item.limit)
             if !plan.written {
-                self.plans[index].pending = ([step.state.idleAt], step.state.idleAt)
-                self.plans[index].undo = .shift(step.state.idleAt - max(previous?.idleAt ?? t, t))
+                self.swaps[index, default: Swap()].pending = ([step.state.idleAt], step.state.idleAt)
+                self.swaps[index, default: Swap()].undo = .shift(step.state.idleAt - max(previous?.idleAt ?? t, t))
             }
             return StoreItemResult(verdict: step.verdict, remaining: step.remaining, resetNanoseconds: step.resetNanoseconds)
         }
@@ -365,10 +403,11 @@ final class MemcachedDecision {
 
     /// Takes back a state this decision wrote (the request was refused after all, or given up).
     private func takeBack(_ index: Int) -> EventLoopFuture<Void> {
-        guard let undo = self.plans[index].undo else { return self.loop.makeSucceededVoidFuture() }
+        guard let undo = self.swaps[index]?.undo else { return self.loop.makeSucceededVoidFuture() }
         self.plans[index].written = false
         let period = self.batch.items[index].limit.periodNanoseconds
-        return self.store.compareAndSwap(self.plans[index].key, server: self.plans[index].server, loop: self.loop, attempt: 1, now: self.now) {
+        let key = self.plans[index].name.string(prefix: self.store.keyspace.prefix)
+        return self.store.compareAndSwap(key, server: self.plans[index].server, loop: self.loop, attempt: 1, now: self.now) {
             stamps in
             var stamps = stamps ?? []
             switch undo {
@@ -388,40 +427,119 @@ final class MemcachedDecision {
 
     // MARK: Plumbing
 
-    /// Sends `command` and runs `handle` on its reply, on `loop`; a failed or unreadable exchange fails the future
-    /// (and is charged to its server's breaker).
-    private func exchange(
-        _ command: MemcachedCommand,
-        server: Int,
-        _ handle: @escaping (MemcachedMetaReply) throws -> Void
-    ) -> EventLoopFuture<Void> {
-        let promise = self.loop.makePromise(of: Void.self)
-        self.store.send(command, to: server, on: self.loop).hop(to: self.loop).assumeIsolated().whenComplete { result in
-            // Handled even after the decision is over: what was applied must be known to be taken back.
-            do {
-                try handle(result.get())
-                promise.succeed()
-            } catch {
-                promise.fail(MemcachedServerFailure(server: server, underlying: error))
-            }
-        }
-        return promise.futureResult
+    /// Starts a round of commands: its replies are awaited together (``endSending()`` once they are sent).
+    private func beginRound(_ stage: Stage) {
+        self.stage = stage
+        self.outstanding = 1
+        self.sentInRound = 0
+        self.failure = nil
+        if self.store.observeServer != nil { self.roundStarted = ContinuousClock.now }
     }
 
-    /// Runs `next` once every exchange has completed, unless one failed (then `on_error`) or the decision is over.
-    private func whenAll(_ exchanges: [EventLoopFuture<Void>], _ next: @escaping () -> Void) {
-        EventLoopFuture.whenAllComplete(exchanges, on: self.loop).assumeIsolated().whenSuccess { results in
-            if self.finished {
-                self.cleanUp()
-                return
+    /// Every command of the round is sent; ends it at once when none is still awaited.
+    private func endSending() {
+        self.outstanding -= 1
+        if self.outstanding == 0 { self.roundEnded() }
+    }
+
+    /// A tag: what the reply answers, the item's index, and the command's order in its round.
+    private func tag(_ reply: Reply, _ index: Int) -> Int {
+        self.sentInRound += 1
+        return (self.sentInRound << 32) | (index << 3) | reply.rawValue
+    }
+
+    /// Sends a command of this round to `server`; its reply comes to ``received(_:tag:)``.
+    private func send(_ command: MemcachedKeyCommand, server: Int, _ reply: Reply, _ index: Int) {
+        self.outstanding += 1
+        self.store.send(command, to: server, on: self.loop, receiver: self, tag: self.tag(reply, index))
+    }
+
+    /// Counts `future` (a take-back) in this round.
+    private func track(_ future: EventLoopFuture<Void>, _ index: Int) {
+        self.outstanding += 1
+        let tag = self.tag(.takeBack, index)
+        future.hop(to: self.loop).assumeIsolated().whenComplete { result in
+            self.received(result.map { MemcachedMetaReply(status: .done) }, tag: tag)
+        }
+    }
+
+    /// A command's reply, on `loop`. Handled even after the decision is over: what was applied must be known to be
+    /// taken back.
+    func received(_ result: Result<MemcachedMetaReply, any Error>, tag: Int) {
+        let index = (tag >> 3) & 0x0FFF_FFFF
+        let kind = Reply(rawValue: tag & 7)!
+        let server: Int? =
+            switch kind {
+            case .takeBack: nil
+            case .penalty, .penaltyWrite: self.penalties[index]?.server
+            default: self.plans[index].server
             }
-            for case .failure(let error) in results {
-                let failure = error as? MemcachedServerFailure
-                self.giveUp(failure?.underlying ?? error, server: failure?.server)
-                return
+        if let server, let observeServer = self.store.observeServer, tag & MemcachedStore.observedTag == 0 {
+            let elapsed = (ContinuousClock.now - self.roundStarted).components
+            let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+            if case .failure = result { observeServer(server, seconds, true) } else { observeServer(server, seconds, false) }
+        }
+        do {
+            try self.handle(result.get(), kind, index)
+        } catch {
+            let order = tag >> 32
+            if self.failure == nil || order < self.failure!.order { self.failure = (order, server, error) }
+        }
+        self.outstanding -= 1
+        if self.outstanding == 0 { self.roundEnded() }
+    }
+
+    /// What a reply tells about item `index`.
+    private func handle(_ reply: MemcachedMetaReply, _ kind: Reply, _ index: Int) throws {
+        switch kind {
+        case .counter:
+            let plan = self.plans[index]
+            guard let count = try Self.count(reply, created: plan.incremented) else {
+                throw MemcachedError.protocolError("not a counter under \(plan.name.string(prefix: self.store.keyspace.prefix))")
             }
-            for server in self.involvedServers { self.store.servers[server].breaker.recordSuccess() }
-            next()
+            self.plans[index].count = count
+            if plan.incremented { self.plans[index].applied = true }
+        case .previous:
+            guard let count = try Self.count(reply, created: false) else {
+                var previous = self.plans[index].name
+                previous.window = (previous.window ?? 0) - 1
+                throw MemcachedError.protocolError("not a counter under \(previous.string(prefix: self.store.keyspace.prefix))")
+            }
+            self.plans[index].previousCount = count
+        case .state:
+            let (stamps, cas) = try Self.state(reply) { self.plans[index].name.string(prefix: self.store.keyspace.prefix) }
+            self.swaps[index, default: Swap()].stamps = stamps
+            self.plans[index].cas = cas
+        case .penalty:
+            let (stamps, _) = try Self.state(reply) { self.penalties[index]?.name.string(prefix: self.store.keyspace.prefix) ?? "" }
+            self.penalties[index]?.until = stamps?.first
+        case .swap:
+            switch reply.status {
+            case .done: self.plans[index].written = true
+            case .exists, .notStored, .notFound: self.conflicts.append(index)
+            default: throw MemcachedError.protocolError("unexpected \(reply.status.rawValue) to ms")
+            }
+        case .giveBack, .takeBack, .penaltyWrite:
+            break
+        }
+    }
+
+    /// Every command of the round has answered: on to the next stage unless one failed (then `on_error`) or the
+    /// decision is over.
+    private func roundEnded() {
+        if self.finished {
+            self.cleanUp()
+            return
+        }
+        if let failure = self.failure {
+            self.failure = nil
+            self.giveUp(failure.error, server: failure.server)
+            return
+        }
+        for position in 0..<self.involved.count { self.store.servers[self.involved[position]].breaker.recordSuccess() }
+        switch self.stage {
+        case .read: self.evaluate()
+        case .write: self.written()
         }
     }
 
@@ -443,7 +561,8 @@ final class MemcachedDecision {
             let plan = self.plans[index]
             if plan.applied && !plan.giveBackSent {
                 self.plans[index].giveBackSent = true
-                _ = self.store.send(MemcachedCommands.decrement(plan.key, by: self.batch.items[index].cost), to: plan.server, on: self.loop)
+                let key = plan.name.string(prefix: self.store.keyspace.prefix)
+                _ = self.store.send(MemcachedCommands.decrement(key, by: self.batch.items[index].cost), to: plan.server, on: self.loop)
             }
             if plan.written { _ = self.takeBack(index) }
         }
@@ -456,6 +575,7 @@ final class MemcachedDecision {
         self.finished = true
         self.deadline?.cancel()
         self.deadline = nil
+        self.store.finished(on: self.loop)
         self.releaseGate()
         if let failed, let observe = self.store.observe {
             let elapsed = (ContinuousClock.now - self.started).components
@@ -476,13 +596,13 @@ final class MemcachedDecision {
     }
 
     /// A CAS state: its timestamps (`nil`: absent) and CAS value.
-    private static func state(_ reply: MemcachedMetaReply, key: String) throws -> ([Int64]?, UInt64?) {
+    private static func state(_ reply: MemcachedMetaReply, key: () -> String) throws -> ([Int64]?, UInt64?) {
         switch reply.status {
         case .miss:
             return (nil, nil)
         case .value:
             guard let value = reply.value, let stamps = MemcachedKeyspace.decode(value) else {
-                throw MemcachedError.protocolError("a value Sluice did not write under \(key)")
+                throw MemcachedError.protocolError("a value Sluice did not write under \(key())")
             }
             return (stamps, reply.cas)
         default:

@@ -16,6 +16,20 @@ import SluiceLimiter
 ///   them.
 struct MemcachedKeyspace: Sendable {
     let prefix: String
+    /// Whether every key under `prefix` is one memcached takes (printable ASCII, at most 250 bytes with the longest
+    /// digest and window number): then decisions write keys from their parts (``MemcachedKeyName``); else they go
+    /// the way of every other command, which refuses them (``MemcachedCommand/problem``).
+    let hasValidPrefix: Bool
+
+    init(prefix: String) {
+        self.prefix = prefix
+        self.hasValidPrefix = prefix.utf8.count + 32 + 21 <= 250 && prefix.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
+
+    /// ``window(_:windowStart:period:)`` as parts.
+    func windowName(_ key: StorageKey, windowStart: Int64, period: Int64) -> MemcachedKeyName {
+        MemcachedKeyName(key: key, window: windowStart / period)
+    }
 
     /// `prefix` + the digest in hex.
     func name(_ key: StorageKey) -> String {
@@ -58,5 +72,74 @@ struct MemcachedKeyspace: Sendable {
         stamps.reserveCapacity(value.readableBytes / 8)
         while let stamp = value.readInteger(endianness: .little, as: Int64.self) { stamps.append(stamp) }
         return stamps
+    }
+}
+
+/// A counter's memcached key as parts, written straight into the outgoing buffer (``MemcachedKeyCommand``): the
+/// prefix, the digest in 32 hex digits and, for a window counter, `:` and the window's number. The same bytes as
+/// ``MemcachedKeyspace/name(_:)`` and ``MemcachedKeyspace/window(_:windowStart:period:)``, without a `String`.
+struct MemcachedKeyName {
+    var key: StorageKey
+    /// The window's number (`windowStart / period`), `nil` for a key named by its digest alone.
+    var window: Int64?
+
+    init(key: StorageKey, window: Int64? = nil) {
+        self.key = key
+        self.window = window
+    }
+
+    /// Appends the key's bytes, `prefix` first.
+    func write(prefix: String, into buffer: inout ByteBuffer) {
+        buffer.writeString(prefix)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 32) { bytes in
+            Self.hex(self.key.high, into: bytes, at: 0)
+            Self.hex(self.key.low, into: bytes, at: 16)
+            return 32
+        }
+        if let window = self.window {
+            buffer.writeInteger(UInt8(ascii: ":"))
+            MemcachedDecimal.write(window, into: &buffer)
+        }
+    }
+
+    /// The key as text (logs, errors, the compare-and-swap gate).
+    func string(prefix: String) -> String {
+        var buffer = ByteBuffer()
+        self.write(prefix: prefix, into: &buffer)
+        return String(buffer: buffer)
+    }
+
+    private static func hex(_ value: UInt64, into bytes: UnsafeMutableRawBufferPointer, at offset: Int) {
+        for index in 0..<16 {
+            let nibble = UInt8(truncatingIfNeeded: value >> UInt64((15 - index) * 4)) & 0xf
+            bytes[offset + index] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble
+        }
+    }
+}
+
+/// Decimal numbers written into a buffer without an intermediate `String`.
+enum MemcachedDecimal {
+    static func write(_ value: Int64, into buffer: inout ByteBuffer) {
+        if value < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
+        self.write(value.magnitude, into: &buffer)
+    }
+
+    static func write(_ value: UInt64, into buffer: inout ByteBuffer) {
+        var digits = 1
+        var rest = value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: digits) { bytes in
+            var value = value
+            var index = digits - 1
+            while index >= 0 {
+                bytes[index] = 0x30 + UInt8(truncatingIfNeeded: value % 10)
+                value /= 10
+                index -= 1
+            }
+            return digits
+        }
     }
 }

@@ -51,18 +51,37 @@ public struct MemcachedReplyDecoder: NIOSingleStepByteToMessageDecoder {
         if bytes.elementsEqual("ERROR".utf8) {
             return .error
         }
-        guard bytes.count >= 2, bytes.count == 2 || bytes[bytes.startIndex + 2] == UInt8(ascii: " "),
-            let status = MemcachedMetaReply.Status(rawValue: String(decoding: bytes.prefix(2), as: UTF8.self))
+        let start = bytes.startIndex
+        let end = bytes.endIndex
+        let space = UInt8(ascii: " ")
+        guard bytes.count >= 2, bytes.count == 2 || bytes[start + 2] == space, let status = Self.status(bytes[start], bytes[start + 1])
         else {
             throw Self.malformed("unknown reply", line)
         }
         // After the status, tokens are separated by exactly one space: an empty token is a double or trailing space.
-        var tokens = (bytes.count > 2 ? bytes.dropFirst(3).split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false) : [])[...]
-        if tokens.contains(where: \.isEmpty) { throw Self.malformed("empty token", line) }
+        if bytes.count > 2 {
+            if bytes[end - 1] == space { throw Self.malformed("empty token", line) }
+            var previous = space
+            for index in (start + 3)..<end {
+                let byte = bytes[index]
+                if byte == space && previous == space { throw Self.malformed("empty token", line) }
+                previous = byte
+            }
+        }
         var reply = MemcachedMetaReply(status: status)
         var valueLength: Int?
+        // Each token runs from after a space to the next space or the end; `position` sits on the space before it.
+        var position = start + 2
+        func nextToken() -> ByteBufferView? {
+            guard position < end else { return nil }
+            let tokenStart = position + 1
+            var tokenEnd = tokenStart
+            while tokenEnd < end && bytes[tokenEnd] != space { tokenEnd += 1 }
+            position = tokenEnd
+            return bytes[tokenStart..<tokenEnd]
+        }
         if status == .value {
-            guard let size = tokens.popFirst(), let length = Self.decimal(size), length <= UInt64(Int32.max) else {
+            guard let size = nextToken(), let length = Self.decimal(size), length <= UInt64(Int32.max) else {
                 throw Self.malformed("value length", line)
             }
             guard length <= UInt64(self.maximumValueLength) else {
@@ -70,8 +89,8 @@ public struct MemcachedReplyDecoder: NIOSingleStepByteToMessageDecoder {
             }
             valueLength = Int(length)
         }
-        if status == .noop, !tokens.isEmpty { throw Self.malformed("flags after MN", line) }
-        for token in tokens {
+        if status == .noop, position < end { throw Self.malformed("flags after MN", line) }
+        while let token = nextToken() {
             guard let letter = token.first, Self.isLetter(letter), token.dropFirst().allSatisfy({ $0 > 0x20 && $0 < 0x7F })
             else { throw Self.malformed("flag", line) }
             let argument = token.dropFirst()
@@ -113,7 +132,7 @@ public struct MemcachedReplyDecoder: NIOSingleStepByteToMessageDecoder {
     private func readLine(from buffer: inout ByteBuffer) throws -> ByteBuffer? {
         let view = buffer.readableBytesView
         guard let first = view.first else { return nil }
-        guard Self.replyStarts.contains(first) else {
+        guard Self.startsReply(first) else {
             throw MemcachedError.protocolError("garbage where a reply should start (byte 0x\(String(first, radix: 16)))")
         }
         guard let lf = view.prefix(self.maximumLineLength + 2).firstIndex(of: UInt8(ascii: "\n")) else {
@@ -134,8 +153,16 @@ public struct MemcachedReplyDecoder: NIOSingleStepByteToMessageDecoder {
         return line
     }
 
-    /// The first bytes of `HD`, `VA`, `EN`, `NS`, `EX`, `NF`, `MN`, `CLIENT_ERROR`, `SERVER_ERROR` and `ERROR`.
-    private static let replyStarts: Set<UInt8> = Set("HVENMCS".utf8)
+    /// Whether `byte` is the first of `HD`, `VA`, `EN`, `NS`, `EX`, `NF`, `MN`, `CLIENT_ERROR`, `SERVER_ERROR` or
+    /// `ERROR`.
+    private static func startsReply(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "H"), UInt8(ascii: "V"), UInt8(ascii: "E"), UInt8(ascii: "N"), UInt8(ascii: "M"), UInt8(ascii: "C"),
+            UInt8(ascii: "S"):
+            true
+        default: false
+        }
+    }
 
     private static func hasPrefix(_ bytes: ByteBufferView, _ prefix: String) -> Bool {
         bytes.starts(with: prefix.utf8) && (bytes.count == prefix.utf8.count || bytes[bytes.startIndex + prefix.utf8.count] == UInt8(ascii: " "))
@@ -146,6 +173,20 @@ public struct MemcachedReplyDecoder: NIOSingleStepByteToMessageDecoder {
         let bytes = line.readableBytesView
         guard let space = bytes.firstIndex(of: UInt8(ascii: " ")) else { return "" }
         return String(decoding: bytes[(space + 1)...].prefix(256), as: UTF8.self)
+    }
+
+    /// The status of a meta reply from its two letters, without making a `String` of them.
+    private static func status(_ first: UInt8, _ second: UInt8) -> MemcachedMetaReply.Status? {
+        switch (first, second) {
+        case (UInt8(ascii: "H"), UInt8(ascii: "D")): .done
+        case (UInt8(ascii: "V"), UInt8(ascii: "A")): .value
+        case (UInt8(ascii: "E"), UInt8(ascii: "N")): .miss
+        case (UInt8(ascii: "N"), UInt8(ascii: "S")): .notStored
+        case (UInt8(ascii: "E"), UInt8(ascii: "X")): .exists
+        case (UInt8(ascii: "N"), UInt8(ascii: "F")): .notFound
+        case (UInt8(ascii: "M"), UInt8(ascii: "N")): .noop
+        default: nil
+        }
     }
 
     private static func isLetter(_ byte: UInt8) -> Bool {

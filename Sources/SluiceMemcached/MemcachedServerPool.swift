@@ -112,6 +112,17 @@ final class MemcachedServerPool: Sendable {
         return reply
     }
 
+    /// A live connection on `eventLoop`, `nil` when it has none (then ``send(_:preferring:)`` finds another way).
+    func connection(on eventLoop: any EventLoop) -> MemcachedConnection? {
+        self.state.withLock { state in
+            guard state.isStarted, !state.isClosed else { return nil }
+            for index in state.slots.indices where state.slots[index].eventLoop === eventLoop {
+                if case .connected(let connection) = state.slots[index].phase, connection.isActive { return connection }
+            }
+            return nil
+        }
+    }
+
     private var anyLoop: any EventLoop {
         self.state.withLock { $0.slots[0].eventLoop }
     }

@@ -58,6 +58,8 @@ public final class MemcachedStore: RateLimitStore {
     let logger: Logger
     /// This instance's decisions on one compare-and-swap key run one at a time.
     let gate = MemcachedKeyGate()
+    /// One per event loop of `group`, made up front so that finding a loop's watchdog takes no lock.
+    private let watchdogs: [ObjectIdentifier: NIOLoopBoundBox<MemcachedDecisionWatchdog>]
 
     /// One server: its connections and its breaker.
     struct Server: Sendable {
@@ -93,6 +95,12 @@ public final class MemcachedStore: RateLimitStore {
                 breaker: MemcachedCircuitBreaker(logger: serverLogger)
             )
         }
+        var watchdogs: [ObjectIdentifier: NIOLoopBoundBox<MemcachedDecisionWatchdog>] = [:]
+        for loop in group.makeIterator() {
+            // Made here, off the loop, and used only on it from now on.
+            watchdogs[ObjectIdentifier(loop)] = .makeBoxSendingValue(MemcachedDecisionWatchdog(eventLoop: loop), eventLoop: loop)
+        }
+        self.watchdogs = watchdogs
         self.continuum = KetamaContinuum(servers: configuration.servers.map(\.description))
         self.keyspace = MemcachedKeyspace(prefix: configuration.keyPrefix)
         self.onError = configuration.onError
@@ -125,7 +133,8 @@ public final class MemcachedStore: RateLimitStore {
 
     /// The index of the server holding `key`'s counters.
     func server(for key: StorageKey) -> Int {
-        self.continuum.server(for: self.keyspace.name(key).utf8)
+        if self.continuum.serverCount == 1 { return 0 }
+        return self.continuum.server(for: self.keyspace.name(key).utf8)
     }
 
     // MARK: Deciding
@@ -200,6 +209,35 @@ public final class MemcachedStore: RateLimitStore {
             if case .failure = result { observeServer(index, seconds, true) } else { observeServer(index, seconds, false) }
         }
         return reply
+    }
+
+    /// A bit of a decision's tag: the exchange went through ``send(_:to:on:)``, which timed it already.
+    static let observedTag = 1 << 31
+
+    /// Sends a decision's command to server `index` from `loop`: straight into the connection of `loop` when it has
+    /// one (no promise), else through ``send(_:to:on:)`` and back to `loop`. Either way the reply reaches
+    /// `receiver` with `tag`, on `loop`.
+    func send(_ command: MemcachedKeyCommand, to index: Int, on loop: any EventLoop, receiver: MemcachedDecision, tag: Int) {
+        if self.keyspace.hasValidPrefix, let connection = self.servers[index].pool.connection(on: loop) {
+            connection.send(command, prefix: self.keyspace.prefix, receiver: receiver, tag: tag)
+            return
+        }
+        let reply = self.send(command.command(prefix: self.keyspace.prefix), to: index, on: loop)
+        reply.hop(to: loop).assumeIsolated().whenComplete { result in
+            receiver.received(result, tag: tag | Self.observedTag)
+        }
+    }
+
+    /// Watches `decision`'s budget with `loop`'s watchdog; `false` when `loop` has none (not one of `group`'s).
+    func watch(_ decision: MemcachedDecision, on loop: any EventLoop) -> Bool {
+        guard let watchdog = self.watchdogs[ObjectIdentifier(loop)] else { return false }
+        watchdog.value.watch(decision, until: .now() + self.decisionBudget)
+        return true
+    }
+
+    /// A decision on `loop` is answered: the watchdog forgets the answered decisions at its head.
+    func finished(on loop: any EventLoop) {
+        self.watchdogs[ObjectIdentifier(loop)]?.value.dropFinished()
     }
 
     // MARK: count_when
@@ -462,5 +500,55 @@ enum MemcachedCommands {
     /// `md KEY`.
     static func delete(_ key: String) -> MemcachedCommand {
         MemcachedCommand(.delete, key: key)
+    }
+}
+
+/// Gives up the decisions of one event loop that outlive the decision budget, with one timer for all of them.
+///
+/// Every decision of a loop gets the same budget, so their deadlines come in the order they started: a FIFO, whose
+/// head's deadline is the only one a timer needs. Answered decisions leave the head as they finish; the timer, when
+/// it fires, gives up the overdue ones and is armed again for the new head, so a loop busy with thousands of decisions
+/// per budget schedules about one task per budget instead of one per decision.
+///
+/// Lives on its loop (held in a `NIOLoopBoundBox`); not thread-safe.
+final class MemcachedDecisionWatchdog {
+    private let eventLoop: any EventLoop
+    private var watched = CircularBuffer<(deadline: NIODeadline, decision: MemcachedDecision)>(initialCapacity: 64)
+    private var task: Scheduled<Void>?
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    func watch(_ decision: MemcachedDecision, until deadline: NIODeadline) {
+        self.watched.append((deadline, decision))
+        if self.task == nil { self.arm(deadline) }
+    }
+
+    /// Forgets the answered decisions at the head.
+    func dropFinished() {
+        while let first = self.watched.first, first.decision.isFinished { self.watched.removeFirst() }
+    }
+
+    private func arm(_ deadline: NIODeadline) {
+        self.task = self.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            self.fired()
+        }
+    }
+
+    private func fired() {
+        self.task = nil
+        let now = NIODeadline.now()
+        while let first = self.watched.first {
+            if first.decision.isFinished {
+                self.watched.removeFirst()
+            } else if first.deadline <= now {
+                self.watched.removeFirst()
+                first.decision.timedOut()
+            } else {
+                break
+            }
+        }
+        if let first = self.watched.first { self.arm(first.deadline) }
     }
 }
