@@ -91,7 +91,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: requestPathSettings
         ),
         /// memcached on NIO (issue 21): meta-protocol codec, pipelined connections, a pool per server, a ketama
         /// continuum; and the memcached store.
@@ -103,7 +104,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: requestPathSettings
         ),
         /// The admin listener (SPEC §7): health, readiness, Prometheus metrics, config, per-key limits.
         .target(
