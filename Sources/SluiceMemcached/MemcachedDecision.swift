@@ -18,9 +18,15 @@ import SluiceLimiter
 ///
 /// A server failing (an error, a timeout, a malformed reply) ends the decision with `on_error` after taking back
 /// what can be (best effort), and so does the decision budget (`timeout` + 500 ms) running out, so no request
-/// waits longer than that however many rounds it would have needed.
+/// waits longer than that however many rounds it would have needed. The budget is watched by the loop's
+/// ``MemcachedDecisionWatchdog`` (one timer for every decision of the loop), not by a timer of its own.
 ///
-/// Lives on `loop`: every callback runs there (`hop` + `assumeIsolated`), so its state needs no lock.
+/// Cheap on the common path (one `ma`): the commands go straight into the loop's connection with this decision as
+/// their ``MemcachedReplyReceiver`` and a tag saying what each reply answers; the decision counts the replies of its
+/// round itself. No promise, future, closure or `String` is made per command, and the plans are plain values.
+///
+/// Lives on `loop`: every reply reaches it there (directly, or `hop` + `assumeIsolated` on the rarer future path),
+/// so its state needs no lock.
 final class MemcachedDecision: MemcachedReplyReceiver {
     private enum Kind {
         case fixedWindow
