@@ -15,6 +15,12 @@ let package = Package(
         .library(name: "SluiceLimiterForBenchmarks", targets: ["SluiceLimiterForBenchmarks"]),
         /// For Benchmarks/ only: the metrics and the status page's tables (what the request path feeds).
         .library(name: "SluiceAdminForBenchmarks", targets: ["SluiceAdmin"]),
+        /// For Fuzz/ only: every module that parses untrusted bytes, and the NIOHTTP1 differential reference. Built
+        /// with `-enable-testing` there, so the fuzz targets reach internal parsers through `@testable import`.
+        .library(
+            name: "SluiceForFuzzing",
+            targets: ["SluiceHTTP1", "SluiceDifferential", "SluiceConfig", "SluiceLimiter", "SluiceRedis", "SluiceProxy"]
+        ),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -50,6 +56,17 @@ let package = Package(
         ),
         /// HTTP/1.1 on raw bytes: the strict request-head parser (offsets into the read buffer, no Strings).
         .target(name: "SluiceHTTP1", swiftSettings: requestPathSettings),
+        /// The byte-level request-head parser held against NIOHTTP1's decoder (llhttp): the comparison the differential
+        /// tests and the `differential` fuzz target share.
+        .target(
+            name: "SluiceDifferential",
+            dependencies: [
+                "SluiceHTTP1",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         /// What every listening socket gets: a shared connection cap and a pause after a failed accept.
         .target(
             name: "SluiceListener",
@@ -186,6 +203,7 @@ let package = Package(
             name: "SluiceHTTP1Tests",
             dependencies: [
                 "SluiceHTTP1",
+                "SluiceDifferential",
                 "SluiceTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
