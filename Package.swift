@@ -186,7 +186,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceLimiterTests",
-            dependencies: ["SluiceLimiter", "SluiceConfig", "SluiceTestSupport"]
+            dependencies: ["SluiceLimiter", "SluiceConfig", "SluiceTestSupport"],
+            /// Inputs the fuzz targets broke (Fuzz/), read by the regression tests through `#filePath`.
+            exclude: ["Regressions"]
         ),
         /// Black-box tests of the `sluice` binary: command line, signals, limiting end to end.
         .testTarget(
