@@ -182,7 +182,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            /// Inputs the fuzz targets broke (Fuzz/), read by the regression tests through `#filePath`.
+            exclude: ["Regressions"]
         ),
         .testTarget(
             name: "SluiceLimiterTests",
