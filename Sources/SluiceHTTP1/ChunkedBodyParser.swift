@@ -3,8 +3,10 @@
 /// Feed it each read's bytes once (unlike the head parser, it keeps no bytes and no offsets across calls): it
 /// reports the ranges of chunk data in that read, so the caller forwards slices of the read buffer without copying,
 /// and where the body ends (the rest of the read is the next request). It refuses what llhttp refuses (a size that
-/// is not hex, whitespace around the size, a missing CRLF after the data, a malformed trailer line) and bounds what
-/// llhttp does not (SPEC §3 "Hostile clients"; Node CVE-2024-22019, Go CVE-2023-39326):
+/// is not hex, whitespace around the size, a missing CRLF after the data, a malformed trailer line, a
+/// `Content-Length` or `Transfer-Encoding` trailer field: framing fields, which RFC 9110 §6.5.1 keeps out of trailers
+/// and llhttp refuses there in a request) and bounds what llhttp does not (SPEC §3 "Hostile clients"; Node
+/// CVE-2024-22019, Go CVE-2023-39326):
 /// - a chunk-size line (size and extensions) over ``Limits/maxChunkLineBytes`` bytes;
 /// - extension bytes beyond the data bytes plus ``Limits/extensionAllowance``;
 /// - data plus extension bytes beyond ``Limits/maxBodyBytes`` (413);
@@ -87,6 +89,11 @@ public struct ChunkedBodyParser: Sendable {
     private var dataBytes = 0
     private var extensionBytes = 0
     private var trailerBytes = 0
+    /// The trailer field name read so far, matched against the framing fields a trailer must not carry: its length,
+    /// and whether it is still a prefix of `transfer-encoding` and of `content-length` (no bytes are kept).
+    private var trailerNameLength = 0
+    private var trailerNameMayBeTE = false
+    private var trailerNameMayBeCL = false
 
     public init(limits: Limits = Limits()) {
         self.limits = limits
@@ -206,15 +213,28 @@ public struct ChunkedBodyParser: Sendable {
                     self.state = .finalLF
                 } else if HTTPByteClass.is(byte, HTTPByteClass.token) {
                     self.state = .trailerName
+                    self.trailerNameLength = 0
+                    self.trailerNameMayBeTE = true
+                    self.trailerNameMayBeCL = true
+                    self.matchTrailerName(byte)
                 } else {
                     return .error(.malformed)
                 }
                 if let failure = self.countTrailerByte() { return .error(failure) }
             case .trailerName:
                 if byte == 0x3A {
+                    // Framing fields in the trailer section (found by the differential fuzz target: llhttp refuses
+                    // them, so must Sluice).
+                    if (self.trailerNameMayBeTE && self.trailerNameLength == Self.transferEncoding.count)
+                        || (self.trailerNameMayBeCL && self.trailerNameLength == Self.contentLength.count)
+                    {
+                        return .error(.malformed)
+                    }
                     self.state = .trailerValue
                 } else if !HTTPByteClass.is(byte, HTTPByteClass.token) {
                     return .error(.malformed)
+                } else {
+                    self.matchTrailerName(byte)
                 }
                 if let failure = self.countTrailerByte() { return .error(failure) }
             case .trailerValue:
@@ -255,6 +275,19 @@ public struct ChunkedBodyParser: Sendable {
             return .bodyTooLarge
         }
         return nil
+    }
+
+    private static let transferEncoding: [UInt8] = Array("transfer-encoding".utf8)
+    private static let contentLength: [UInt8] = Array("content-length".utf8)
+
+    /// Extends the trailer name read so far by `byte`.
+    @inline(__always)
+    private mutating func matchTrailerName(_ byte: UInt8) {
+        let lowered = HTTPByteClass.lowercased(byte)
+        let k = self.trailerNameLength
+        self.trailerNameMayBeTE = self.trailerNameMayBeTE && k < Self.transferEncoding.count && Self.transferEncoding[k] == lowered
+        self.trailerNameMayBeCL = self.trailerNameMayBeCL && k < Self.contentLength.count && Self.contentLength[k] == lowered
+        self.trailerNameLength = k + 1
     }
 
     @inline(__always)
