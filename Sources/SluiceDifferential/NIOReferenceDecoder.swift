@@ -58,28 +58,31 @@ public enum NIOReferenceDecoder {
         }
         while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
             guard case .head(let head) = part else { continue }
-            let fields = head.headers.map { ReferenceOutcome.Field(name: $0.name, value: Self.trimmed($0.value)) }
-            let framing: ParsedRequestHead.Framing
-            if head.headers.contains(name: "transfer-encoding") {
-                framing = .chunked
-            } else if let length = head.headers.first(name: "content-length") {
-                framing = .length(Int(Self.trimmed(length)) ?? -1)
-            } else {
-                framing = .none
-            }
-            return .accepted(
-                ReferenceOutcome.Head(
-                    // NIO names M-SEARCH `MSEARCH`; the bytes on the wire are `M-SEARCH`.
-                    method: head.method == .MSEARCH ? "M-SEARCH" : head.method.rawValue,
-                    target: head.uri,
-                    minorVersion: head.version.minor,
-                    fields: fields,
-                    framing: framing
-                )
-            )
+            return .accepted(Self.head(head))
         }
         if let failure { return .rejected("\(failure)") }
         return .incomplete
+    }
+
+    /// A head NIOHTTP1 decoded, in the reference's terms.
+    static func head(_ head: HTTPRequestHead) -> ReferenceOutcome.Head {
+        let fields = head.headers.map { ReferenceOutcome.Field(name: $0.name, value: Self.trimmed($0.value)) }
+        let framing: ParsedRequestHead.Framing
+        if head.headers.contains(name: "transfer-encoding") {
+            framing = .chunked
+        } else if let length = head.headers.first(name: "content-length") {
+            framing = .length(Int(Self.trimmed(length)) ?? -1)
+        } else {
+            framing = .none
+        }
+        return ReferenceOutcome.Head(
+            // NIO names M-SEARCH `MSEARCH`; the bytes on the wire are `M-SEARCH`.
+            method: head.method == .MSEARCH ? "M-SEARCH" : head.method.rawValue,
+            target: head.uri,
+            minorVersion: head.version.minor,
+            fields: fields,
+            framing: framing
+        )
     }
 
     /// Whether the decoder throws on `head` alone (one complete head, nothing after it): llhttp judges a request's
