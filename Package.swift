@@ -155,6 +155,8 @@ let package = Package(
         .testTarget(
             name: "SluiceConfigTests",
             dependencies: ["SluiceConfig"],
+            /// Inputs the fuzz targets broke (Fuzz/), read by the regression tests through `#filePath`.
+            exclude: ["Regressions"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
