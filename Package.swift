@@ -35,7 +35,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
-        /// YAML file -> validated, immutable, Sendable model. No NIO.
+        /// YAML file -> validated, immutable, Sendable model. No NIO. `YAMLAliasBudget` imports `CYaml`, the libyaml
+        /// module Yams is built on (not a product of Yams: visible here through the Yams dependency).
         .target(
             name: "SluiceConfig",
             dependencies: [.product(name: "Yams", package: "Yams")],
