@@ -15,6 +15,12 @@ let package = Package(
         .library(name: "SluiceLimiterForBenchmarks", targets: ["SluiceLimiterForBenchmarks"]),
         /// For Benchmarks/ only: the metrics and the status page's tables (what the request path feeds).
         .library(name: "SluiceAdminForBenchmarks", targets: ["SluiceAdmin"]),
+        /// For Fuzz/ only: every module that parses untrusted bytes, and the NIOHTTP1 differential reference. Built
+        /// with `-enable-testing` there, so the fuzz targets reach internal parsers through `@testable import`.
+        .library(
+            name: "SluiceForFuzzing",
+            targets: ["SluiceHTTP1", "SluiceDifferential", "SluiceConfig", "SluiceLimiter", "SluiceRedis", "SluiceProxy"]
+        ),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -29,7 +35,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
-        /// YAML file -> validated, immutable, Sendable model. No NIO.
+        /// YAML file -> validated, immutable, Sendable model. No NIO. `YAMLAliasBudget` imports `CYaml`, the libyaml
+        /// module Yams is built on (not a product of Yams: visible here through the Yams dependency).
         .target(
             name: "SluiceConfig",
             dependencies: [.product(name: "Yams", package: "Yams")],
@@ -50,6 +57,17 @@ let package = Package(
         ),
         /// HTTP/1.1 on raw bytes: the strict request-head parser (offsets into the read buffer, no Strings).
         .target(name: "SluiceHTTP1", swiftSettings: requestPathSettings),
+        /// The byte-level request-head parser held against NIOHTTP1's decoder (llhttp): the comparison the differential
+        /// tests and the `differential` fuzz target share.
+        .target(
+            name: "SluiceDifferential",
+            dependencies: [
+                "SluiceHTTP1",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         /// What every listening socket gets: a shared connection cap and a pause after a failed accept.
         .target(
             name: "SluiceListener",
@@ -153,6 +171,8 @@ let package = Package(
         .testTarget(
             name: "SluiceConfigTests",
             dependencies: ["SluiceConfig"],
+            /// Inputs the fuzz targets broke (Fuzz/), read by the regression tests through `#filePath`.
+            exclude: ["Regressions"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
@@ -180,7 +200,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            /// Inputs the fuzz targets broke (Fuzz/), read by the regression tests through `#filePath`.
+            exclude: ["Regressions"]
         ),
         .testTarget(
             name: "SluiceMemcachedTests",
@@ -197,7 +219,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceLimiterTests",
-            dependencies: ["SluiceLimiter", "SluiceConfig", "SluiceTestSupport"]
+            dependencies: ["SluiceLimiter", "SluiceConfig", "SluiceTestSupport"],
+            /// Inputs the fuzz targets broke (Fuzz/), read by the regression tests through `#filePath`.
+            exclude: ["Regressions"]
         ),
         /// Black-box tests of the `sluice` binary: command line, signals, limiting end to end.
         .testTarget(
@@ -214,11 +238,14 @@ let package = Package(
             name: "SluiceHTTP1Tests",
             dependencies: [
                 "SluiceHTTP1",
+                "SluiceDifferential",
                 "SluiceTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ]
+            ],
+            /// Inputs the fuzz targets broke (Fuzz/), read by the regression tests through `#filePath`.
+            exclude: ["Regressions"]
         ),
         .testTarget(
             name: "SluiceProxyTests",

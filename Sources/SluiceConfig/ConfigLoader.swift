@@ -35,6 +35,10 @@ public enum ConfigLoader {
         environment: [String: String]
     ) throws(ConfigErrorList) -> SluiceConfiguration {
         let reader = ConfigReader(file: file, yaml: yaml, environment: environment)
+        if let problem = YAMLAliasBudget.check(yaml) {
+            reader.error(problem.message, at: SourcePosition(line: problem.line, column: problem.column))
+            throw ConfigErrorList(errors: reader.sortedErrors)
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)

@@ -3,8 +3,11 @@
 /// Feed it each read's bytes once (unlike the head parser, it keeps no bytes and no offsets across calls): it
 /// reports the ranges of chunk data in that read, so the caller forwards slices of the read buffer without copying,
 /// and where the body ends (the rest of the read is the next request). It refuses what llhttp refuses (a size that
-/// is not hex, whitespace around the size, a missing CRLF after the data, a malformed trailer line) and bounds what
-/// llhttp does not (SPEC §3 "Hostile clients"; Node CVE-2024-22019, Go CVE-2023-39326):
+/// is not hex, whitespace around the size, a missing CRLF after the data, a malformed trailer line, a
+/// `Content-Length` or `Transfer-Encoding` trailer field) and a `Connection` trailer field, which llhttp reads as if
+/// it were in the head (`close` there ends the connection after a message Sluice read as keep-alive): RFC 9110
+/// §6.5.1 keeps such fields out of trailers. It bounds what llhttp does not (SPEC §3 "Hostile clients"; Node
+/// CVE-2024-22019, Go CVE-2023-39326):
 /// - a chunk-size line (size and extensions) over ``Limits/maxChunkLineBytes`` bytes;
 /// - extension bytes beyond the data bytes plus ``Limits/extensionAllowance``;
 /// - data plus extension bytes beyond ``Limits/maxBodyBytes`` (413);
@@ -87,6 +90,10 @@ public struct ChunkedBodyParser: Sendable {
     private var dataBytes = 0
     private var extensionBytes = 0
     private var trailerBytes = 0
+    /// The trailer field name read so far, matched against ``refusedTrailerNames`` (no bytes are kept): its length, and
+    /// which of those names it is still a prefix of (bit `k` for name `k`).
+    private var trailerNameLength = 0
+    private var trailerNameCandidates: UInt8 = 0
 
     public init(limits: Limits = Limits()) {
         self.limits = limits
@@ -206,15 +213,22 @@ public struct ChunkedBodyParser: Sendable {
                     self.state = .finalLF
                 } else if HTTPByteClass.is(byte, HTTPByteClass.token) {
                     self.state = .trailerName
+                    self.trailerNameLength = 0
+                    self.trailerNameCandidates = Self.allRefusedTrailerNames
+                    self.matchTrailerName(byte)
                 } else {
                     return .error(.malformed)
                 }
                 if let failure = self.countTrailerByte() { return .error(failure) }
             case .trailerName:
                 if byte == 0x3A {
+                    // Framing fields and `Connection` in the trailer section (found by the differential fuzz target).
+                    if self.trailerNameIsRefused { return .error(.malformed) }
                     self.state = .trailerValue
                 } else if !HTTPByteClass.is(byte, HTTPByteClass.token) {
                     return .error(.malformed)
+                } else {
+                    self.matchTrailerName(byte)
                 }
                 if let failure = self.countTrailerByte() { return .error(failure) }
             case .trailerValue:
@@ -255,6 +269,33 @@ public struct ChunkedBodyParser: Sendable {
             return .bodyTooLarge
         }
         return nil
+    }
+
+    /// Trailer fields refused: framing (llhttp refuses them in a request's trailers) and `Connection` (llhttp acts on
+    /// it there, closing the connection after the message).
+    private static let refusedTrailerNames: [[UInt8]] = ["transfer-encoding", "content-length", "connection"]
+        .map { Array($0.utf8) }
+    private static let allRefusedTrailerNames: UInt8 = 0b111
+
+    /// Extends the trailer name read so far by `byte`.
+    @inline(__always)
+    private mutating func matchTrailerName(_ byte: UInt8) {
+        guard self.trailerNameCandidates != 0 else { return }
+        let lowered = HTTPByteClass.lowercased(byte)
+        let k = self.trailerNameLength
+        for (index, name) in Self.refusedTrailerNames.enumerated() where self.trailerNameCandidates & (1 << index) != 0 {
+            if k >= name.count || name[k] != lowered { self.trailerNameCandidates &= ~(1 << index) }
+        }
+        self.trailerNameLength = k + 1
+    }
+
+    /// Whether the complete trailer name read is one of ``refusedTrailerNames``.
+    private var trailerNameIsRefused: Bool {
+        for (index, name) in Self.refusedTrailerNames.enumerated()
+        where self.trailerNameCandidates & (1 << index) != 0 && name.count == self.trailerNameLength {
+            return true
+        }
+        return false
     }
 
     @inline(__always)

@@ -3,7 +3,9 @@
 /// A limit on `/login` must not be escaped by writing the same resource another way, so before matching:
 /// - the query string and fragment are dropped, and an absolute-form target (`http://host/login`) gives its path;
 /// - percent-encoded *unreserved* characters (`ALPHA DIGIT - . _ ~`) are decoded (`/%6Cogin` → `/login`), while
-///   every other escape stays encoded with upper-case hex (`%2f` → `%2F`: an encoded slash is not a separator);
+///   every other escape stays encoded with upper-case hex (`%2f` → `%2F`: an encoded slash is not a separator), and
+///   so does an escape whose character would make a new escape with a `%` before it (`%4%31` stays, it does not
+///   become `%41`), so that normalising twice gives what normalising once gives;
 /// - `.` and `..` segments are removed as in RFC 3986 §5.2.4 (never above the root);
 /// - repeated `/` are collapsed.
 ///
@@ -103,7 +105,7 @@ public enum PathNormalizer {
                 let high = self.hexValue(bytes[i + 1]), let low = self.hexValue(bytes[i + 2])
             {
                 let value = high << 4 | low
-                if self.isUnreserved(value) {
+                if self.isUnreserved(value) && !self.completesEscape(decoded, with: value) {
                     decoded.append(value)
                 } else {
                     decoded.append(UInt8(ascii: "%"))
@@ -140,6 +142,15 @@ public enum PathNormalizer {
         if output.isEmpty { return "/" }
         if trailingSlash { output.append(UInt8(ascii: "/")) }
         return String(decoding: output, as: UTF8.self)
+    }
+
+    /// Whether appending the decoded `byte` to `decoded` would make a new escape with a `%` already there (`%4` then
+    /// `%31` decoded would give `%41`, which a second pass would decode to `A`). Such an escape stays encoded, so that
+    /// normalising is idempotent (found by the `path` fuzz target).
+    private static func completesEscape(_ decoded: [UInt8], with byte: UInt8) -> Bool {
+        guard self.hexValue(byte) != nil, let last = decoded.last else { return false }
+        if last == UInt8(ascii: "%") { return true }
+        return decoded.count >= 2 && decoded[decoded.count - 2] == UInt8(ascii: "%") && self.hexValue(last) != nil
     }
 
     static func hexValue(_ byte: UInt8) -> UInt8? {

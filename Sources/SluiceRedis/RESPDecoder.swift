@@ -45,7 +45,15 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
 
     /// Parses one value; `nil` when more bytes are needed (the buffer's state is then undefined).
     private func parseValue(from buffer: inout ByteBuffer, depth: Int) throws -> RESPValue? {
-        guard let type = buffer.readInteger(as: UInt8.self) else { return nil }
+        guard var type = buffer.readInteger(as: UInt8.self) else { return nil }
+        // An attribute map annotates the value right after it: read it, drop it, go on with the value. In a loop, not
+        // by recursion: attributes in a row cost no stack (the `resp` fuzz target overflowed it with 4-byte `|0`s).
+        while type == UInt8(ascii: "|") {
+            guard let count = try self.readLength(from: &buffer, allowsNull: false) else { return nil }
+            guard try self.readElements(from: &buffer, count: count * 2, depth: depth) != nil else { return nil }
+            guard let next = buffer.readInteger(as: UInt8.self) else { return nil }
+            type = next
+        }
         switch type {
         case UInt8(ascii: "+"):
             return try self.readLine(from: &buffer).map { .simpleString(String(buffer: $0)) }
@@ -103,11 +111,6 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
         case UInt8(ascii: ">"):
             guard let count = try self.readLength(from: &buffer, allowsNull: false) else { return nil }
             return try self.readElements(from: &buffer, count: count, depth: depth).map { .push($0) }
-        case UInt8(ascii: "|"):
-            // An attribute map annotates the value right after it: read both, keep the value.
-            guard let count = try self.readLength(from: &buffer, allowsNull: false) else { return nil }
-            guard try self.readElements(from: &buffer, count: count * 2, depth: depth) != nil else { return nil }
-            return try self.parseValue(from: &buffer, depth: depth)
         default:
             throw RedisError.protocolError("unknown RESP type byte 0x\(String(type, radix: 16))")
         }

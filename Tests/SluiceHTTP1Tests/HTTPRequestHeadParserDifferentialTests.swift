@@ -1,4 +1,5 @@
 import Foundation
+import SluiceDifferential
 import SluiceHTTP1
 import SluiceTestSupport
 import Testing
@@ -101,46 +102,12 @@ struct HTTPRequestHeadParserDifferentialTests {
     static let validCount = 18
 
     /// A disagreement worth reporting.
-    struct Finding: CustomStringConvertible {
-        var input: [UInt8]
-        var sluice: SluiceOutcome
-        var reference: ReferenceOutcome
+    typealias Finding = RequestHeadDifferential.Finding
 
-        var description: String {
-            let escaped = self.input.map { b -> String in
-                switch b {
-                case 0x0D: return "\\r"
-                case 0x0A: return "\\n"
-                case 0x20...0x7E: return String(UnicodeScalar(b))
-                default: return String(format: "\\x%02X", b)
-                }
-            }.joined()
-            return "\"\(escaped)\": sluice \(self.sluice), NIOHTTP1 \(self.reference)"
-        }
-    }
-
-    /// `nil` when the two agree or Sluice is stricter; the finding otherwise.
+    /// `nil` when the two agree or Sluice is stricter; the finding otherwise (``RequestHeadDifferential``, shared with
+    /// the `differential` fuzz target).
     static func compare(_ input: [UInt8]) -> Finding? {
-        let reference = NIOReferenceDecoder.decode(input)
-        let sluice = SluiceOutcome.parse(input)
-        switch (sluice, reference) {
-        case (.accepted(let ours, let length), .accepted(let theirs)):
-            guard ours == theirs else { return Finding(input: input, sluice: sluice, reference: reference) }
-            // llhttp judges the framing after handing over the head (`Request has invalid Transfer-Encoding`): the
-            // head alone, with nothing after it, must not be refused.
-            if NIOReferenceDecoder.refusesHeadAlone(Array(input[0..<length])) {
-                return Finding(input: input, sluice: sluice, reference: .rejected("after the head"))
-            }
-            return nil
-        case (.accepted, _):
-            // Laxer: Sluice accepts what llhttp refuses or has not finished.
-            return Finding(input: input, sluice: sluice, reference: reference)
-        case (.rejected, _), (.incomplete, .incomplete), (.incomplete, .rejected):
-            return nil
-        case (.incomplete, .accepted):
-            // Sluice waits (then times out with 408) for a head llhttp took: stricter.
-            return nil
-        }
+        RequestHeadDifferential.compare(input)
     }
 
     @Test func corpusNeverLaxerAndAgreesWhereBothAccept() {

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import SluiceDifferential
 import SluiceHTTP1
 
 /// What NIOHTTP1's `HTTPResponseDecoder` (llhttp) makes of an upstream's bytes: the reference the response-head parser

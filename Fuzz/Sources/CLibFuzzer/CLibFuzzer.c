@@ -1,0 +1,2 @@
+// Only the header matters: LLVMFuzzerRunDriver comes from libclang_rt.fuzzer, linked by -sanitize=fuzzer.
+#include "CLibFuzzer.h"
