@@ -24,7 +24,7 @@ import SluiceLimiter
 /// (``MemcachedServerPool``); a tick's commands for one server leave in one write, which batches one tick's
 /// decisions per server as ``DecisionBatcher`` does for Redis.
 ///
-/// Several servers: keys are spread by a ``KetamaContinuum``. Each server has its own ``MemcachedCircuitBreaker``;
+/// Several servers: keys are spread by a ``KetamaContinuum``. Each server has its own ``StorageCircuitBreaker``;
 /// a request touching a server that is down (breaker open, no connection, or a command failing or slower than
 /// `timeout`) is decided by `on_error` (`allow`, `deny` with 503, or `local` with COUNT/`instances`), and only such
 /// requests: the other keys keep being shared. The breaker probes the server again by itself.
@@ -65,7 +65,7 @@ public final class MemcachedStore: RateLimitStore {
     struct Server: Sendable {
         var address: MemcachedServerAddress
         var pool: MemcachedServerPool
-        var breaker: MemcachedCircuitBreaker
+        var breaker: StorageCircuitBreaker
     }
 
     public init(
@@ -92,7 +92,11 @@ public final class MemcachedStore: RateLimitStore {
                     commandTimeout: timeout,
                     logger: logger
                 ),
-                breaker: MemcachedCircuitBreaker(logger: serverLogger)
+                breaker: StorageCircuitBreaker(
+                    logger: serverLogger,
+                    recoveredMessage: "memcached server answers again: decisions go to it",
+                    unavailableMessage: "memcached server unavailable: decisions for its keys follow on_error"
+                )
             )
         }
         var watchdogs: [ObjectIdentifier: NIOLoopBoundBox<MemcachedDecisionWatchdog>] = [:]

@@ -10,7 +10,7 @@ import Synchronization
 /// Each request is one `EVALSHA` of ``RedisScript`` (every limit of the request, all or nothing, with the server's
 /// `TIME`), pipelined with the other requests of its event loop on a shared connection. Around it:
 /// - a ``DenialCache`` answers requests known to be refused without asking Redis;
-/// - a ``CircuitBreaker`` stops asking a Redis that keeps failing, and probes it again later;
+/// - a ``StorageCircuitBreaker`` stops asking a Redis that keeps failing, and probes it again later;
 /// - when Redis cannot answer (down, slower than `timeout`, breaker open), `on_error` decides: `allow` admits,
 ///   `deny` refuses with 503, `local` decides in a memory store with COUNT/`instances` per limit, so a fleet in
 ///   degraded mode does not multiply the budget. Back with Redis, the local counts are simply no longer read.
@@ -30,7 +30,7 @@ public final class RedisStore: RateLimitStore {
     private let instances: Int
     private let useServerTime: Bool
     private let local: MemoryStore
-    private let breaker: CircuitBreaker
+    private let breaker: StorageCircuitBreaker
     private let denials: DenialCache?
     private let scriptSHA = Mutex<String?>(nil)
     /// Told how long each round trip took and whether it failed (`sluice_storage_latency_seconds`,
@@ -78,7 +78,11 @@ public final class RedisStore: RateLimitStore {
         self.instances = max(1, configuration.instances)
         self.useServerTime = useServerTime
         self.local = MemoryStore(maxKeys: localMaxKeys)
-        self.breaker = CircuitBreaker(logger: logger)
+        self.breaker = StorageCircuitBreaker(
+            logger: logger,
+            recoveredMessage: "redis answers again: decisions go to redis",
+            unavailableMessage: "redis unavailable: decisions follow on_error"
+        )
         self.logger = logger
     }
 

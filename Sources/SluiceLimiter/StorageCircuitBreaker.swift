@@ -1,17 +1,16 @@
 import Logging
-import SluiceLimiter
 import Synchronization
 
-/// Stops sending decisions to a memcached server that keeps failing, so an outage costs requests no latency (issue 5).
+/// Stops sending decisions to a shared store (Redis, a memcached server) that keeps failing, so an outage costs
+/// requests no latency (issue 5).
 ///
-/// Closed: every decision goes to the server; `failureThreshold` failures in a row open it. Open: decisions go straight
+/// Closed: every decision goes to the store; `failureThreshold` failures in a row open it. Open: decisions go straight
 /// to `on_error` until the backoff ends; then one decision is let through as a probe (half open): success closes
 /// the breaker, failure opens it again for twice as long (up to `maxBackoff`). One log line per change of state,
 /// never one per request.
 ///
-/// One per server (issue 21: a server that is down sends only its own keys to `on_error`). The same machine as
-/// SluiceRedis's `CircuitBreaker`: the two store modules do not depend on each other.
-final class MemcachedCircuitBreaker: Sendable {
+/// Redis has one; memcached one per server (issue 21: a server that is down sends only its own keys to `on_error`).
+public final class StorageCircuitBreaker: Sendable {
     private enum State {
         case closed(consecutiveFailures: Int)
         case open(until: LimiterInstant, backoff: Duration)
@@ -23,16 +22,28 @@ final class MemcachedCircuitBreaker: Sendable {
     private let initialBackoff: Duration
     private let maxBackoff: Duration
     private let logger: Logger
+    /// What the log says when the store answers again, and when it is given up on.
+    private let recoveredMessage: Logger.Message
+    private let unavailableMessage: Logger.Message
 
-    init(failureThreshold: Int = 3, initialBackoff: Duration = .milliseconds(500), maxBackoff: Duration = .seconds(10), logger: Logger) {
+    public init(
+        failureThreshold: Int = 3,
+        initialBackoff: Duration = .milliseconds(500),
+        maxBackoff: Duration = .seconds(10),
+        logger: Logger,
+        recoveredMessage: Logger.Message,
+        unavailableMessage: Logger.Message
+    ) {
         self.failureThreshold = failureThreshold
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.logger = logger
+        self.recoveredMessage = recoveredMessage
+        self.unavailableMessage = unavailableMessage
     }
 
     /// Whether a decision may go to the server now (a probe when the backoff has just ended).
-    func allowsRequest(now: LimiterInstant) -> Bool {
+    public func allowsRequest(now: LimiterInstant) -> Bool {
         self.state.withLock { state in
             switch state {
             case .closed:
@@ -49,19 +60,19 @@ final class MemcachedCircuitBreaker: Sendable {
     }
 
     /// Whether decisions currently go to the server (for readiness).
-    var isClosed: Bool {
+    public var isClosed: Bool {
         self.state.withLock { if case .closed = $0 { true } else { false } }
     }
 
     /// A probe granted by ``allowsRequest(now:)`` was not used (another server of the request refused it): the next
     /// request may probe instead.
-    func probeAbandoned(now: LimiterInstant) {
+    public func probeAbandoned(now: LimiterInstant) {
         self.state.withLock { state in
             if case .halfOpen(let backoff) = state { state = .open(until: now, backoff: backoff) }
         }
     }
 
-    func recordSuccess() {
+    public func recordSuccess() {
         let recovered: Bool = self.state.withLock { state in
             let wasDown: Bool
             switch state {
@@ -71,10 +82,10 @@ final class MemcachedCircuitBreaker: Sendable {
             state = .closed(consecutiveFailures: 0)
             return wasDown
         }
-        if recovered { self.logger.notice("memcached server answers again: decisions go to it") }
+        if recovered { self.logger.notice(self.recoveredMessage) }
     }
 
-    func recordFailure(_ error: any Error, now: LimiterInstant) {
+    public func recordFailure(_ error: any Error, now: LimiterInstant) {
         let opened: Duration? = self.state.withLock { state in
             switch state {
             case .closed(let failures):
@@ -94,7 +105,7 @@ final class MemcachedCircuitBreaker: Sendable {
         }
         if let opened {
             self.logger.error(
-                "memcached server unavailable: decisions for its keys follow on_error",
+                self.unavailableMessage,
                 metadata: ["error": "\(error)", "retry_in": "\(opened)"]
             )
         }
