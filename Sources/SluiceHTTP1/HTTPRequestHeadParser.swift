@@ -47,6 +47,8 @@ public struct HTTPRequestHeadParser: Sendable {
     private var contentLength: Int? = nil
     private var transferEncoding = false
     private var chunkedSeen = false
+    /// The method is CONNECT: what follows its head is tunnel data to llhttp, never a body.
+    private var isConnect = false
     private var hostCount = 0
     private var connection = HTTPFieldSemantics.ConnectionOptions()
 
@@ -70,6 +72,7 @@ public struct HTTPRequestHeadParser: Sendable {
         self.contentLength = nil
         self.transferEncoding = false
         self.chunkedSeen = false
+        self.isConnect = false
         self.hostCount = 0
         self.connection = HTTPFieldSemantics.ConnectionOptions()
         // The field list keeps its storage: once the previous head's copies are gone (the proxy resets before the next
@@ -108,6 +111,7 @@ public struct HTTPRequestHeadParser: Sendable {
                 guard bytes[i] == 0x20 else { return .error(.malformed(.requestLine)) }
                 self.head.method = self.tokenStart..<i
                 guard Self.isKnownMethod(bytes, self.head.method) else { return .error(.malformed(.method)) }
+                self.isConnect = HTTPFieldSemantics.equals(bytes, self.head.method, "CONNECT")
                 self.tokenStart = i + 1
                 self.state = .target
             case .target:
@@ -218,6 +222,11 @@ public struct HTTPRequestHeadParser: Sendable {
             head.framing = .chunked
         } else if let contentLength = self.contentLength {
             head.framing = .length(contentLength)
+        }
+        // RFC 9110 §9.3.6: a CONNECT request has no content. llhttp takes what follows its head as tunnel bytes
+        // whatever the framing fields say, so a body framed here would be read differently by the two.
+        if self.isConnect, head.framing != .none, head.framing != .length(0) {
+            return .error(.malformed(.contentOnConnect))
         }
         if self.hostCount == 0 && head.minorVersion == 1 { return .error(.malformed(.missingHost)) }
         head.connectionClose = self.connection.close

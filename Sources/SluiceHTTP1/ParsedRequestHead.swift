@@ -89,6 +89,7 @@ public enum HTTPHeadError: Error, Sendable, Equatable {
         case lengthAndTransferEncoding = "both Content-Length and Transfer-Encoding"
         case transferEncoding = "Transfer-Encoding without chunked as the final coding"
         case transferEncodingInHTTP10 = "Transfer-Encoding in an HTTP/1.0 request"
+        case contentOnConnect = "a CONNECT request with content (Transfer-Encoding or a non-zero Content-Length)"
         case missingHost = "no Host"
         case repeatedHost = "more than one Host"
         case host = "malformed Host"
