@@ -19,7 +19,7 @@ let package = Package(
         /// with `-enable-testing` there, so the fuzz targets reach internal parsers through `@testable import`.
         .library(
             name: "SluiceForFuzzing",
-            targets: ["SluiceHTTP1", "SluiceDifferential", "SluiceConfig", "SluiceLimiter", "SluiceRedis", "SluiceProxy"]
+            targets: ["SluiceHTTP1", "SluiceDifferential", "SluiceConfig", "SluiceLimiter", "SluiceRedis", "SluiceMemcached", "SluiceProxy"]
         ),
     ],
     dependencies: [

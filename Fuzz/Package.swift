@@ -34,6 +34,7 @@ let package = Package(
         fuzzTarget("differential", [sluice]),
         fuzzTarget("response-head", [sluice]),
         fuzzTarget("resp", [sluice, .product(name: "NIOCore", package: "swift-nio")]),
+        fuzzTarget("memcached", [sluice, .product(name: "NIOCore", package: "swift-nio")]),
         fuzzTarget("config", [sluice]),
         fuzzTarget("syntax", [sluice]),
         fuzzTarget("path", [sluice]),

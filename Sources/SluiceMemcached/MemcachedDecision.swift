@@ -179,7 +179,7 @@ final class MemcachedDecision: MemcachedReplyReceiver {
         for position in 0..<self.involved.count {
             guard self.store.servers[self.involved[position]].breaker.allowsRequest(now: self.now) else {
                 for other in 0..<position { self.store.servers[self.involved[other]].breaker.probeAbandoned(now: self.now) }
-                self.finish(self.store.decideWithoutMemcached(self.batch, now: self.now), observed: nil)
+                self.finish(self.store.fallback.decide(self.batch, now: self.now), observed: nil)
                 return
             }
         }
@@ -556,7 +556,7 @@ final class MemcachedDecision: MemcachedReplyReceiver {
         if let server, !(error is MemcachedContention) {
             self.store.servers[server].breaker.recordFailure(error, now: self.now)
         }
-        let decided = self.store.decideWithoutMemcached(self.batch, now: self.now)
+        let decided = self.store.fallback.decide(self.batch, now: self.now)
         self.finish(decided, observed: !(error is MemcachedContention))
         self.cleanUp()
     }

@@ -45,9 +45,8 @@ public final class MemcachedStore: RateLimitStore {
     let continuum: KetamaContinuum
     let keyspace: MemcachedKeyspace
     let group: any EventLoopGroup
-    let onError: MemcachedStorageConfiguration.OnError
-    let instances: Int
-    let local: MemoryStore
+    /// What `on_error` answers while the server cannot (shared with the other stores).
+    let fallback: StorageFallback
     /// The longest a decision may take before `on_error` answers it (`timeout` + 500 ms: a few rounds of commands).
     let decisionBudget: TimeAmount
     /// Told how long each decision took and whether it failed (`sluice_storage_latency_seconds`,
@@ -107,9 +106,7 @@ public final class MemcachedStore: RateLimitStore {
         self.watchdogs = watchdogs
         self.continuum = KetamaContinuum(servers: configuration.servers.map(\.description))
         self.keyspace = MemcachedKeyspace(prefix: configuration.keyPrefix)
-        self.onError = configuration.onError
-        self.instances = max(1, configuration.instances)
-        self.local = MemoryStore(maxKeys: localMaxKeys)
+        self.fallback = StorageFallback(onError: configuration.onError, instances: configuration.instances, localMaxKeys: localMaxKeys)
         self.decisionBudget = timeout + .milliseconds(500)
         self.observe = observe
         self.observeServer = observeServer
@@ -156,50 +153,7 @@ public final class MemcachedStore: RateLimitStore {
 
     /// Synchronous callers (not the proxy) get the `on_error` decision: this store never blocks for memcached.
     public func decide(_ batch: inout DecisionBatch, now: LimiterInstant) {
-        batch = self.decideWithoutMemcached(batch, now: now)
-    }
-
-    /// What `on_error` says while a server of the request cannot answer (the Redis store's rules).
-    func decideWithoutMemcached(_ batch: DecisionBatch, now: LimiterInstant) -> DecisionBatch {
-        var decided = batch
-        switch self.onError {
-        case .allow:
-            decided.isAdmitted = true
-            for index in 0..<decided.items.count {
-                decided.results[index] = StoreItemResult(
-                    verdict: .admitted,
-                    remaining: decided.items[index].limit.count,
-                    resetNanoseconds: 0
-                )
-            }
-        case .deny:
-            decided.isAdmitted = false
-            decided.storageUnavailable = true
-            for index in 0..<decided.items.count {
-                decided.results[index] = StoreItemResult(verdict: .denied(retryAfterNanoseconds: 1_000_000_000), remaining: 0, resetNanoseconds: 0)
-            }
-        case .local:
-            var scaled = DecisionBatch()
-            for item in self.scaled(batch.items) { scaled.append(item) }
-            self.local.decide(&scaled, now: now)
-            decided.isAdmitted = scaled.isAdmitted
-            for index in 0..<decided.items.count { decided.results[index] = scaled.results[index] }
-        }
-        return decided
-    }
-
-    /// The items with each limit's COUNT (and burst) divided among `instances`, at least 1.
-    func scaled(_ items: some Collection<StoreItem>) -> [StoreItem] {
-        items.map { item in
-            var item = item
-            item.limit = LimitParameters(
-                count: max(1, item.limit.count / Int64(self.instances)),
-                periodNanoseconds: item.limit.periodNanoseconds,
-                burst: item.limit.burst / Int64(self.instances),
-                delayNanoseconds: item.limit.delayNanoseconds
-            )
-            return item
-        }
+        batch = self.fallback.decide(batch, now: now)
     }
 
     /// Sends `command` to server `index`, timing the exchange for that server's metrics.
@@ -258,7 +212,7 @@ public final class MemcachedStore: RateLimitStore {
                 if !(error is MemcachedContention) {
                     self.servers[self.server(for: item.key)].breaker.recordFailure(error, now: now)
                 }
-                if self.onError == .local { self.local.commit(self.scaled([item]), now: now) }
+                self.fallback.commitLocally([item], now: now)
                 return loop.makeSucceededVoidFuture()
             }
         }
@@ -444,7 +398,7 @@ public final class MemcachedStore: RateLimitStore {
             case .tokenBucket, .gcra, .movingWindow:
                 names.append((self.keyspace.name(item.key), index))
             }
-            self.local.reset(item.key)
+            self.fallback.local.reset(item.key)
         }
         if let penaltyKey { names.append((self.keyspace.name(penaltyKey), self.server(for: penaltyKey))) }
         return try await self.delete(names)
@@ -461,11 +415,11 @@ public final class MemcachedStore: RateLimitStore {
     /// memcached keys expire on their own (every write sets a TTL); only the local fallback's are swept.
     @discardableResult
     public func removeIdleKeys(now: LimiterInstant) -> Int {
-        self.local.removeIdleKeys(now: now)
+        self.fallback.local.removeIdleKeys(now: now)
     }
 
-    public var trackedKeys: Int { self.local.trackedKeys }
-    public var evictions: Int { self.local.evictions }
+    public var trackedKeys: Int { self.fallback.local.trackedKeys }
+    public var evictions: Int { self.fallback.local.evictions }
 }
 
 /// A compare-and-swap lost to other writers ``MemcachedStore/maximumCASAttempts`` times in a row: not the server's

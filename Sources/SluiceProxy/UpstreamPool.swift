@@ -172,7 +172,7 @@ final class UpstreamPool {
             ready = connected
         }
         let loopBoundSelf = NIOLoopBound(self, eventLoop: self.eventLoop)
-        return ready.flatMapThrowing { channel in
+        return ready.flatMapThrowing { [handshake] channel in
             let handler = try channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
             let connection = UpstreamConnection(channel: channel, handler: handler, target: target, tls: handshake?.context)
             // Set once: a connection that closes while idle leaves the pool (release and take only flip `isIdle`).

@@ -26,10 +26,9 @@ public final class RedisStore: RateLimitStore {
     /// One per event loop of `group`, made up front so that finding a loop's batcher takes no lock.
     private let batchers: [ObjectIdentifier: NIOLoopBoundBox<DecisionBatcher>]
     private let prefix: String
-    private let onError: RedisStorageConfiguration.OnError
-    private let instances: Int
     private let useServerTime: Bool
-    private let local: MemoryStore
+    /// What `on_error` answers while the server cannot (shared with the other stores).
+    private let fallback: StorageFallback
     private let breaker: StorageCircuitBreaker
     private let denials: DenialCache?
     private let scriptSHA = Mutex<String?>(nil)
@@ -74,10 +73,8 @@ public final class RedisStore: RateLimitStore {
             logger: logger
         )
         self.prefix = configuration.keyPrefix
-        self.onError = configuration.onError
-        self.instances = max(1, configuration.instances)
         self.useServerTime = useServerTime
-        self.local = MemoryStore(maxKeys: localMaxKeys)
+        self.fallback = StorageFallback(onError: configuration.onError, instances: configuration.instances, localMaxKeys: localMaxKeys)
         self.breaker = StorageCircuitBreaker(
             logger: logger,
             recoveredMessage: "redis answers again: decisions go to redis",
@@ -109,7 +106,7 @@ public final class RedisStore: RateLimitStore {
             return
         }
         guard self.breaker.allowsRequest(now: now) else {
-            completion(self.decideWithoutRedis(batch, now: now))
+            completion(self.fallback.decide(batch, now: now))
             return
         }
         let requested = batch
@@ -124,7 +121,7 @@ public final class RedisStore: RateLimitStore {
             case .success(let reply):
                 guard var decided = Self.apply(reply, to: requested) else {
                     self.breaker.recordFailure(RedisError.protocolError("unexpected script reply"), now: now)
-                    completion(self.decideWithoutRedis(requested, now: now))
+                    completion(self.fallback.decide(requested, now: now))
                     return
                 }
                 self.breaker.recordSuccess()
@@ -133,7 +130,7 @@ public final class RedisStore: RateLimitStore {
                 completion(decided)
             case .failure(let error):
                 self.breaker.recordFailure(error, now: now)
-                completion(self.decideWithoutRedis(requested, now: now))
+                completion(self.fallback.decide(requested, now: now))
             }
         }
         self.run(request, now: now)
@@ -141,7 +138,7 @@ public final class RedisStore: RateLimitStore {
 
     /// Synchronous callers (not the proxy) get the `on_error` decision: this store never blocks for Redis.
     public func decide(_ batch: inout DecisionBatch, now: LimiterInstant) {
-        batch = self.decideWithoutRedis(batch, now: now)
+        batch = self.fallback.decide(batch, now: now)
     }
 
     public func commit(_ items: some Collection<StoreItem>, now: LimiterInstant) {
@@ -151,7 +148,7 @@ public final class RedisStore: RateLimitStore {
     /// `commit`, with a future that completes once the cost is taken (in Redis, or locally); tests wait on it.
     func committed(_ items: SmallArray<2, StoreItem>, now: LimiterInstant) -> EventLoopFuture<Void>? {
         guard self.breaker.allowsRequest(now: now) else {
-            if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
+            self.fallback.commitLocally(items, now: now)
             return nil
         }
         let done = (MultiThreadedEventLoopGroup.currentEventLoop ?? self.group.any()).makePromise(of: Void.self)
@@ -160,55 +157,12 @@ public final class RedisStore: RateLimitStore {
             case .success: self.breaker.recordSuccess()
             case .failure(let error):
                 self.breaker.recordFailure(error, now: now)
-                if self.onError == .local { self.local.commit(self.scaled(items), now: now) }
+                self.fallback.commitLocally(items, now: now)
             }
             done.succeed()
         }
         self.run(request, now: now)
         return done.futureResult
-    }
-
-    /// What `on_error` says while Redis cannot answer.
-    private func decideWithoutRedis(_ batch: DecisionBatch, now: LimiterInstant) -> DecisionBatch {
-        var decided = batch
-        switch self.onError {
-        case .allow:
-            decided.isAdmitted = true
-            for index in 0..<decided.items.count {
-                decided.results[index] = StoreItemResult(
-                    verdict: .admitted,
-                    remaining: decided.items[index].limit.count,
-                    resetNanoseconds: 0
-                )
-            }
-        case .deny:
-            decided.isAdmitted = false
-            decided.storageUnavailable = true
-            for index in 0..<decided.items.count {
-                decided.results[index] = StoreItemResult(verdict: .denied(retryAfterNanoseconds: 1_000_000_000), remaining: 0, resetNanoseconds: 0)
-            }
-        case .local:
-            var scaled = DecisionBatch()
-            for item in self.scaled(batch.items) { scaled.append(item) }
-            self.local.decide(&scaled, now: now)
-            decided.isAdmitted = scaled.isAdmitted
-            for index in 0..<decided.items.count { decided.results[index] = scaled.results[index] }
-        }
-        return decided
-    }
-
-    /// The items with each limit's COUNT (and burst) divided among `instances`, at least 1.
-    private func scaled(_ items: some Collection<StoreItem>) -> [StoreItem] {
-        items.map { item in
-            var item = item
-            item.limit = LimitParameters(
-                count: max(1, item.limit.count / Int64(self.instances)),
-                periodNanoseconds: item.limit.periodNanoseconds,
-                burst: item.limit.burst / Int64(self.instances),
-                delayNanoseconds: item.limit.delayNanoseconds
-            )
-            return item
-        }
     }
 
     // MARK: The script
@@ -323,16 +277,16 @@ public final class RedisStore: RateLimitStore {
         self.denials?.forget(keys)
         let command = RedisCommand(arguments: [ByteBuffer(string: "DEL")] + keys.map { ByteBuffer(string: self.redisKey($0)) })
         let removed = try await self.pool.send(command, preferring: nil).get()
-        for key in keys { self.local.reset(key) }
+        for key in keys { self.fallback.local.reset(key) }
         return (removed.int ?? 0) > 0
     }
 
     /// Redis keys expire on their own (every write sets a TTL).
     @discardableResult
     public func removeIdleKeys(now: LimiterInstant) -> Int {
-        self.local.removeIdleKeys(now: now)
+        self.fallback.local.removeIdleKeys(now: now)
     }
 
-    public var trackedKeys: Int { self.local.trackedKeys }
-    public var evictions: Int { self.local.evictions }
+    public var trackedKeys: Int { self.fallback.local.trackedKeys }
+    public var evictions: Int { self.fallback.local.evictions }
 }
