@@ -29,6 +29,22 @@ final class LimiterGate: RequestGate {
     }
 
     func decide<R: RequestAttributes & Sendable>(_ request: R, context: inout GateContext, eventLoop: any EventLoop) -> GateVerdict {
+        let promise = eventLoop.makePromise(of: DecidedGate.self)
+        guard let verdict = self.decide(request, context: &context, delivery: PromiseDelivery(promise: promise)) else {
+            return .later(promise.futureResult)
+        }
+        promise.succeed(DecidedGate(verdict: verdict, context: context))
+        return verdict
+    }
+
+    /// The verdict now, or `nil` when the store takes a round trip: then `delivery` is handed the decision once it
+    /// comes (on whichever loop the store answers on; the delivery hops to its own). The proxy's connections pass
+    /// themselves (``ConnectionDelivery``), which costs no promise, future or callback per request.
+    func decide<R: RequestAttributes & Sendable, D: GateDecisionDelivery>(
+        _ request: R,
+        context: inout GateContext,
+        delivery: D
+    ) -> GateVerdict? {
         let now = LimiterInstant.now()
         let store = self.limiter.store
         guard !store.decidesSynchronously else {
@@ -40,7 +56,6 @@ final class LimiterGate: RequestGate {
             return self.verdict(for: self.limiter.finish(prepared, now: now), uri: request.uri, context: &context, now: now)
         }
         // One round trip to the store; the request waits, unread, on its connection.
-        let promise = eventLoop.makePromise(of: DecidedGate.self)
         let initialContext = context
         let waiting = prepared
         store.decide(prepared.batch, now: now) { [self] batch in
@@ -49,9 +64,9 @@ final class LimiterGate: RequestGate {
             var context = initialContext
             let outcome = self.limiter.finish(prepared, now: now)
             let verdict = self.verdict(for: outcome, uri: request.uri, context: &context, now: now)
-            promise.succeed(DecidedGate(verdict: verdict, context: context))
+            delivery.deliver(DecidedGate(verdict: verdict, context: context))
         }
-        return .later(promise.futureResult)
+        return nil
     }
 
     /// The forward plan or the answer for a decided request.
@@ -118,6 +133,21 @@ final class LimiterGate: RequestGate {
             }
             return .forward(plan)
         }
+    }
+}
+
+/// Where a decision that took a round trip goes.
+protocol GateDecisionDelivery: Sendable {
+    /// Called once, on the loop the store answered on.
+    func deliver(_ decided: DecidedGate)
+}
+
+/// To a promise (callers of ``RequestGate/decide(_:context:eventLoop:)``).
+struct PromiseDelivery: GateDecisionDelivery {
+    let promise: EventLoopPromise<DecidedGate>
+
+    func deliver(_ decided: DecidedGate) {
+        self.promise.succeed(decided)
     }
 }
 

@@ -502,7 +502,17 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         var gateContext = self.exchange.gateContext
         let verdict: GateVerdict
         if let limiterGate = config.limiterGate {
-            verdict = limiterGate.decide(attributes, context: &gateContext, eventLoop: self.context.eventLoop)
+            let delivery = ConnectionDelivery(
+                handler: NIOLoopBound(self, eventLoop: self.context.eventLoop),
+                exchangeID: self.exchangeID,
+                config: config
+            )
+            guard let now = limiterGate.decide(attributes, context: &gateContext, delivery: delivery) else {
+                // Held, unread, until ``decisionArrived(_:exchangeID:config:)``.
+                self.exchange.gateContext = gateContext
+                return
+            }
+            verdict = now
         } else {
             verdict = config.gate.decide(attributes, context: &gateContext, eventLoop: self.context.eventLoop)
         }
@@ -514,6 +524,23 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             self.answer(answer)
         case .later(let decided):
             self.awaitDecision(decided, config: config)
+        }
+    }
+
+    /// The decision of a request that took a round trip (Redis, memcached), on this connection's loop: acted on
+    /// unless the exchange it was for is over (the client left) or already went on.
+    func decisionArrived(_ decision: DecidedGate, exchangeID: Int, config: ProxySnapshot) {
+        guard self.exchangeID == exchangeID, case .exchange(let exchange) = self.machine.state, exchange.upstream == .none else {
+            return
+        }
+        self.exchange.gateContext = decision.context
+        switch decision.verdict {
+        case .forward(let plan):
+            self.forward(plan, config: config)
+        case .answer(let answer):
+            self.answer(answer)
+        case .later:
+            self.closeClient()
         }
     }
 
@@ -535,28 +562,20 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
-    /// Holds a request whose decision takes a round trip (Redis): its body is buffered and the client is not
-    /// read further (as during a `delay`), until the decision comes.
+    /// Holds a request whose decision takes a round trip, from a gate that answers with a future: its body is
+    /// buffered and the client is not read further (as during a `delay`), until the decision comes.
     private func awaitDecision(_ decided: EventLoopFuture<DecidedGate>, config: ProxySnapshot) {
         let id = self.exchangeID
         let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
         decided.hop(to: self.context.eventLoop).assumeIsolated().whenComplete { result in
             let this = loopBoundSelf.value
-            guard this.exchangeID == id, case .exchange(let exchange) = this.machine.state, exchange.upstream == .none else {
-                return
-            }
             switch result {
             case .success(let decision):
-                this.exchange.gateContext = decision.context
-                switch decision.verdict {
-                case .forward(let plan):
-                    this.forward(plan, config: config)
-                case .answer(let answer):
-                    this.answer(answer)
-                case .later:
-                    this.closeClient()
-                }
+                this.decisionArrived(decision, exchangeID: id, config: config)
             case .failure:
+                guard this.exchangeID == id, case .exchange(let exchange) = this.machine.state, exchange.upstream == .none else {
+                    return
+                }
                 this.answer(status: .serviceUnavailable, body: "rate-limit decision failed\n", closeRequested: false)
             }
         }
@@ -620,5 +639,22 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         default: body = "bad request: invalid chunked body\n"
         }
         self.perform(self.machine.requestBodyRefused(), status: status, headers: [], body: body)
+    }
+}
+
+/// Hands a decision that took a round trip to its connection, hopping to the connection's loop when the store
+/// answered on another. A value: no promise, future or callback is made per request.
+struct ConnectionDelivery: GateDecisionDelivery {
+    let handler: NIOLoopBound<ProxyConnectionHandler>
+    let exchangeID: Int
+    let config: ProxySnapshot
+
+    func deliver(_ decided: DecidedGate) {
+        let loop = self.handler.eventLoop
+        if loop.inEventLoop {
+            self.handler.value.decisionArrived(decided, exchangeID: self.exchangeID, config: self.config)
+        } else {
+            loop.execute { self.handler.value.decisionArrived(decided, exchangeID: self.exchangeID, config: self.config) }
+        }
     }
 }
