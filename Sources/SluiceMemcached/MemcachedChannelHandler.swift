@@ -9,8 +9,9 @@ struct MemcachedRequest: Sendable {
 
 /// Pipelines meta commands on one connection: a FIFO of promises, each reply matched by its opaque token.
 ///
-/// Takes requests from ``MemcachedConnection`` (called directly on the loop, see ``send(_:)``) and
-/// ``MemcachedReply`` reads. Every command gets the next opaque token of this connection (`O1`, `O2`, ...), and is
+/// Takes requests from ``MemcachedConnection`` (called directly on the loop, see ``send(_:)``) and the bytes
+/// memcached sends, which it decodes itself with ``MemcachedReplyDecoder`` (a reply passed through the pipeline
+/// would be boxed into an allocation of its own each). Every command gets the next opaque token of this connection (`O1`, `O2`, ...), and is
 /// encoded into one buffer per event-loop tick: the first command of a tick schedules one write and flush for the
 /// end of the tick, so every command issued during that tick, for every decision of the loop, leaves in one write.
 ///
@@ -47,7 +48,7 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
         }
     }
 
-    typealias InboundIn = MemcachedReply
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
@@ -59,6 +60,8 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
 
     private let commandTimeout: TimeAmount
     private let logger: Logger
+    /// Frames replies from the bytes read; the decoder bounds lines and values, so the buffer is bounded too.
+    private var replies = NIOSingleStepByteToMessageProcessor(MemcachedReplyDecoder())
     private var context: ChannelHandlerContext?
     /// Commands written and not yet answered, oldest first.
     private var pending = CircularBuffer<Pending>(initialCapacity: 16)
@@ -142,7 +145,19 @@ final class MemcachedChannelHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch self.unwrapInboundIn(data) {
+        do {
+            try self.replies.process(buffer: self.unwrapInboundIn(data)) { reply in
+                self.received(reply, context: context)
+            }
+        } catch {
+            self.close(context: context, failing: error as? MemcachedError ?? .protocolError("\(error)"))
+        }
+    }
+
+    private func received(_ reply: MemcachedReply, context: ChannelHandlerContext) {
+        // Replies after a desync or an error line are not read as answers: the connection is going away.
+        guard !self.isClosed else { return }
+        switch reply {
         case .meta(let reply):
             guard let head = self.pending.first else {
                 self.close(context: context, failing: .protocolError("a reply no command was waiting for"))

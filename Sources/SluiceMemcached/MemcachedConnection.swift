@@ -39,7 +39,6 @@ public final class MemcachedConnection: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(MemcachedReplyDecoder()),
                         MemcachedChannelHandler(commandTimeout: commandTimeout, logger: logger)
                     )
                 }

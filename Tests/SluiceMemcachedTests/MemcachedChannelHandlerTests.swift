@@ -27,7 +27,6 @@ private struct Harness {
     init(commandTimeout: TimeAmount = .seconds(1)) throws {
         try self.channel.pipeline.syncOperations.addHandlers(
             self.counter,
-            ByteToMessageHandler(MemcachedReplyDecoder()),
             MemcachedChannelHandler(commandTimeout: commandTimeout, logger: quietLogger)
         )
         try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 11211)).wait()
