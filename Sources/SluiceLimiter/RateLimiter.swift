@@ -114,7 +114,7 @@ public final class RateLimiter: Sendable {
         var refusedEnforced = false
         for ruleIndex in 0..<self.rules.count {
             let rule = self.rules[ruleIndex]
-            guard rule.matcher.matches(request, path: path) else { continue }
+            guard rule.hasRateLimits, rule.matcher.matches(request, path: path) else { continue }
             if !rule.exempt.isEmpty, rule.exempt.contains(where: { $0.contains(request.clientIP) }) {
                 prepared.entries.append(Entry(rule: rule.index, kind: .exempt))
                 continue
@@ -137,6 +137,8 @@ public final class RateLimiter: Sendable {
             let cost = Self.cost(rule.cost, request: request)
             let tierValue = rule.tierPart.flatMap { KeyBuilder.value(of: $0, request: request, path: path) }
             let limits = rule.limits(tierValue: tierValue)
+            // A tier without rate limits (a rule with `concurrency` and limits for some tiers only).
+            if limits.isEmpty { continue }
             var refusedLimit: String?
             if let tooSmall = limits.first(where: { Int64($0.limit.count) < cost }) {
                 refusedLimit = tooSmall.limit.text

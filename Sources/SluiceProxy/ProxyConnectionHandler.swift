@@ -107,6 +107,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         var responseBytes = 0
         var responseStatus = 0
         var responseFraming = ClientResponseFraming.asReceived
+        /// The request and its snapshot while it waits in a concurrency queue (issue 22).
+        var waiting: (attributes: RawRequestAttributes, config: ProxySnapshot)?
     }
 
     // Timers (``LazyDeadline``s: arming is a store, not a scheduled task).
@@ -127,6 +129,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     var tunnelTimer = LazyDeadline()
     /// Bytes of a next request head have arrived while awaiting it.
     var headBytesSeen = false
+    /// A concurrency queue's `timeout` for the request waiting in it (issue 22; the slow path: a scheduled task).
+    var queueTimeout: Scheduled<Void>?
 
     enum ConnectionTimer {
         case head
@@ -159,6 +163,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        // Gives back any concurrency slot (channelInactive did already, unless the handler left a live channel).
+        self.machine.close()
         self.shared.metrics.connectionClosed()
     }
 
@@ -168,6 +174,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.cancelQueueTimeout()
         self.connectionTimer.cancel()
         self.responseTimer.cancel()
         self.bodyTimer.cancel()
@@ -240,6 +247,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     /// The client shut its sending side.
     private func clientInputClosed() {
+        if self.machine.slots?.isWaiting == true {
+            // A client that shuts its side while its request waits for a slot is gone (as nginx takes it): it leaves
+            // the queue at once.
+            self.closeClient()
+            return
+        }
         switch self.reading {
         case .tunnel:
             // Half-close travels through the tunnel as a close of the other side's output.
@@ -499,6 +512,16 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
 
+        // Concurrency first (issue 22): its slots are taken all or nothing, then the rate limits decide.
+        if let concurrency = config.limiterGate?.concurrency, let admission = concurrency.admission(for: attributes) {
+            self.admit(admission, attributes, config: config)
+            return
+        }
+        self.decide(attributes, config: config)
+    }
+
+    /// Asks the gate (the rate limits) and forwards or answers as it says.
+    func decide(_ attributes: RawRequestAttributes, config: ProxySnapshot) {
         var gateContext = self.exchange.gateContext
         let verdict: GateVerdict
         if let limiterGate = config.limiterGate {
@@ -516,6 +539,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         } else {
             verdict = config.gate.decide(attributes, context: &gateContext, eventLoop: self.context.eventLoop)
         }
+        if let admission = self.machine.slots { Self.describeConcurrency(admission, in: &gateContext) }
         self.exchange.gateContext = gateContext
         switch verdict {
         case .forward(let plan):
@@ -534,6 +558,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
         self.exchange.gateContext = decision.context
+        if let admission = self.machine.slots { Self.describeConcurrency(admission, in: &self.exchange.gateContext) }
         switch decision.verdict {
         case .forward(let plan):
             self.forward(plan, config: config)
