@@ -160,7 +160,7 @@ struct ProxyConcurrencyTests {
     @Test("every way an exchange ends returns its slot")
     func releaseOnEveryPath() async throws {
         let rules = [concurrencyRule("gen", max: 5)]
-        try await withConcurrencyProxy(rules, configure: { $0.server.timeouts.upstreamResponse = .milliseconds(300) }) { proxy in
+        try await withConcurrencyProxy(rules, configure: { $0.server.timeouts.upstreamResponse = .seconds(2) }) { proxy in
             let slots = proxy.slots("gen")
             func settled(_ what: String) async throws {
                 try await eventually("\(what): in flight 0") { slots.inFlight == 0 }
