@@ -17,6 +17,8 @@ import SluiceConfig
 /// - a cost above a limit's COUNT refuses the request for good (no `Retry-After`);
 /// - every limit becomes a ``StoreItem`` and the store decides them together.
 /// `mode: shadow` rules are counted but never block: they turn an admitted request into `shadowLimited`.
+/// A rule with only `concurrency` (no `limits`, no tier limits), or a tier without limits, is not a rate limit: it is
+/// skipped here and left to the ``ConcurrencyLimiter``, which the proxy asks first (issue 22).
 ///
 /// Decisions where the spec is silent: when two applicable rules produce the same storage key (rules with one
 /// `shared` name, the same key parts and the same limit), the request is counted once for it; a request refused for

@@ -12,13 +12,22 @@ extension ProxyConnectionHandler {
     /// Hands `admission` to the state machine and takes its slots: then the rate limits, a queue, or a refusal.
     func admit(_ admission: ConcurrencyAdmission, _ attributes: RawRequestAttributes, config: ProxySnapshot) {
         guard self.machine.slotsTaken(admission) else { return }
+        let step = admission.start(wake: self.slotWake)
+        self.concurrencyStep(step, attributes, config: config)
+    }
+
+    /// What a waiter of this connection is woken with: made once per connection (not per request), dropped in
+    /// `handlerRemoved` (it holds the handler).
+    private var slotWake: @Sendable (ConcurrencyWaiter) -> Void {
+        if let wake = self.concurrencyWake { return wake }
         let eventLoop = self.context.eventLoop
         let loopBoundSelf = NIOLoopBound(self, eventLoop: eventLoop)
-        let step = admission.start { waiter in
+        let wake: @Sendable (ConcurrencyWaiter) -> Void = { waiter in
             // From the thread that released the slot: hop to this connection's loop, never block there.
             eventLoop.execute { loopBoundSelf.value.slotGranted(waiter) }
         }
-        self.concurrencyStep(step, attributes, config: config)
+        self.concurrencyWake = wake
+        return wake
     }
 
     private func concurrencyStep(_ step: ConcurrencyStep, _ attributes: RawRequestAttributes, config: ProxySnapshot) {

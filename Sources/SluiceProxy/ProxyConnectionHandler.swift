@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import SluiceConfig
 import SluiceHTTP1
+import SluiceLimiter
 
 /// The client side of the proxy: one per client connection, last in its pipeline (after TLS, if any). It reads
 /// and writes raw `ByteBuffer`s; there is no HTTP decoder or encoder in front of it (issue 19).
@@ -13,7 +14,9 @@ import SluiceHTTP1
 /// way from ``UpstreamConnectionHandler``.
 ///
 /// What happens when (keep-alive, pipelining, local answers, retries, tunnels, timeouts) is decided by
-/// ``ProxyConnectionStateMachine``; this class moves the bytes and runs the timers.
+/// ``ProxyConnectionStateMachine``; this class moves the bytes and runs the timers. With concurrency rules, a request
+/// takes its slots before the rate limits decide, and the machine returns them when the exchange is over
+/// (`ProxyConnectionHandler+Concurrency.swift`; issue 22).
 ///
 /// Back-pressure both ways: the client is not read while the upstream connection is missing or not writable,
 /// nor while a request waits for its response (bytes of a pipelined request that arrived meanwhile wait, at most
@@ -131,6 +134,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     var headBytesSeen = false
     /// A concurrency queue's `timeout` for the request waiting in it (issue 22; the slow path: a scheduled task).
     var queueTimeout: Scheduled<Void>?
+    /// How a slot handed over by another loop reaches this connection (``slotWake``); `nil` until first needed.
+    var concurrencyWake: (@Sendable (ConcurrencyWaiter) -> Void)?
 
     enum ConnectionTimer {
         case head
@@ -163,8 +168,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        // Gives back any concurrency slot (channelInactive did already, unless the handler left a live channel).
+        // Gives back any concurrency slot (channelInactive did already, unless the handler left a live channel), and
+        // drops the wake closure, which holds this handler.
         self.machine.close()
+        self.cancelQueueTimeout()
+        self.concurrencyWake = nil
         self.shared.metrics.connectionClosed()
     }
 
