@@ -50,6 +50,10 @@ import Testing
         let other = await router.respond(method: .GET, uri: "/limits/gen?key=other", authorization: nil)
         #expect(other.body.contains("\"in_flight\": 0,"))
 
+        let config = await router.respond(method: .GET, uri: "/config", authorization: nil).body
+        #expect(config.contains("\"concurrency\": {"))
+        #expect(config.contains("\"retry_after\": \"1s\""))
+
         let text = await router.respond(method: .GET, uri: "/metrics", authorization: nil).body
         #expect(text.contains("sluice_concurrency_in_flight{rule=\"gen\"} 1\n"))
         #expect(text.contains("sluice_concurrency_refusals_total{rule=\"gen\",reason=\"queue_full\"} 0\n"))
