@@ -72,3 +72,40 @@ struct ProxyConcurrencyQueueTests {
         }
     }
 }
+
+/// With `storage.kind: redis` the rate limits take a round trip while the request holds its (in-memory) slots.
+@Suite("Proxy concurrency with Redis rate limits")
+struct ProxyConcurrencyRedisTests {
+    @Test("slots are held across the Redis round trip, returned on its refusal, and the log names the rules")
+    func slotsAcrossTheRoundTrip() async throws {
+        let redis = try await RedisServer.start()
+        defer { Task { await redis.stop() } }
+        let rule = concurrencyRule("gen", max: 1, limits: [RateLimit(count: 2, periodSeconds: 60, text: "2/minute")])
+        try await withConcurrencyProxy([rule], configure: { configuration in
+            var storage = RedisStorageConfiguration(url: "redis://127.0.0.1:\(redis.port)/0")
+            storage.host = "127.0.0.1"
+            storage.port = redis.port
+            storage.keyPrefix = "conc-test:"
+            storage.timeout = .seconds(2)
+            configuration.storage.kind = .redis
+            configuration.storage.redis = storage
+        }) { proxy in
+            let held = try await proxy.send("/hold", headers: ["X-Key: k"])
+            try await eventually("held") { proxy.upstream.heldCount == 1 }
+            #expect(proxy.slots("gen").inFlight == 1)
+            let refused = try await proxy.get("/", headers: ["X-Key: k"])
+            #expect(refused.status == 429)
+            #expect(refused.header("RateLimit") == nil, "a concurrency refusal, before the rate limits")
+            proxy.upstream.releaseHeld()
+            #expect(try await held.readResponse().status == 200)
+            await held.close()
+            try await eventually("back") { proxy.slots("gen").inFlight == 0 }
+            #expect(try await proxy.get("/", headers: ["X-Key: k"]).status == 200)
+            let limited = try await proxy.get("/", headers: ["X-Key: k"])
+            #expect(limited.status == 429)
+            #expect(limited.header("RateLimit") != nil, "the rate limit's refusal, through Redis")
+            try await eventually("the rate refusal returned the slot") { proxy.slots("gen").inFlight == 0 }
+            #expect(!redis.cli("--scan", "--pattern", "conc-test:*").isEmpty, "the counters live in Redis")
+        }
+    }
+}
