@@ -24,6 +24,8 @@ public protocol AdminBackend: Sendable {
     var limitedKeys: LimitedKeyTracker? { get }
     /// Reload counts and the last result, for the status page; `nil` when unknown (the default).
     var reloadStatus: ReloadStatus? { get }
+    /// The concurrency rules of the running snapshot (issue 22), for `/limits`; `nil` without any (the default).
+    var concurrencyLimiter: ConcurrencyLimiter? { get }
 }
 
 extension AdminBackend {
@@ -31,4 +33,5 @@ extension AdminBackend {
     public var storageServers: [StorageServerHealth] { [] }
     public var limitedKeys: LimitedKeyTracker? { nil }
     public var reloadStatus: ReloadStatus? { nil }
+    public var concurrencyLimiter: ConcurrencyLimiter? { nil }
 }

@@ -183,7 +183,8 @@ public struct AdminRouter: Sendable {
             guard let state = try await limiter.keyState(rule: rule, displayKey: key, now: self.clock()) else {
                 return .error(.notFound, "no rule named \(rule)")
             }
-            return .json(.ok, state.adminJSON)
+            let concurrency = self.backend.concurrencyLimiter?.keyState(rule: rule, displayKey: key)
+            return .json(.ok, state.adminJSON(concurrency: concurrency))
         } catch {
             // A shared store that cannot answer: neither full quotas nor a reset that did not happen.
             return .error(.serviceUnavailable, "rate-limit storage unavailable: \(error)")
@@ -193,8 +194,11 @@ public struct AdminRouter: Sendable {
 
 extension KeyState {
     /// SPEC §7's shape, plus `blocked_for` (seconds left in the `block_for` penalty box, `null` when not blocked).
-    var adminJSON: AdminJSON {
-        .object([
+    var adminJSON: AdminJSON { self.adminJSON(concurrency: nil) }
+
+    /// ``adminJSON``, plus `concurrency: {max, in_flight, queued}` for a rule with `concurrency` (issue 22).
+    func adminJSON(concurrency: (max: Int, inFlight: Int, queued: Int)?) -> AdminJSON {
+        var fields: [(String, AdminJSON)] = [
             ("rule", .string(self.rule)),
             ("key", .string(self.key)),
             (
@@ -210,6 +214,18 @@ extension KeyState {
                 )
             ),
             ("blocked_for", self.blockedForSeconds.map(AdminJSON.int) ?? .null),
-        ])
+        ]
+        if let concurrency {
+            fields.append(
+                (
+                    "concurrency",
+                    .object([
+                        ("max", .int(concurrency.max)), ("in_flight", .int(concurrency.inFlight)),
+                        ("queued", .int(concurrency.queued)),
+                    ])
+                )
+            )
+        }
+        return .object(fields)
     }
 }

@@ -164,13 +164,21 @@ extension RuleConfiguration {
             return .object([("status", .array(codes + classes))])
         } ?? .null
         let tiers: AdminJSON = self.tiers.map { tiers in
-            .object([
+            var fields: [(String, AdminJSON)] = [
                 ("by", .string(tiers.by.description)),
                 ("values", .object(tiers.values.sorted { $0.key < $1.key }.map { ($0.key, .limits($0.value)) })),
                 ("default", tiers.defaultLimits.map(AdminJSON.limits) ?? .null),
-            ])
+            ]
+            // Issue 22: only when a tier gives one, so the shape of configurations without concurrency is unchanged.
+            if !tiers.concurrencyMax.isEmpty || tiers.defaultConcurrencyMax != nil {
+                fields.append(
+                    ("concurrency_max", .object(tiers.concurrencyMax.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) }))
+                )
+                fields.append(("default_concurrency_max", tiers.defaultConcurrencyMax.map(AdminJSON.int) ?? .null))
+            }
+            return .object(fields)
         } ?? .null
-        return .object([
+        var fields: [(String, AdminJSON)] = [
             ("name", .string(self.name)),
             ("match", self.match.adminJSON),
             ("key", .keyParts(self.key)),
@@ -187,7 +195,23 @@ extension RuleConfiguration {
             ("count_when", countWhen),
             ("tiers", tiers),
             ("response", self.response.adminJSON),
-        ])
+        ]
+        if let concurrency = self.concurrency {
+            fields.append(
+                (
+                    "concurrency",
+                    .object([
+                        ("max", .int(concurrency.max)),
+                        (
+                            "queue",
+                            concurrency.queue.map { .object([("size", .int($0.size)), ("timeout", .duration($0.timeout))]) } ?? .null
+                        ),
+                        ("retry_after", .duration(concurrency.retryAfter)),
+                    ])
+                )
+            )
+        }
+        return .object(fields)
     }
 }
 

@@ -66,6 +66,8 @@ public final class SluiceMetrics: Sendable {
     private let upstreamTimeouts = Atomic<Int>(0)
     /// The store's cumulative eviction total at the last ``updateStoreGauges(trackedKeys:evictions:)``.
     private let lastEvictionTotal: Mutex<Int>
+    /// The concurrency slots to render (issue 22), read at each scrape; `nil` until a gate sets it.
+    private let concurrencySource = Mutex<(@Sendable () -> [ConcurrencyRuleSlots])?>(nil)
 
     /// The registry's series of `sluice_upstream_responses_total` and what each shows.
     private struct StatusSeries {
@@ -308,7 +310,36 @@ public final class SluiceMetrics: Sendable {
         }
         self.upstreamLatency.emit(into: &buffer)
         self.storageLatency.emit(into: &buffer)
+        self.emitConcurrency(into: &buffer)
         return String(decoding: buffer, as: UTF8.self)
+    }
+
+    /// Where ``exposition()`` reads the concurrency families from (the slot table, which outlives reloads).
+    public func setConcurrencySource(_ source: @escaping @Sendable () -> [ConcurrencyRuleSlots]) {
+        self.concurrencySource.withLock { $0 = source }
+    }
+
+    /// `sluice_concurrency_in_flight{rule}`, `sluice_concurrency_queued{rule}` (gauges) and
+    /// `sluice_concurrency_refusals_total{rule,reason}` (reason: `concurrency`, `queue_full`, `queue_timeout`,
+    /// `missing_key`, and `shadow` for requests a shadow rule let through over its max), for every rule that ever had
+    /// `concurrency`; the families are announced even before the first such rule.
+    private func emitConcurrency(into buffer: inout [UInt8]) {
+        let rules = self.concurrencySource.withLock { $0 }?() ?? []
+        var text = "# HELP sluice_concurrency_in_flight Requests holding a concurrency slot, by rule.\n"
+        text += "# TYPE sluice_concurrency_in_flight gauge\n"
+        for rule in rules { text += "sluice_concurrency_in_flight{rule=\"\(rule.name)\"} \(rule.inFlight)\n" }
+        text += "# HELP sluice_concurrency_queued Requests waiting in a concurrency queue, by rule.\n"
+        text += "# TYPE sluice_concurrency_queued gauge\n"
+        for rule in rules { text += "sluice_concurrency_queued{rule=\"\(rule.name)\"} \(rule.queued)\n" }
+        text += "# HELP sluice_concurrency_refusals_total Requests refused by a concurrency limit, by rule and reason.\n"
+        text += "# TYPE sluice_concurrency_refusals_total counter\n"
+        for rule in rules {
+            for reason in ConcurrencyRefusalReason.allCases {
+                text += "sluice_concurrency_refusals_total{rule=\"\(rule.name)\",reason=\"\(reason.rawValue)\"} \(rule.refusals(reason))\n"
+            }
+            text += "sluice_concurrency_refusals_total{rule=\"\(rule.name)\",reason=\"shadow\"} \(rule.shadowAdmissions)\n"
+        }
+        buffer.append(contentsOf: text.utf8)
     }
 
     // MARK: Helpers

@@ -213,7 +213,9 @@ extension ConfigReader {
         return set
     }
 
-    /// `tiers: { by: PART, values: { plan: limits, ... }, default: limits }`.
+    /// `tiers: { by: PART, values: { plan: limits, ... }, default: limits }`. A value (and `default`) may also be the
+    /// mapping `{ limits: ..., concurrency: { max: N } }` (issue 22); what it leaves out comes from `default`, else the
+    /// rule.
     func readTiers(_ node: Node) -> Tiers? {
         guard let fields = self.fields(node, "tiers", allowed: ["by", "values", "default"]) else { return nil }
         var by: KeyPart?
@@ -227,17 +229,98 @@ extension ConfigReader {
             self.error("tiers: 'by' is required", at: node)
         }
         var values: [String: [RateLimit]] = [:]
+        var concurrencyMax: [String: Int] = [:]
         if let entry = fields["values"], let pairs = self.pairs(entry.value, "values") {
             if pairs.isEmpty { self.error("values: at least one value is required", at: entry.value) }
             for (key, value) in pairs {
-                if let limits = self.limits(value, "values.\(key.value)") { values[key.value] = limits }
+                let tier = self.readTier(value, "values.\(key.value)")
+                if let limits = tier.limits { values[key.value] = limits }
+                if let max = tier.concurrencyMax { concurrencyMax[key.value] = max }
             }
         } else if fields["values"] == nil {
             self.error("tiers: 'values' is required", at: node)
         }
-        var defaultLimits: [RateLimit]?
-        if let entry = fields["default"] { defaultLimits = self.limits(entry.value, "default") }
+        var defaultTier = Tier()
+        if let entry = fields["default"] { defaultTier = self.readTier(entry.value, "default") }
         guard let by else { return nil }
-        return Tiers(by: by, values: values, defaultLimits: defaultLimits)
+        var tiers = Tiers(by: by, values: values, defaultLimits: defaultTier.limits)
+        tiers.concurrencyMax = concurrencyMax
+        tiers.defaultConcurrencyMax = defaultTier.concurrencyMax
+        return tiers
+    }
+
+    /// What one tier gives.
+    private struct Tier {
+        var limits: [RateLimit]?
+        var concurrencyMax: Int?
+    }
+
+    /// A tier: limit strings (a list, or one string), or `{ limits: ..., concurrency: { max: N } }`.
+    private func readTier(_ node: Node, _ name: String) -> Tier {
+        guard case .mapping = node else { return Tier(limits: self.limits(node, name)) }
+        guard let fields = self.fields(node, name, allowed: ["limits", "concurrency"]) else { return Tier() }
+        var tier = Tier()
+        if let entry = fields["limits"] { tier.limits = self.limits(entry.value, "limits") }
+        if let entry = fields["concurrency"],
+            let concurrency = self.fields(entry.value, "concurrency", allowed: ["max"])
+        {
+            if let max = concurrency["max"] {
+                tier.concurrencyMax = self.integer(max.value, "max", in: 1...Int(Int32.max))
+            } else {
+                self.error("concurrency: 'max' is required", at: entry.value)
+            }
+        }
+        if fields["limits"] == nil && fields["concurrency"] == nil {
+            self.error("\(name): expected limits, or a mapping with 'limits' and/or 'concurrency'", at: node)
+        }
+        return tier
+    }
+
+    /// `concurrency: { max: N, queue: { size: S, timeout: D }, retry_after: D }` (issue 22).
+    func readConcurrency(_ node: Node) -> ConcurrencyConfiguration? {
+        guard let fields = self.fields(node, "concurrency", allowed: ["max", "queue", "retry_after"]) else { return nil }
+        var failed = false
+        var max = 1
+        if let entry = fields["max"] {
+            if let value = self.integer(entry.value, "max", in: 1...Int(Int32.max)) { max = value } else { failed = true }
+        } else {
+            self.error("concurrency: 'max' is required", at: node)
+            failed = true
+        }
+        var configuration = ConcurrencyConfiguration(max: max)
+        if let entry = fields["queue"] {
+            if let queueFields = self.fields(entry.value, "queue", allowed: ["size", "timeout"]) {
+                var queue = ConcurrencyConfiguration.Queue(size: 1)
+                if let size = queueFields["size"] {
+                    if let value = self.integer(size.value, "size", in: 1...1_000_000) { queue.size = value } else { failed = true }
+                } else {
+                    self.error("queue: 'size' is required", at: entry.value)
+                    failed = true
+                }
+                if let timeout = queueFields["timeout"] {
+                    if let value = self.duration(timeout.value, "timeout", allowZero: false) {
+                        if value > .seconds(3600) {
+                            self.error("timeout: at most 1h, got \(Self.describe(timeout.value))", at: timeout.value)
+                            failed = true
+                        } else {
+                            queue.timeout = value
+                        }
+                    } else {
+                        failed = true
+                    }
+                }
+                configuration.queue = queue
+            } else {
+                failed = true
+            }
+        }
+        if let entry = fields["retry_after"] {
+            if let value = self.duration(entry.value, "retry_after", allowZero: false) {
+                configuration.retryAfter = value
+            } else {
+                failed = true
+            }
+        }
+        return failed ? nil : configuration
     }
 }

@@ -4,8 +4,11 @@ import Yams
 extension ConfigReader {
     private static let ruleKeys = [
         "name", "match", "key", "limits", "algorithm", "burst", "cost", "mode", "on_missing_key", "exempt",
-        "block_for", "shared", "delay", "count_when", "tiers", "response",
+        "block_for", "shared", "delay", "count_when", "tiers", "response", "concurrency",
     ]
+
+    /// Keys that only shape rate limits: an error in a rule whose only limit is `concurrency`.
+    private static let rateOnlyKeys = ["algorithm", "burst", "cost", "block_for", "shared", "delay", "count_when"]
 
     /// Where a rule's name and `shared` value were written, for errors that compare rules.
     private struct RuleSite {
@@ -95,14 +98,32 @@ extension ConfigReader {
             rule.response = self.readResponse(entry.value, "response", base: response, isOverride: true)
         }
 
-        if fields["limits"] == nil {
+        if let entry = fields["concurrency"] {
+            rule.concurrency = self.readConcurrency(entry.value)
+        }
+        let givesConcurrency = fields["concurrency"] != nil
+        if !givesConcurrency, let tiers = fields["tiers"], rule.tiers.map({ !$0.concurrencyMax.isEmpty || $0.defaultConcurrencyMax != nil }) == true {
+            self.error("tiers: a tier gives concurrency.max but rule '\(name)' has no 'concurrency'", at: tiers.keyNode)
+        }
+
+        if fields["limits"] == nil && givesConcurrency {
+            // Concurrency alone, or with rate limits from tiers only (`limits` empty: unlisted values have none).
+            rule.limits = rule.tiers?.defaultLimits ?? []
+            if rule.tiers.map({ $0.values.isEmpty && $0.defaultLimits == nil }) ?? true {
+                for key in Self.rateOnlyKeys {
+                    if let entry = fields[key] {
+                        self.error("\(key) applies to 'limits'; rule '\(name)' has only 'concurrency'", at: entry.keyNode)
+                    }
+                }
+            }
+        } else if fields["limits"] == nil {
             if let defaultLimits = rule.tiers?.defaultLimits {
                 // `limits` is never empty in the model: with tiers and no `limits`, the tier default stands in.
                 rule.limits = defaultLimits
             } else if fields["tiers"] != nil {
                 self.error("rule '\(name)': tiers without 'default' need 'limits' for unlisted values", at: node)
             } else {
-                self.error("rule '\(name)': 'limits' or 'tiers' is required", at: node)
+                self.error("rule '\(name)': 'limits', 'tiers' or 'concurrency' is required", at: node)
             }
         }
         return RuleSite(rule: rule, namePosition: namePosition, sharedPosition: sharedPosition)

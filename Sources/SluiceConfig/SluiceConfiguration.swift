@@ -441,6 +441,9 @@ public struct RuleConfiguration: Sendable {
     public var tiers: Tiers?
     /// The global `response` with this rule's overrides applied.
     public var response: ResponseConfiguration
+    /// `concurrency:` (issue 22): how many requests of one key may be in flight at once; `nil` = no cap.
+    /// A rule with `concurrency` may have no `limits` (then ``limits`` is empty).
+    public var concurrency: ConcurrencyConfiguration? = nil
 
     public init(
         name: String,
@@ -594,10 +597,50 @@ public struct Tiers: Sendable, Hashable {
     public var values: [String: [RateLimit]]
     /// `nil`: an unlisted value uses the rule's `limits`.
     public var defaultLimits: [RateLimit]?
+    /// `concurrency.max` by value, for the values whose mapping form gives one (issue 22); any other value uses
+    /// ``defaultConcurrencyMax``, else the rule's `concurrency.max` (as ``values`` and ``defaultLimits`` do for limits).
+    public var concurrencyMax: [String: Int] = [:]
+    /// The `default` tier's `concurrency.max`; `nil`: an unlisted value uses the rule's.
+    public var defaultConcurrencyMax: Int? = nil
 
     public init(by: KeyPart, values: [String: [RateLimit]], defaultLimits: [RateLimit]?) {
         self.by = by
         self.values = values
         self.defaultLimits = defaultLimits
+    }
+}
+
+/// A rule's `concurrency:` (issue 22): at most ``max`` requests of one key in flight at once, from admission until
+/// the exchange is over; optionally a short FIFO queue instead of an instant refusal.
+public struct ConcurrencyConfiguration: Sendable, Hashable {
+    /// Requests of one key in flight at once (a tier may choose another, ``Tiers/concurrencyMax``).
+    public var max: Int
+    /// `nil`: a request over the cap is refused at once.
+    public var queue: Queue?
+    /// `Retry-After` of a refusal, rounded up to whole seconds (at least 1). Defaults to 1s.
+    public var retryAfter: Duration
+
+    public struct Queue: Sendable, Hashable {
+        /// Requests of one key that may wait at once; one more is refused at once (`queue_full`).
+        public var size: Int
+        /// The longest a request waits for a slot (`queue_timeout`). Defaults to 1s.
+        public var timeout: Duration
+
+        public init(size: Int, timeout: Duration = .seconds(1)) {
+            self.size = size
+            self.timeout = timeout
+        }
+    }
+
+    public init(max: Int, queue: Queue? = nil, retryAfter: Duration = .seconds(1)) {
+        self.max = max
+        self.queue = queue
+        self.retryAfter = retryAfter
+    }
+
+    /// ``retryAfter`` in whole seconds, rounded up, at least 1.
+    public var retryAfterSeconds: Int {
+        let (seconds, attoseconds) = self.retryAfter.components
+        return Swift.max(1, Int(seconds) + (attoseconds > 0 ? 1 : 0))
     }
 }

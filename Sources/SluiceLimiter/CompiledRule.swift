@@ -51,6 +51,9 @@ final class CompiledRule: Sendable {
     let allLimits: [CompiledLimit]
     /// `{limit}` of a request refused by `on_missing_key: deny`: the whole list.
     let limitsText: String
+    /// The rule has rate limits (`limits`, or a tier's); a rule with only `concurrency` has none and is left to the
+    /// ``ConcurrencyLimiter``.
+    let hasRateLimits: Bool
 
     init(index: Int, configuration rule: RuleConfiguration, keySeed: StorageKey) {
         self.index = index
@@ -95,6 +98,7 @@ final class CompiledRule: Sendable {
         var seen = Set<RateLimit>()
         self.allLimits = all.filter { seen.insert($0.limit).inserted }
         self.limitsText = rule.limits.map(\.text).joined(separator: ";")
+        self.hasRateLimits = !self.allLimits.isEmpty
     }
 
 

@@ -17,6 +17,8 @@ import SluiceConfig
 /// - a cost above a limit's COUNT refuses the request for good (no `Retry-After`);
 /// - every limit becomes a ``StoreItem`` and the store decides them together.
 /// `mode: shadow` rules are counted but never block: they turn an admitted request into `shadowLimited`.
+/// A rule with only `concurrency` (no `limits`, no tier limits), or a tier without limits, is not a rate limit: it is
+/// skipped here and left to the ``ConcurrencyLimiter``, which the proxy asks first (issue 22).
 ///
 /// Decisions where the spec is silent: when two applicable rules produce the same storage key (rules with one
 /// `shared` name, the same key parts and the same limit), the request is counted once for it; a request refused for
@@ -114,7 +116,7 @@ public final class RateLimiter: Sendable {
         var refusedEnforced = false
         for ruleIndex in 0..<self.rules.count {
             let rule = self.rules[ruleIndex]
-            guard rule.matcher.matches(request, path: path) else { continue }
+            guard rule.hasRateLimits, rule.matcher.matches(request, path: path) else { continue }
             if !rule.exempt.isEmpty, rule.exempt.contains(where: { $0.contains(request.clientIP) }) {
                 prepared.entries.append(Entry(rule: rule.index, kind: .exempt))
                 continue
@@ -137,6 +139,8 @@ public final class RateLimiter: Sendable {
             let cost = Self.cost(rule.cost, request: request)
             let tierValue = rule.tierPart.flatMap { KeyBuilder.value(of: $0, request: request, path: path) }
             let limits = rule.limits(tierValue: tierValue)
+            // A tier without rate limits (a rule with `concurrency` and limits for some tiers only).
+            if limits.isEmpty { continue }
             var refusedLimit: String?
             if let tooSmall = limits.first(where: { Int64($0.limit.count) < cost }) {
                 refusedLimit = tooSmall.limit.text

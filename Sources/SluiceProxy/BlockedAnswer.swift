@@ -24,6 +24,14 @@ struct BlockedAnswer: Sendable {
         self.limit = outcome.deniedLimit ?? ""
     }
 
+    init(response: ResponseConfiguration, fields: RateLimitFieldValues, retryAfter: Int?, rule: String, limit: String) {
+        self.response = response
+        self.fields = fields
+        self.retryAfter = retryAfter
+        self.rule = rule
+        self.limit = limit
+    }
+
     var status: HTTPResponseStatus { HTTPResponseStatus(statusCode: self.response.status) }
 
     /// The fields as strings, in the order they are written (the rare paths: a decision that came back from Redis).

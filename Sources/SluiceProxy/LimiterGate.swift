@@ -17,10 +17,23 @@ final class LimiterGate: RequestGate {
     /// Every shadow-limited request is in the access log; the stderr notice is kept to one line
     /// per rule per second, since the log handler writes synchronously on the event loop.
     let shadowLog: ShadowLogThrottle
+    /// The concurrency rules of this configuration (issue 22); `nil` without any, so a request asks nothing.
+    let concurrency: ConcurrencyLimiter?
+    /// The in-flight slots, by rule name: handed from gate to gate on reload, so counts survive it.
+    let concurrencySlots: ConcurrencySlotTable
 
     /// The gate of `limiter`'s configuration; resolves its metric counters now, once.
-    init(limiter: RateLimiter, logger: Logger, metrics: SluiceMetrics, limitedKeys: LimitedKeyTracker) {
+    init(
+        limiter: RateLimiter,
+        logger: Logger,
+        metrics: SluiceMetrics,
+        limitedKeys: LimitedKeyTracker,
+        concurrencySlots: ConcurrencySlotTable = ConcurrencySlotTable()
+    ) {
         self.limiter = limiter
+        self.concurrencySlots = concurrencySlots
+        self.concurrency = ConcurrencyLimiter(configuration: limiter.configuration, table: concurrencySlots)
+        metrics.setConcurrencySource { [concurrencySlots] in concurrencySlots.allRules }
         self.logger = logger
         let rules = limiter.configuration.rules.map(\.name)
         self.ruleCounters = metrics.ruleCounters(for: rules)

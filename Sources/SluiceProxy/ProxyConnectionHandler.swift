@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import SluiceConfig
 import SluiceHTTP1
+import SluiceLimiter
 
 /// The client side of the proxy: one per client connection, last in its pipeline (after TLS, if any). It reads
 /// and writes raw `ByteBuffer`s; there is no HTTP decoder or encoder in front of it (issue 19).
@@ -13,7 +14,9 @@ import SluiceHTTP1
 /// way from ``UpstreamConnectionHandler``.
 ///
 /// What happens when (keep-alive, pipelining, local answers, retries, tunnels, timeouts) is decided by
-/// ``ProxyConnectionStateMachine``; this class moves the bytes and runs the timers.
+/// ``ProxyConnectionStateMachine``; this class moves the bytes and runs the timers. With concurrency rules, a request
+/// takes its slots before the rate limits decide, and the machine returns them when the exchange is over
+/// (`ProxyConnectionHandler+Concurrency.swift`; issue 22).
 ///
 /// Back-pressure both ways: the client is not read while the upstream connection is missing or not writable,
 /// nor while a request waits for its response (bytes of a pipelined request that arrived meanwhile wait, at most
@@ -107,6 +110,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         var responseBytes = 0
         var responseStatus = 0
         var responseFraming = ClientResponseFraming.asReceived
+        /// The request and its snapshot while it waits in a concurrency queue (issue 22).
+        var waiting: (attributes: RawRequestAttributes, config: ProxySnapshot)?
     }
 
     // Timers (``LazyDeadline``s: arming is a store, not a scheduled task).
@@ -127,6 +132,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     var tunnelTimer = LazyDeadline()
     /// Bytes of a next request head have arrived while awaiting it.
     var headBytesSeen = false
+    /// A concurrency queue's `timeout` for the request waiting in it (issue 22; the slow path: a scheduled task).
+    var queueTimeout: Scheduled<Void>?
+    /// How a slot handed over by another loop reaches this connection (``slotWake``); `nil` until first needed.
+    var concurrencyWake: (@Sendable (ConcurrencyWaiter) -> Void)?
 
     enum ConnectionTimer {
         case head
@@ -159,6 +168,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        // Gives back any concurrency slot (channelInactive did already, unless the handler left a live channel), and
+        // drops the wake closure, which holds this handler.
+        self.machine.close()
+        self.cancelQueueTimeout()
+        self.concurrencyWake = nil
         self.shared.metrics.connectionClosed()
     }
 
@@ -168,6 +182,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.cancelQueueTimeout()
         self.connectionTimer.cancel()
         self.responseTimer.cancel()
         self.bodyTimer.cancel()
@@ -240,6 +255,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     /// The client shut its sending side.
     private func clientInputClosed() {
+        if self.machine.slots?.isWaiting == true {
+            // A client that shuts its side while its request waits for a slot is gone (as nginx takes it): it leaves
+            // the queue at once.
+            self.closeClient()
+            return
+        }
         switch self.reading {
         case .tunnel:
             // Half-close travels through the tunnel as a close of the other side's output.
@@ -499,6 +520,16 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
 
+        // Concurrency first (issue 22): its slots are taken all or nothing, then the rate limits decide.
+        if let concurrency = config.limiterGate?.concurrency, let admission = concurrency.admission(for: attributes) {
+            self.admit(admission, attributes, config: config)
+            return
+        }
+        self.decide(attributes, config: config)
+    }
+
+    /// Asks the gate (the rate limits) and forwards or answers as it says.
+    func decide(_ attributes: RawRequestAttributes, config: ProxySnapshot) {
         var gateContext = self.exchange.gateContext
         let verdict: GateVerdict
         if let limiterGate = config.limiterGate {
@@ -516,6 +547,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         } else {
             verdict = config.gate.decide(attributes, context: &gateContext, eventLoop: self.context.eventLoop)
         }
+        if let admission = self.machine.slots { Self.describeConcurrency(admission, in: &gateContext) }
         self.exchange.gateContext = gateContext
         switch verdict {
         case .forward(let plan):
@@ -534,6 +566,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
         self.exchange.gateContext = decision.context
+        if let admission = self.machine.slots { Self.describeConcurrency(admission, in: &self.exchange.gateContext) }
         switch decision.verdict {
         case .forward(let plan):
             self.forward(plan, config: config)

@@ -1,3 +1,5 @@
+import SluiceLimiter
+
 /// The life of one client connection, as a value: events in, actions out (issue 19 item 4).
 ///
 /// ``ProxyConnectionHandler`` owns the bytes, the upstream connection and the timers; it tells this machine what
@@ -10,6 +12,11 @@
 ///
 /// One request is in flight at a time: bytes of a pipelined request wait in the handler until the exchange
 /// before it has ended, so responses can never be reordered.
+///
+/// The machine owns the exchange's concurrency slots (issue 22, ``slotsTaken(_:)``) and gives them back the moment its
+/// state leaves the exchange: to `idle` (the response ended), `answered` (any local answer: a refusal, 502, 504, 408,
+/// ...), or `closed` (the client left, an error, a timeout); a tunnel keeps them until it closes. The release sits in
+/// ``state``'s observer, so no transition can skip it, and ``ConcurrencyAdmission/release()`` runs once.
 struct ProxyConnectionStateMachine {
     /// What the machine needs to know of a request head.
     struct Request: Equatable {
@@ -76,7 +83,17 @@ struct ProxyConnectionStateMachine {
         case closed
     }
 
-    private(set) var state = State.idle
+    private(set) var state = State.idle {
+        didSet {
+            guard self.slots != nil else { return }
+            switch self.state {
+            case .exchange, .tunnel: break
+            case .idle, .answered, .closed: self.slots.take()?.release()
+            }
+        }
+    }
+    /// The concurrency slots of the exchange in flight, `nil` when no concurrency rule applies (issue 22).
+    private(set) var slots: ConcurrencyAdmission?
     /// The client shut its side down: no bytes follow the ones already received.
     private(set) var inputClosed = false
 
@@ -111,6 +128,17 @@ struct ProxyConnectionStateMachine {
     mutating func requestHeadReceived(_ request: Request) -> Bool {
         guard case .idle = self.state else { return false }
         self.state = .exchange(Exchange(request: request))
+        return true
+    }
+
+    /// The exchange's concurrency admission (before it takes its first slot): the machine owns it from now on and
+    /// releases it when the exchange is over. Returns `false`, having released it, when no exchange is in flight.
+    mutating func slotsTaken(_ admission: ConcurrencyAdmission) -> Bool {
+        guard case .exchange = self.state, self.slots == nil else {
+            admission.release()
+            return false
+        }
+        self.slots = admission
         return true
     }
 

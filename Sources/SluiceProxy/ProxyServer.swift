@@ -115,7 +115,8 @@ public final class ProxyServer: Service, Sendable {
             limiter: RateLimiter(configuration: configuration, store: store),
             logger: logger,
             metrics: metrics,
-            limitedKeys: limitedKeys
+            limitedKeys: limitedKeys,
+            concurrencySlots: (previous as? LimiterGate)?.concurrencySlots ?? ConcurrencySlotTable()
         )
     }
 
@@ -382,6 +383,11 @@ public final class ProxyServer: Service, Sendable {
             tasks.cancelAll()
         }
         await self.stop()
+    }
+
+    /// The concurrency rules of the running configuration (issue 22), `nil` without any.
+    public var concurrencyLimiter: ConcurrencyLimiter? {
+        (self.shared.current().gate as? LimiterGate)?.concurrency
     }
 
     /// The limiter of the running configuration.

@@ -1,0 +1,558 @@
+import SluiceConfig
+import Synchronization
+
+// Concurrency limits (issue 22, memory storage): how many requests of one key are in flight at once.
+//
+// The algorithm, in one file:
+// - ``ConcurrencySlotTable`` outlives configuration snapshots: one ``ConcurrencyRuleSlots`` per rule *name*, so a
+//   reload keeps the counts of a rule it keeps, and requests of a removed rule still release into the table they
+//   took their slot from.
+// - ``ConcurrencyRuleSlots`` is a sharded table `key -> (in flight, FIFO of waiters)`, each shard behind a short
+//   `Mutex`. Taking or returning a slot of a key that exists allocates nothing.
+// - ``ConcurrencyLimiter`` belongs to one snapshot: it matches a request's concurrency rules and derives their keys
+//   (``admission(for:)``).
+// - ``ConcurrencyAdmission`` is one request's progress through its rules, in file order: it takes the slots all or
+//   nothing (a refusal by a later rule gives back the earlier rules' slots at once), may wait in a rule's queue
+//   (holding the earlier rules' slots: every request takes rules in the same order, so two requests never wait on
+//   each other), and gives every slot back exactly once in ``ConcurrencyAdmission/release()``. Whoever owns it (the
+//   proxy's connection state machine) calls `release()` when the exchange is over.
+//
+// A waiter is woken by whichever thread releases the slot it gets: the slot is handed over under the shard lock (the
+// count does not move), and ``ConcurrencyWaiter``'s `wake` runs after the lock is dropped; the proxy's `wake` hops to
+// the waiter's own event loop. A handed-over slot belongs to the admission from then on: if the admission was released
+// meanwhile (the client left), ``ConcurrencyAdmission/release()`` finds the waiter gone from the queue and returns the
+// slot itself; the late `wake` then finds nothing pending and does nothing.
+
+/// Every rule's slots, by rule name; shared by all event loops and kept across reloads (issue 22 item 6).
+public final class ConcurrencySlotTable: Sendable {
+    private let rules = Mutex<[String: ConcurrencyRuleSlots]>([:])
+    /// Keys the slot digests per process, so nobody outside can aim two keys at one slot.
+    let seed: StorageKey
+
+    public init() {
+        var generator = SystemRandomNumberGenerator()
+        self.seed = StorageKey(high: generator.next(), low: generator.next())
+    }
+
+    /// The slots of rule `name`, made on first use. Called when a configuration is compiled, not per request.
+    public func rule(named name: String) -> ConcurrencyRuleSlots {
+        self.rules.withLock { rules in
+            if let existing = rules[name] { return existing }
+            let created = ConcurrencyRuleSlots(name: name)
+            rules[name] = created
+            return created
+        }
+    }
+
+    /// Every rule that ever had slots, by name (metrics).
+    public var allRules: [ConcurrencyRuleSlots] {
+        self.rules.withLock { Array($0.values) }.sorted { $0.name < $1.name }
+    }
+}
+
+/// Why a request got no slot (the access log's `decision`, the refusal metric's `reason`).
+public enum ConcurrencyRefusalReason: String, Sendable, Hashable, CaseIterable {
+    /// Over `max`, no queue.
+    case concurrency
+    /// Over `max` and the queue is full.
+    case queueFull = "queue_full"
+    /// Waited `queue.timeout` without getting a slot.
+    case queueTimeout = "queue_timeout"
+    /// `on_missing_key: deny` (refused for good: no `Retry-After`).
+    case missingKey = "missing_key"
+
+    /// The access log's `decision`: the reason, and `limited` for a request refused for good (as the rate limits say).
+    public var logDecision: String {
+        self == .missingKey ? "limited" : self.rawValue
+    }
+}
+
+/// A request that waits in a rule's queue for a slot of its key.
+public final class ConcurrencyWaiter: Sendable {
+    let key: StorageKey
+    /// The `max` of the configuration the request started with: a slot is handed over only while the key holds fewer.
+    let max: Int
+    /// Told (once, from the releasing thread, no lock held) that a slot was handed over; must not block.
+    let wake: @Sendable (ConcurrencyWaiter) -> Void
+
+    init(key: StorageKey, max: Int, wake: @escaping @Sendable (ConcurrencyWaiter) -> Void) {
+        self.key = key
+        self.max = max
+        self.wake = wake
+    }
+}
+
+/// The slots of one rule: in-flight counts and FIFO queues by key, sharded, each shard behind a short lock.
+public final class ConcurrencyRuleSlots: Sendable {
+    struct Slot {
+        var inFlight = 0
+        /// First come, first served; at most the queue's `size` (an empty array allocates nothing).
+        var waiters: [ConcurrencyWaiter] = []
+    }
+
+    /// A shard behind its lock; a class because `Mutex` is not copyable.
+    private final class LockedShard: Sendable {
+        let mutex = Mutex<[StorageKey: Slot]>([:])
+    }
+
+    public let name: String
+    private let shards: [LockedShard]
+    private static let shardCount = 16
+    private let inFlightTotal = Atomic<Int>(0)
+    private let queuedTotal = Atomic<Int>(0)
+    private let refusedConcurrency = Atomic<Int>(0)
+    private let refusedQueueFull = Atomic<Int>(0)
+    private let refusedQueueTimeout = Atomic<Int>(0)
+    private let refusedMissingKey = Atomic<Int>(0)
+    private let shadowOverMax = Atomic<Int>(0)
+
+    init(name: String) {
+        self.name = name
+        self.shards = (0..<Self.shardCount).map { _ in LockedShard() }
+    }
+
+    @inline(__always)
+    private func shard(_ key: StorageKey) -> LockedShard {
+        self.shards[Int(truncatingIfNeeded: key.high) & (Self.shardCount - 1)]
+    }
+
+    // MARK: numbers (metrics, admin)
+
+    /// Requests of this rule holding a slot now, every key together.
+    public var inFlight: Int { self.inFlightTotal.load(ordering: .relaxed) }
+    /// Requests of this rule waiting in a queue now.
+    public var queued: Int { self.queuedTotal.load(ordering: .relaxed) }
+    /// Requests refused for `reason` since start.
+    public func refusals(_ reason: ConcurrencyRefusalReason) -> Int {
+        switch reason {
+        case .concurrency: self.refusedConcurrency.load(ordering: .relaxed)
+        case .queueFull: self.refusedQueueFull.load(ordering: .relaxed)
+        case .queueTimeout: self.refusedQueueTimeout.load(ordering: .relaxed)
+        case .missingKey: self.refusedMissingKey.load(ordering: .relaxed)
+        }
+    }
+    /// Requests a `mode: shadow` rule let through over its `max` since start.
+    public var shadowAdmissions: Int { self.shadowOverMax.load(ordering: .relaxed) }
+
+    func countRefusal(_ reason: ConcurrencyRefusalReason) {
+        switch reason {
+        case .concurrency: self.refusedConcurrency.wrappingAdd(1, ordering: .relaxed)
+        case .queueFull: self.refusedQueueFull.wrappingAdd(1, ordering: .relaxed)
+        case .queueTimeout: self.refusedQueueTimeout.wrappingAdd(1, ordering: .relaxed)
+        case .missingKey: self.refusedMissingKey.wrappingAdd(1, ordering: .relaxed)
+        }
+    }
+
+    /// The in-flight count and queue length of one key.
+    public func state(of key: StorageKey) -> (inFlight: Int, queued: Int) {
+        self.shard(key).mutex.withLock { slots in
+            slots[key].map { ($0.inFlight, $0.waiters.count) } ?? (0, 0)
+        }
+    }
+
+    // MARK: taking and returning
+
+    enum Acquisition: Equatable {
+        case acquired
+        /// `shadow` only: taken over `max`.
+        case acquiredOverMax
+        case full
+    }
+
+    /// Takes a slot of `key` if it holds fewer than `max` and nobody waits (first come, first served); a `shadow`
+    /// request always takes one.
+    func acquire(_ key: StorageKey, max: Int, shadow: Bool) -> Acquisition {
+        let result: Acquisition = self.shard(key).mutex.withLock { slots in
+            if let index = slots.index(forKey: key) {
+                let slot = slots.values[index]
+                if slot.inFlight < max && slot.waiters.isEmpty {
+                    slots.values[index].inFlight += 1
+                    return .acquired
+                }
+                guard shadow else { return .full }
+                slots.values[index].inFlight += 1
+                return .acquiredOverMax
+            }
+            slots[key] = Slot(inFlight: 1)
+            return .acquired
+        }
+        if result != .full { self.inFlightTotal.wrappingAdd(1, ordering: .relaxed) }
+        return result
+    }
+
+    enum Enqueuing: Equatable {
+        case acquired
+        case queued
+        case full
+    }
+
+    /// ``acquire(_:max:shadow:)``, or a place at the end of the key's queue when at most `queueSize - 1` wait.
+    func acquireOrEnqueue(_ waiter: ConcurrencyWaiter, queueSize: Int) -> Enqueuing {
+        let result: Enqueuing = self.shard(waiter.key).mutex.withLock { slots in
+            guard let index = slots.index(forKey: waiter.key) else {
+                slots[waiter.key] = Slot(inFlight: 1)
+                return .acquired
+            }
+            let slot = slots.values[index]
+            if slot.inFlight < waiter.max && slot.waiters.isEmpty {
+                slots.values[index].inFlight += 1
+                return .acquired
+            }
+            guard slot.waiters.count < queueSize else { return .full }
+            slots.values[index].waiters.append(waiter)
+            return .queued
+        }
+        switch result {
+        case .acquired: self.inFlightTotal.wrappingAdd(1, ordering: .relaxed)
+        case .queued: self.queuedTotal.wrappingAdd(1, ordering: .relaxed)
+        case .full: break
+        }
+        return result
+    }
+
+    /// Returns a slot of `key`: hands it to the first waiter when the key then holds fewer than that waiter's `max`
+    /// (and wakes it, after the lock), else the count goes down. Never below zero: a key is forgotten at zero with
+    /// nobody waiting, and returning a slot of a key that holds none does nothing.
+    func release(_ key: StorageKey) {
+        let woken: ConcurrencyWaiter? = self.shard(key).mutex.withLock { slots in
+            guard let index = slots.index(forKey: key), slots.values[index].inFlight > 0 else {
+                assertionFailure("a concurrency slot returned twice")
+                return nil
+            }
+            if let first = slots.values[index].waiters.first, slots.values[index].inFlight - 1 < first.max {
+                slots.values[index].waiters.removeFirst()
+                return first
+            }
+            slots.values[index].inFlight -= 1
+            if slots.values[index].inFlight == 0 && slots.values[index].waiters.isEmpty {
+                slots.remove(at: index)
+            }
+            return nil
+        }
+        if let woken {
+            self.queuedTotal.wrappingAdd(-1, ordering: .relaxed)
+            woken.wake(woken)
+        } else {
+            self.inFlightTotal.wrappingAdd(-1, ordering: .relaxed)
+        }
+    }
+
+    /// Takes `waiter` out of its queue: `true` when it was still waiting, `false` when a slot was handed to it already
+    /// (the caller owns that slot then).
+    func cancel(_ waiter: ConcurrencyWaiter) -> Bool {
+        let removed: Bool = self.shard(waiter.key).mutex.withLock { slots in
+            guard let index = slots.index(forKey: waiter.key),
+                let position = slots.values[index].waiters.firstIndex(where: { $0 === waiter })
+            else { return false }
+            slots.values[index].waiters.remove(at: position)
+            if slots.values[index].inFlight == 0 && slots.values[index].waiters.isEmpty {
+                slots.remove(at: index)
+            }
+            return true
+        }
+        if removed { self.queuedTotal.wrappingAdd(-1, ordering: .relaxed) }
+        return removed
+    }
+}
+
+/// One snapshot's concurrency rules: matching and keys (issue 22). `nil` on a configuration without any, so the
+/// request path asks nothing.
+public final class ConcurrencyLimiter: Sendable {
+    /// A rule with `concurrency`, compiled once per load.
+    final class Rule: Sendable {
+        let name: String
+        let configuration: ConcurrencyConfiguration
+        let isEnforced: Bool
+        let matcher: RuleMatcher
+        let exempt: [CIDR]
+        let key: KeyBuilder
+        let keyPrefix: KeyHasher
+        let onMissingKey: RuleConfiguration.OnMissingKey
+        let fallback: (key: KeyBuilder, keyPrefix: KeyHasher)?
+        let tierPart: KeyPart?
+        let tierMax: [String: Int]
+        let defaultTierMax: Int?
+        let response: ResponseConfiguration
+        let slots: ConcurrencyRuleSlots
+        /// `{limit}` of a refusal: `N concurrent`.
+        let limitText: String
+
+        init(_ rule: RuleConfiguration, concurrency: ConcurrencyConfiguration, table: ConcurrencySlotTable) {
+            self.name = rule.name
+            self.configuration = concurrency
+            self.isEnforced = rule.mode == .enforce
+            self.matcher = RuleMatcher(rule.match)
+            self.exempt = rule.exempt
+            self.key = KeyBuilder(parts: rule.key)
+            self.keyPrefix = Self.prefix("key", rule.key, seed: table.seed)
+            self.onMissingKey = rule.onMissingKey
+            if case .fallback(let parts) = rule.onMissingKey {
+                self.fallback = (KeyBuilder(parts: parts), Self.prefix("fallback", parts, seed: table.seed))
+            } else {
+                self.fallback = nil
+            }
+            self.tierPart = rule.tiers?.by
+            self.tierMax = rule.tiers?.concurrencyMax ?? [:]
+            self.defaultTierMax = rule.tiers?.defaultConcurrencyMax
+            self.response = rule.response
+            self.slots = table.rule(named: rule.name)
+            self.limitText = "\(concurrency.max) concurrent"
+        }
+
+        /// The rule's name is its table; within it, a key is its parts' kinds and values.
+        private static func prefix(_ label: String, _ parts: [KeyPart], seed: StorageKey) -> KeyHasher {
+            var hasher = KeyHasher(seed: seed)
+            hasher.combine(lengthPrefixed: "concurrency;\(label)=\(parts.map(\.description).joined(separator: ","))")
+            return hasher
+        }
+
+        /// `max` for a request whose tier key part has `tierValue`.
+        func max(tierValue: String?) -> Int {
+            if let tierValue, let max = self.tierMax[tierValue] { return max }
+            return self.defaultTierMax ?? self.configuration.max
+        }
+    }
+
+    let rules: [Rule]
+    private let needsPath: Bool
+    public let table: ConcurrencySlotTable
+
+    /// The concurrency rules of `configuration`, or `nil` when it has none.
+    public init?(configuration: SluiceConfiguration, table: ConcurrencySlotTable) {
+        let rules = configuration.rules.compactMap { rule in
+            rule.concurrency.map { Rule(rule, concurrency: $0, table: table) }
+        }
+        guard !rules.isEmpty else { return nil }
+        self.rules = rules
+        self.table = table
+        self.needsPath = configuration.rules.contains { rule in
+            guard rule.concurrency != nil else { return false }
+            return RuleMatcher(rule.match).needsPath || rule.key.contains(.path) || rule.tiers?.by == .path
+                || { if case .fallback(let parts) = rule.onMissingKey { parts.contains(.path) } else { false } }()
+        }
+    }
+
+    /// The admission of `request` through every concurrency rule that applies to it, `nil` when none does.
+    public func admission<R: RequestAttributes>(for request: R) -> ConcurrencyAdmission? {
+        let path = self.needsPath ? PathNormalizer.normalize(request.uri) : "/"
+        var steps = SmallArray<2, ConcurrencyAdmission.Step>()
+        for rule in self.rules {
+            guard rule.matcher.matches(request, path: path) else { continue }
+            if !rule.exempt.isEmpty, rule.exempt.contains(where: { $0.contains(request.clientIP) }) { continue }
+            var keyed = rule.keyPrefix
+            if !rule.key.combineKey(for: request, path: path, into: &keyed) {
+                switch rule.onMissingKey {
+                case .skip:
+                    continue
+                case .deny:
+                    steps.append(ConcurrencyAdmission.Step(rule: rule, key: nil, max: 0))
+                    continue
+                case .fallback:
+                    guard let fallback = rule.fallback else { continue }
+                    keyed = fallback.keyPrefix
+                    guard fallback.key.combineKey(for: request, path: path, into: &keyed) else { continue }
+                }
+            }
+            let tierValue = rule.tierPart.flatMap { KeyBuilder.value(of: $0, request: request, path: path) }
+            steps.append(ConcurrencyAdmission.Step(rule: rule, key: keyed.finalize(), max: rule.max(tierValue: tierValue)))
+        }
+        guard !steps.isEmpty else { return nil }
+        return ConcurrencyAdmission(steps: steps)
+    }
+
+    /// The in-flight count and queue length of a key given in display form (`GET /limits`), `nil` for a rule
+    /// without `concurrency`.
+    public func keyState(rule name: String, displayKey: String) -> (max: Int, inFlight: Int, queued: Int)? {
+        guard let rule = self.rules.first(where: { $0.name == name }) else { return nil }
+        var keyed = rule.keyPrefix
+        guard rule.key.combineKey(fromDisplayKey: displayKey, into: &keyed) else {
+            return (rule.configuration.max, 0, 0)
+        }
+        let state = rule.slots.state(of: keyed.finalize())
+        return (rule.configuration.max, state.inFlight, state.queued)
+    }
+
+    /// The slots of every rule of this configuration, in file order.
+    public var ruleSlots: [ConcurrencyRuleSlots] { self.rules.map(\.slots) }
+}
+
+/// Why a request was refused, and what its answer says (the rule's `response`, `Retry-After`).
+public struct ConcurrencyRefusal: Sendable {
+    public var reason: ConcurrencyRefusalReason
+    public var rule: String
+    public var response: ResponseConfiguration
+    /// Whole seconds; `nil` for a request refused for good (`on_missing_key: deny`).
+    public var retryAfter: Int?
+    /// `{limit}`: `N concurrent`.
+    public var limit: String
+}
+
+/// What an admission says next.
+public enum ConcurrencyStep: Sendable {
+    /// Every rule gave a slot: go on (to the rate limits).
+    case admitted
+    /// The request waits in a rule's queue, for at most `timeout`; ``ConcurrencyAdmission/granted(_:)`` or
+    /// ``ConcurrencyAdmission/timedOut()`` says what then.
+    case waiting(timeout: Duration)
+    /// No slot: answer this. The slots already taken are back.
+    case refused(ConcurrencyRefusal)
+}
+
+/// One request's slots: taken rule by rule, all or nothing, and given back exactly once.
+///
+/// Not `Sendable`: it lives on its connection's event loop, owned by the connection's state machine, which calls
+/// ``release()`` when the exchange is over (on every path: the response ended, the client left, the upstream failed, a
+/// local answer, a refusal, the tunnel closed). `release()` is idempotent, so no path can return a slot twice.
+public final class ConcurrencyAdmission {
+    struct Step {
+        let rule: ConcurrencyLimiter.Rule
+        /// `nil`: `on_missing_key: deny`.
+        let key: StorageKey?
+        let max: Int
+    }
+
+    private let steps: SmallArray<2, Step>
+    /// The next step to take.
+    private var next = 0
+    /// Slots held: the first `held` steps' (those with a key).
+    private var held = 0
+    private var pending: (waiter: ConcurrencyWaiter, step: Int)?
+    private var wake: (@Sendable (ConcurrencyWaiter) -> Void)?
+    public private(set) var isReleased = false
+    /// The first `mode: shadow` rule this request went over the `max` of (it was let through).
+    public private(set) var shadowRule: String?
+
+    init(steps: SmallArray<2, Step>) {
+        self.steps = steps
+    }
+
+    /// The first rule that applied (the access log's rule of an admitted request that no rate limit named).
+    public var firstRule: String { self.steps[0].rule.name }
+    /// Slots this request holds now.
+    public var heldSlots: Int { self.steps[0..<self.held].reduce(0) { $0 + ($1.key == nil ? 0 : 1) } }
+    /// Whether it waits in a queue.
+    public var isWaiting: Bool { self.pending != nil }
+
+    /// Takes the slots of the remaining rules, in order.
+    ///
+    /// - Parameter wake: told, from any thread, when a queued request got its slot; it must hop to the request's own
+    ///   event loop and call ``granted(_:)`` there.
+    public func start(wake: @escaping @Sendable (ConcurrencyWaiter) -> Void) -> ConcurrencyStep {
+        precondition(self.next == 0 && !self.isReleased, "an admission starts once")
+        self.wake = wake
+        return self.advance()
+    }
+
+    private func advance() -> ConcurrencyStep {
+        while self.next < self.steps.count {
+            let step = self.steps[self.next]
+            let rule = step.rule
+            guard let key = step.key else {
+                return self.refuse(step, .missingKey)
+            }
+            if !rule.isEnforced {
+                if rule.slots.acquire(key, max: step.max, shadow: true) == .acquiredOverMax {
+                    if self.shadowRule == nil { self.shadowRule = rule.name }
+                    rule.slots.countShadow()
+                }
+            } else if let queue = rule.configuration.queue {
+                switch rule.slots.acquire(key, max: step.max, shadow: false) {
+                case .acquired, .acquiredOverMax:
+                    break
+                case .full:
+                    guard let wake = self.wake else { return self.refuse(step, .concurrency) }
+                    let waiter = ConcurrencyWaiter(key: key, max: step.max, wake: wake)
+                    switch rule.slots.acquireOrEnqueue(waiter, queueSize: queue.size) {
+                    case .acquired:
+                        break
+                    case .full:
+                        return self.refuse(step, .queueFull)
+                    case .queued:
+                        self.pending = (waiter, self.next)
+                        return .waiting(timeout: queue.timeout)
+                    }
+                }
+            } else if rule.slots.acquire(key, max: step.max, shadow: false) == .full {
+                return self.refuse(step, .concurrency)
+            }
+            self.next += 1
+            self.held = self.next
+        }
+        self.wake = nil
+        return .admitted
+    }
+
+    /// Gives back what is held and says why.
+    private func refuse(_ step: Step, _ reason: ConcurrencyRefusalReason) -> ConcurrencyStep {
+        step.rule.slots.countRefusal(reason)
+        self.release()
+        return .refused(
+            ConcurrencyRefusal(
+                reason: reason,
+                rule: step.rule.name,
+                response: step.rule.response,
+                retryAfter: reason == .missingKey ? nil : step.rule.configuration.retryAfterSeconds,
+                limit: step.rule.limitText
+            )
+        )
+    }
+
+    /// A slot was handed to `waiter` (call on the request's event loop). `nil` when `waiter` is not this admission's
+    /// (the admission was released meanwhile, and returned that slot itself): nothing to do.
+    public func granted(_ waiter: ConcurrencyWaiter) -> ConcurrencyStep? {
+        guard let pending = self.pending, pending.waiter === waiter, !self.isReleased else { return nil }
+        self.pending = nil
+        self.next = pending.step + 1
+        self.held = self.next
+        return self.advance()
+    }
+
+    /// The queue timeout passed: the refusal, or `nil` when the slot was handed over already (its ``granted(_:)``
+    /// is on its way) or nothing waits.
+    public func timedOut() -> ConcurrencyRefusal? {
+        guard let pending = self.pending else { return nil }
+        let step = self.steps[pending.step]
+        guard step.rule.slots.cancel(pending.waiter) else { return nil }
+        self.pending = nil
+        guard case .refused(let refusal) = self.refuse(step, .queueTimeout) else { return nil }
+        return refusal
+    }
+
+    /// Gives every slot back and leaves any queue; the second and later calls do nothing.
+    public func release() {
+        guard !self.isReleased else { return }
+        self.isReleased = true
+        self.wake = nil
+        if let pending = self.pending {
+            self.pending = nil
+            let step = self.steps[pending.step]
+            if !step.rule.slots.cancel(pending.waiter), let key = step.key {
+                // Handed over already: the slot is ours, and goes straight back.
+                step.rule.slots.release(key)
+            }
+        }
+        for index in 0..<self.held {
+            if let key = self.steps[index].key { self.steps[index].rule.slots.release(key) }
+        }
+        self.held = 0
+    }
+
+    /// Admissions dropped without ``release()`` while holding or awaiting a slot (their slots were returned here). A
+    /// bug of the owner if it is ever above zero; the tests check it.
+    public static var releasedOnDeinit: Int { Self.deinitReleases.load(ordering: .relaxed) }
+    private static let deinitReleases = Atomic<Int>(0)
+
+    deinit {
+        // The owner releases; this is the net under a path that forgot to, so that a slot is never lost for good.
+        if !self.isReleased && (self.held > 0 || self.pending != nil) {
+            Self.deinitReleases.wrappingAdd(1, ordering: .relaxed)
+            self.release()
+        }
+    }
+}
+
+extension ConcurrencyRuleSlots {
+    func countShadow() {
+        self.shadowOverMax.wrappingAdd(1, ordering: .relaxed)
+    }
+}
