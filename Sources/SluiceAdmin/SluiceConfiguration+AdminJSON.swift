@@ -73,7 +73,32 @@ extension UpstreamConfiguration {
             ("preserve_host", .bool(self.preserveHost)),
             ("max_idle_per_loop", .int(self.maxIdlePerLoop)),
             ("tls", .object([("verify", .bool(self.tls.verify)), ("ca", .string(self.tls.ca))])),
+            ("adaptive_concurrency", self.adaptiveConcurrency?.adminJSON ?? .null),
         ])
+    }
+}
+
+extension AdaptiveConcurrencyConfiguration {
+    /// Fractions as percentages (`15%`), as the file may write them.
+    var adminJSON: AdminJSON {
+        .object([
+            ("min", .int(self.min)),
+            ("max", .int(self.max)),
+            ("sample_interval", .duration(self.sampleInterval)),
+            ("min_rtt_interval", .duration(self.minRTTInterval)),
+            ("jitter", .string(Self.percentage(self.jitter))),
+            ("min_rtt_samples", .int(self.minRTTSamples)),
+            ("buffer", .string(Self.percentage(self.buffer))),
+            ("percentile", .string(Self.percentage(self.percentile))),
+            ("retry_after", .duration(self.retryAfter)),
+        ])
+    }
+
+    /// `0.15` as `15%`, `0.125` as `12.5%` (to a thousandth of a percent).
+    static func percentage(_ fraction: Double) -> String {
+        let thousandths = (fraction * 100_000).rounded()
+        if thousandths.truncatingRemainder(dividingBy: 1000) == 0 { return "\(Int(thousandths / 1000))%" }
+        return "\(thousandths / 1000)%"
     }
 }
 

@@ -68,6 +68,16 @@ public final class SluiceMetrics: Sendable {
     private let lastEvictionTotal: Mutex<Int>
     /// The concurrency slots to render (issue 22), read at each scrape; `nil` until a gate sets it.
     private let concurrencySource = Mutex<(@Sendable () -> [ConcurrencyRuleSlots])?>(nil)
+    /// The upstream's adaptive limiter to render (issue 22 item 7), read at each scrape, and the totals of limiters a
+    /// reload replaced (so the counters only grow).
+    private let adaptiveSource = Mutex<AdaptiveSeries>(AdaptiveSeries())
+
+    private struct AdaptiveSeries {
+        var source: (@Sendable () -> AdaptiveConcurrencyLimiter?)?
+        var last: AdaptiveConcurrencyLimiter?
+        var retiredRefusals = 0
+        var retiredSamples = 0
+    }
 
     /// The registry's series of `sluice_upstream_responses_total` and what each shows.
     private struct StatusSeries {
@@ -311,7 +321,55 @@ public final class SluiceMetrics: Sendable {
         self.upstreamLatency.emit(into: &buffer)
         self.storageLatency.emit(into: &buffer)
         self.emitConcurrency(into: &buffer)
+        self.emitAdaptiveConcurrency(into: &buffer)
         return String(decoding: buffer, as: UTF8.self)
+    }
+
+    /// Where ``exposition()`` reads the upstream's adaptive limiter from (the running snapshot's; `nil` without
+    /// `upstream.adaptive_concurrency`).
+    public func setAdaptiveConcurrencySource(_ source: @escaping @Sendable () -> AdaptiveConcurrencyLimiter?) {
+        self.adaptiveSource.withLock { $0.source = source }
+    }
+
+    /// `sluice_adaptive_concurrency_limit`, `_in_flight`, `_min_rtt_seconds`, `_sample_latency_seconds`,
+    /// `_measuring_min_rtt` (gauges), `_refusals_total` and `_samples_total` (counters), when the upstream has
+    /// `adaptive_concurrency`; the counters keep the totals of limiters a reload replaced.
+    private func emitAdaptiveConcurrency(into buffer: inout [UInt8]) {
+        let current: (limiter: AdaptiveConcurrencyLimiter, retiredRefusals: Int, retiredSamples: Int)? =
+            self.adaptiveSource.withLock { series in
+                guard let limiter = series.source?() else { return nil }
+                if let last = series.last, last !== limiter {
+                    series.retiredRefusals += last.refusals
+                    series.retiredSamples += last.samples
+                }
+                series.last = limiter
+                return (limiter, series.retiredRefusals, series.retiredSamples)
+            }
+        guard let current else { return }
+        let state = current.limiter.state
+        func seconds(_ nanoseconds: Int64) -> String { "\(Double(nanoseconds) / 1e9)" }
+        var text = "# HELP sluice_adaptive_concurrency_limit Requests the upstream's adaptive limit lets in flight now.\n"
+        text += "# TYPE sluice_adaptive_concurrency_limit gauge\nsluice_adaptive_concurrency_limit \(state.limit)\n"
+        text += "# HELP sluice_adaptive_concurrency_in_flight Requests in flight to the upstream under its adaptive limit.\n"
+        text += "# TYPE sluice_adaptive_concurrency_in_flight gauge\nsluice_adaptive_concurrency_in_flight \(state.inFlight)\n"
+        text += "# HELP sluice_adaptive_concurrency_min_rtt_seconds The upstream's measured minimum latency.\n"
+        text += "# TYPE sluice_adaptive_concurrency_min_rtt_seconds gauge\n"
+        if let minRTT = state.minRTT { text += "sluice_adaptive_concurrency_min_rtt_seconds \(seconds(minRTT))\n" }
+        text += "# HELP sluice_adaptive_concurrency_sample_latency_seconds The last interval's latency percentile.\n"
+        text += "# TYPE sluice_adaptive_concurrency_sample_latency_seconds gauge\n"
+        if let sample = state.sampleLatency {
+            text += "sluice_adaptive_concurrency_sample_latency_seconds \(seconds(sample))\n"
+        }
+        text += "# HELP sluice_adaptive_concurrency_measuring_min_rtt 1 while the minimum latency is being measured.\n"
+        text += "# TYPE sluice_adaptive_concurrency_measuring_min_rtt gauge\n"
+        text += "sluice_adaptive_concurrency_measuring_min_rtt \(state.measuringMinRTT ? 1 : 0)\n"
+        text += "# HELP sluice_adaptive_concurrency_refusals_total Requests refused (503) by the upstream's adaptive limit.\n"
+        text += "# TYPE sluice_adaptive_concurrency_refusals_total counter\n"
+        text += "sluice_adaptive_concurrency_refusals_total \(current.retiredRefusals + state.refusals)\n"
+        text += "# HELP sluice_adaptive_concurrency_samples_total Completed requests whose latency was a sample.\n"
+        text += "# TYPE sluice_adaptive_concurrency_samples_total counter\n"
+        text += "sluice_adaptive_concurrency_samples_total \(current.retiredSamples + state.samples)\n"
+        buffer.append(contentsOf: text.utf8)
     }
 
     /// Where ``exposition()`` reads the concurrency families from (the slot table, which outlives reloads).

@@ -172,17 +172,74 @@ public struct UpstreamConfiguration: Sendable {
     /// Defaults to 64.
     public var maxIdlePerLoop: Int
     public var tls: UpstreamTLS
+    /// `adaptive_concurrency` (issue 22): one limit on the requests in flight to this upstream that follows its
+    /// latency; `nil` (the default): none.
+    public var adaptiveConcurrency: AdaptiveConcurrencyConfiguration?
 
     public init(
         targets: [UpstreamTarget] = [UpstreamTarget(scheme: .http, host: "127.0.0.1", port: 3000)],
         preserveHost: Bool = true,
         maxIdlePerLoop: Int = 64,
-        tls: UpstreamTLS = .init()
+        tls: UpstreamTLS = .init(),
+        adaptiveConcurrency: AdaptiveConcurrencyConfiguration? = nil
     ) {
         self.targets = targets
         self.preserveHost = preserveHost
         self.maxIdlePerLoop = maxIdlePerLoop
         self.tls = tls
+        self.adaptiveConcurrency = adaptiveConcurrency
+    }
+}
+
+/// `upstream.adaptive_concurrency` (issue 22): the gradient controller's settings. The defaults are Envoy's adaptive
+/// concurrency filter's, except ``min`` (Envoy's `min_concurrency` is 3).
+public struct AdaptiveConcurrencyConfiguration: Sendable, Hashable {
+    /// The limit while the minimum latency is measured, and the lowest it goes. Defaults to 8.
+    public var min: Int
+    /// The highest the limit goes. Defaults to 1000.
+    public var max: Int
+    /// How often the limit is recomputed (Envoy's `concurrency_update_interval`). Defaults to 100ms.
+    public var sampleInterval: Duration
+    /// How often the minimum latency is measured again (Envoy's `min_rtt_calc_params.interval`). Defaults to 60s.
+    public var minRTTInterval: Duration
+    /// Up to this fraction of ``minRTTInterval`` is added at random to each wait for a re-measurement. Defaults to
+    /// 0.15 (15%).
+    public var jitter: Double
+    /// Completed requests that make one measurement of the minimum latency (`request_count`). Defaults to 50.
+    public var minRTTSamples: Int
+    /// How far above the minimum a latency may be and still count as unloaded. Defaults to 0.25 (25%).
+    public var buffer: Double
+    /// Which percentile of an interval's latencies stands for it (`sample_aggregate_percentile`). Defaults to 0.5.
+    public var percentile: Double
+    /// `Retry-After` of a refusal, rounded up to whole seconds (at least 1). Defaults to 1s.
+    public var retryAfter: Duration
+
+    public init(
+        min: Int = 8,
+        max: Int = 1000,
+        sampleInterval: Duration = .milliseconds(100),
+        minRTTInterval: Duration = .seconds(60),
+        jitter: Double = 0.15,
+        minRTTSamples: Int = 50,
+        buffer: Double = 0.25,
+        percentile: Double = 0.5,
+        retryAfter: Duration = .seconds(1)
+    ) {
+        self.min = min
+        self.max = max
+        self.sampleInterval = sampleInterval
+        self.minRTTInterval = minRTTInterval
+        self.jitter = jitter
+        self.minRTTSamples = minRTTSamples
+        self.buffer = buffer
+        self.percentile = percentile
+        self.retryAfter = retryAfter
+    }
+
+    /// ``retryAfter`` in whole seconds, rounded up, at least 1.
+    public var retryAfterSeconds: Int {
+        let (seconds, attoseconds) = self.retryAfter.components
+        return Swift.max(1, Int(seconds) + (attoseconds > 0 ? 1 : 0))
     }
 }
 

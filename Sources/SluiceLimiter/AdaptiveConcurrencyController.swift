@@ -16,8 +16,9 @@
 ///   bound and protect nothing when the load comes.
 ///
 /// Only the latencies of completed requests are samples: the caller does not report refusals, cancelled requests
-/// or time spent in a queue. The clock is an input (monotonic nanoseconds), so the controller is tested without
-/// sleeping, and so is the jitter (a seeded generator). A value: the proxy keeps one per upstream behind a lock.
+/// or time spent in a queue, and a re-measurement counts only requests that started after it began. The clock is
+/// an input (monotonic nanoseconds), so the controller is tested without sleeping, and so is the jitter (a seeded
+/// generator). A value: the proxy keeps one per upstream behind a lock (``AdaptiveConcurrencyLimiter``).
 public struct AdaptiveConcurrencyController: Sendable {
     public struct Parameters: Sendable, Hashable {
         /// The limit while the minimum latency is measured, and the lowest it ever goes.
@@ -85,6 +86,9 @@ public struct AdaptiveConcurrencyController: Sendable {
     private var intervalStart: Int64
     /// The most requests in flight seen in this interval.
     private var peakInFlight = 0
+    /// When the running measurement of the minimum latency began; `.min` for the first one (nothing was in flight
+    /// before the controller).
+    private var measuringSince: Int64 = .min
     private var random: SplitMix
 
     public init(parameters: Parameters, now: Int64, seed: UInt64) {
@@ -104,11 +108,23 @@ public struct AdaptiveConcurrencyController: Sendable {
         return true
     }
 
-    /// A request completed after `latency` nanoseconds (from being forwarded to its response's end).
+    /// A request completed after `latency` nanoseconds (from being forwarded to its response), having started
+    /// `latency` before `now`.
     public mutating func completed(latency: Int64, now: Int64) {
+        self.completed(startedAt: now - latency, latency: latency, now: now)
+    }
+
+    /// A request that started (was forwarded) at `startedAt` completed, its latency `latency` nanoseconds.
+    ///
+    /// While the minimum latency is measured again, a request that started before the measurement did is not
+    /// counted: it was admitted under the old, higher limit, and its latency is the loaded one (counted, the requests
+    /// in flight when the measurement began would be the whole measurement as soon as more than
+    /// ``Parameters/minRTTSamples`` of them were in flight).
+    public mutating func completed(startedAt: Int64, latency: Int64, now: Int64) {
         let latency = max(0, latency)
         switch self.phase {
         case .measuringMinRTT(let resumeAt):
+            guard startedAt >= self.measuringSince else { return }
             self.samples.append(latency)
             guard self.samples.count >= self.parameters.minRTTSamples else { return }
             self.minRTT = max(1, self.takePercentile())
@@ -135,6 +151,7 @@ public struct AdaptiveConcurrencyController: Sendable {
         guard case .adjusting = self.phase else { return }
         if now >= self.nextMinRTTAt {
             self.phase = .measuringMinRTT(resumeAt: self.limit)
+            self.measuringSince = now
             self.limit = self.parameters.minLimit
             self.samples.removeAll(keepingCapacity: true)
             self.nextMinRTTAt = .max

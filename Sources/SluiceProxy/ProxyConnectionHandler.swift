@@ -626,9 +626,27 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             self.context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
                 let this = loopBoundSelf.value
                 guard this.exchangeID == id else { return }
-                this.connectUpstream(config: config, allowPooled: true)
+                this.sendUpstream(config: config)
             }
             return
+        }
+        self.sendUpstream(config: config)
+    }
+
+    /// Sends an admitted request to the upstream: past the upstream's adaptive limit first, when there is one (issue
+    /// 22 item 7). Asked after the per-key slots and the rate limits (and any `delay`), so only requests that really
+    /// go to the upstream count; one over the limit gets a 503 with `Retry-After` (the slots go back with it).
+    private func sendUpstream(config: ProxySnapshot) {
+        if let adaptive = config.adaptive {
+            guard case .exchange(let exchange) = self.machine.state, exchange.upstream == .none else { return }
+            guard let ticket = adaptive.admit() else {
+                self.exchange.gateContext.decision = "adaptive_concurrency"
+                self.exchange.gateContext.rule = nil
+                self.exchange.gateContext.keyDigest = nil
+                if let refusal = config.adaptiveRefusal { self.answer(GateAnswer(blocked: refusal)) }
+                return
+            }
+            guard self.machine.upstreamAdmitted(ticket) else { return }
         }
         self.connectUpstream(config: config, allowPooled: true)
     }

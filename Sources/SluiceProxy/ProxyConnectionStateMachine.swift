@@ -85,15 +85,25 @@ struct ProxyConnectionStateMachine {
 
     private(set) var state = State.idle {
         didSet {
-            guard self.slots != nil else { return }
+            guard self.slots != nil || self.upstreamTicket != nil else { return }
             switch self.state {
-            case .exchange, .tunnel: break
-            case .idle, .answered, .closed: self.slots.take()?.release()
+            case .exchange:
+                break
+            case .tunnel:
+                // A tunnel's life says nothing about the upstream's latency, and it is no request in flight.
+                self.upstreamTicket.take()?.release()
+            case .idle, .answered, .closed:
+                self.slots.take()?.release()
+                self.upstreamTicket.take()?.release()
             }
         }
     }
     /// The concurrency slots of the exchange in flight, `nil` when no concurrency rule applies (issue 22).
     private(set) var slots: ConcurrencyAdmission?
+    /// The exchange's place under the upstream's adaptive limit (issue 22 item 7), from forwarding until the exchange
+    /// is over (released with the slots; a sample only when ``responseEnded(upstreamReusable:)`` was reached);
+    /// `nil` without `upstream.adaptive_concurrency` or before forwarding.
+    private(set) var upstreamTicket: AdaptiveConcurrencyTicket?
     /// The client shut its side down: no bytes follow the ones already received.
     private(set) var inputClosed = false
 
@@ -139,6 +149,17 @@ struct ProxyConnectionStateMachine {
             return false
         }
         self.slots = admission
+        return true
+    }
+
+    /// The exchange was admitted under the upstream's adaptive limit (just before it asks for an upstream connection):
+    /// the machine owns `ticket` from now on. Returns `false`, having released it, when no exchange is in flight.
+    mutating func upstreamAdmitted(_ ticket: AdaptiveConcurrencyTicket) -> Bool {
+        guard case .exchange = self.state, self.upstreamTicket == nil else {
+            ticket.release()
+            return false
+        }
+        self.upstreamTicket = ticket
         return true
     }
 
@@ -318,6 +339,7 @@ struct ProxyConnectionStateMachine {
             return .switchProtocols
         }
         let keepAlive = exchange.request.keepAlive && !exchange.request.isUpgrade && !isDraining
+        self.upstreamTicket?.responded()
         exchange.response = .streaming(keepAlive: keepAlive)
         self.state = .exchange(exchange)
         return .writeHead(keepAlive: keepAlive)
@@ -349,6 +371,8 @@ struct ProxyConnectionStateMachine {
         }
         // Answered before the request body finished: the rest of it cannot be skipped safely on either connection.
         let release = upstreamReusable && exchange.requestEnded
+        // The response was relayed to its end: its latency is a sample of the upstream's (released just below).
+        self.upstreamTicket?.completed = true
         if keepAlive && exchange.requestEnded && !self.inputClosed {
             self.state = .idle
             return .finish(releaseUpstream: release, then: .readNextRequest)

@@ -84,6 +84,8 @@ public final class ProxyServer: Service, Sendable {
             accessLog: accessLog,
             metrics: metrics
         )
+        // Weak: the metrics belong to `shared`.
+        metrics.setAdaptiveConcurrencySource { [weak shared = self.shared] in shared?.current().adaptive }
     }
 
     /// The running configuration.
@@ -145,7 +147,8 @@ public final class ProxyServer: Service, Sendable {
                 metrics: self.metrics,
                 limitedKeys: self.limitedKeyTracker
             ),
-            tls: tls
+            tls: tls,
+            previousAdaptive: previous.adaptive
         )
         self.metrics.reloaded(success: true)
         self.shared.replace(with: snapshot)
@@ -388,6 +391,11 @@ public final class ProxyServer: Service, Sendable {
     /// The concurrency rules of the running configuration (issue 22), `nil` without any.
     public var concurrencyLimiter: ConcurrencyLimiter? {
         (self.shared.current().gate as? LimiterGate)?.concurrency
+    }
+
+    /// The upstream's adaptive concurrency limiter of the running configuration (issue 22 item 7), `nil` without one.
+    public var adaptiveConcurrency: AdaptiveConcurrencyLimiter? {
+        self.shared.current().adaptive
     }
 
     /// The limiter of the running configuration.

@@ -4,6 +4,7 @@ import SluiceAdmin
 import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
+import SluiceLimiter
 
 /// Everything a request needs from one config, compiled once per load and shared read-only by
 /// every event loop. A request reads the current snapshot once, when its head arrives (SPEC §6:
@@ -28,8 +29,20 @@ final class ProxySnapshot: Sendable, AtomicReference {
     let bodyReadTimeout: TimeAmount
     let sendTimeout: TimeAmount
     let tunnelIdleTimeout: TimeAmount
+    /// `upstream.adaptive_concurrency` (issue 22 item 7), `nil` without it: a request asks it just before it is
+    /// forwarded. Kept from the previous snapshot while the upstream and the settings stay the same.
+    let adaptive: AdaptiveConcurrencyLimiter?
+    /// The answer to a request over the adaptive limit: 503 with `Retry-After`, no rate-limit fields; made once.
+    let adaptiveRefusal: BlockedAnswer?
 
-    init(configuration: SluiceConfiguration, gate: any RequestGate, tls: TLSContexts = TLSContexts()) {
+    /// - Parameter previousAdaptive: the running snapshot's ``adaptive``, kept when it serves the same upstream with
+    ///   the same settings (its limit and minimum latency carry over a reload).
+    init(
+        configuration: SluiceConfiguration,
+        gate: any RequestGate,
+        tls: TLSContexts = TLSContexts(),
+        previousAdaptive: AdaptiveConcurrencyLimiter? = nil
+    ) {
         self.configuration = configuration
         self.gate = gate
         self.limiterGate = gate as? LimiterGate
@@ -47,6 +60,18 @@ final class ProxySnapshot: Sendable, AtomicReference {
         self.bodyReadTimeout = TimeAmount(server.timeouts.bodyRead)
         self.sendTimeout = TimeAmount(server.timeouts.send)
         self.tunnelIdleTimeout = TimeAmount(server.timeouts.tunnelIdle)
+        if let adaptive = configuration.upstream.adaptiveConcurrency {
+            let targets = configuration.upstream.targets
+            if let previousAdaptive, previousAdaptive.serves(adaptive, targets: targets) {
+                self.adaptive = previousAdaptive
+            } else {
+                self.adaptive = AdaptiveConcurrencyLimiter(configuration: adaptive, targets: targets)
+            }
+            self.adaptiveRefusal = BlockedAnswer(adaptiveRetryAfter: adaptive.retryAfterSeconds)
+        } else {
+            self.adaptive = nil
+            self.adaptiveRefusal = nil
+        }
     }
 }
 

@@ -184,9 +184,10 @@ import Testing
         first.tick(now: now)
         #expect(first.phase == .measuringMinRTT(resumeAt: grown))
         #expect(first.limit == 4)
-        // The upstream got faster: the new minimum is measured, and the limit resumes where it was.
+        // The upstream got faster: the new minimum is measured, and the limit resumes where it was. (Requests that
+        // started after the measurement began: the ones before it do not count, AdaptiveConcurrencyRemeasureTests.)
         for _ in 0..<20 {
-            now += Self.ms
+            now += 5 * Self.ms
             first.completed(latency: 4 * Self.ms, now: now)
         }
         #expect(first.minRTT == 4 * Self.ms)
