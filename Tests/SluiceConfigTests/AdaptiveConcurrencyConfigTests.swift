@@ -111,7 +111,7 @@ struct AdaptiveConcurrencyConfigTests {
     @Test("max below min, and a value that is not a mapping")
     func maxBelowMinAndShape() {
         let below = errorLines(yaml: self.upstream("  adaptive_concurrency: { min: 10, max: 5 }\n"))
-        #expect(below == ["test.yaml:3:42: adaptive_concurrency: max (5) must be at least min (10)"])
+        #expect(below == ["test.yaml:3:41: adaptive_concurrency: max (5) must be at least min (10)"])
         let scalar = errorLines(yaml: self.upstream("  adaptive_concurrency: yes\n"))
         #expect(scalar == ["test.yaml:3:25: adaptive_concurrency: expected a mapping, got 'yes'"])
     }
