@@ -226,14 +226,17 @@ struct ProxyAdaptiveConcurrencyTests {
     /// min = max = 1: one request in flight at most, whatever the latency.
     static let one = AdaptiveConcurrencyConfiguration(min: 1, max: 1, minRTTSamples: 1000)
 
-    @Test("over the limit: 503 with Retry-After, a JSON body, no rate-limit fields; not a sample")
+    @Test("over the limit: 503 with Retry-After, a JSON body, no rate-limit fields, logged; not a sample")
     func refusal() async throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-adaptive-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
         try await TestLoadGate.shared {
             let upstream = try await PeakRecordingUpstream(group: ProxyHarness.group)
             defer { Task { await upstream.close() } }
             var three = Self.one
             three.retryAfter = .seconds(3)
-            try await withAdaptiveProxy(upstreamPort: upstream.port, three) { proxy in
+            try await withAdaptiveProxy(upstreamPort: upstream.port, three, configure: { $0.server.accessLog = .file(log) }) {
+                proxy in
                 let limiter = proxy.limiter
                 let held = try await proxy.send("/hold")
                 try await eventually("held") { upstream.heldCount == 1 }
@@ -252,7 +255,14 @@ struct ProxyAdaptiveConcurrencyTests {
                 // The upstream never saw the refused request.
                 #expect(upstream.arrivals.count == 1)
                 #expect(try await proxy.get("/").status == 200)
-                #expect(limiter.samples == 2)
+                try await eventually("second sample") { limiter.samples == 2 }
+                // The access log names the reason, without a rule.
+                try await eventually("access log written") {
+                    let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                    return text.split(separator: "\n").contains {
+                        $0.contains("\"decision\":\"adaptive_concurrency\"") && $0.contains("\"status\":503")
+                    }
+                }
             }
         }
     }
