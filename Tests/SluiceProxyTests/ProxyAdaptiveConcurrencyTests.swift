@@ -216,8 +216,8 @@ struct ProxyAdaptiveConcurrencyTests {
                 #expect(metrics.contains("sluice_adaptive_concurrency_in_flight 0\n"))
                 #expect(metrics.contains("sluice_adaptive_concurrency_refusals_total \(limiter.refusals)\n"))
                 #expect(metrics.contains("sluice_adaptive_concurrency_samples_total \(limiter.samples)\n"))
-                #expect(metrics.contains("sluice_adaptive_concurrency_min_rtt_seconds "))
-                #expect(metrics.contains("sluice_adaptive_concurrency_sample_latency_seconds "))
+                #expect(metrics.contains("\nsluice_adaptive_concurrency_min_rtt_seconds "))
+                #expect(metrics.contains("\nsluice_adaptive_concurrency_sample_latency_seconds "))
             }
             try await eventually("the upstream drained") { upstream.inFlight == 0 }
         }
