@@ -151,7 +151,7 @@ struct ProxyAdaptiveConcurrencyTests {
             var unlimitedPeak = 0
             try await withAdaptiveProxy(upstreamPort: upstream.port, nil) { proxy in
                 let result = try await withTimeout(.seconds(60), "flood without adaptive") {
-                    try await Self.flood(port: proxy.port, clients: clients, duration: .seconds(2))
+                    try await Self.flood(port: proxy.port, clients: clients, duration: .seconds(1))
                 }
                 #expect(result.refused == 0 && result.other == 0)
                 unlimitedP50 = upstream.latencyQuantileMs(0.5)
@@ -174,13 +174,13 @@ struct ProxyAdaptiveConcurrencyTests {
                 let limiter = proxy.limiter
                 // Warm-up: the minimum latency is measured and the limit found.
                 _ = try await withTimeout(.seconds(60), "warm-up flood") {
-                    try await Self.flood(port: proxy.port, clients: clients, duration: .seconds(1))
+                    try await Self.flood(port: proxy.port, clients: clients, duration: .milliseconds(600))
                 }
                 upstream.resetRecords()
                 let samplesBefore = limiter.samples
                 let refusalsBefore = limiter.refusals
                 let result = try await withTimeout(.seconds(60), "flood with adaptive") {
-                    try await Self.flood(port: proxy.port, clients: clients, duration: .seconds(2))
+                    try await Self.flood(port: proxy.port, clients: clients, duration: .milliseconds(1500))
                 }
                 let state = limiter.state
                 let adaptiveP50 = upstream.latencyQuantileMs(0.5)
