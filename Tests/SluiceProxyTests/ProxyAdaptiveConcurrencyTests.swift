@@ -96,19 +96,28 @@ struct ProxyAdaptiveConcurrencyTests {
         var badRefusals = 0
     }
 
-    /// `clients` clients, each sending requests one after another on fresh connections for `duration`; after a 503 a
-    /// client waits `pause` (as one that honours `Retry-After` in spirit, without waiting a whole second).
+    /// `clients` clients, each sending requests one after another on its own keep-alive connection (a new one only
+    /// when Sluice closes it) for `duration`; after a 503 a client waits `pause` (as one that honours `Retry-After` in
+    /// spirit, without waiting a whole second). Keep-alive keeps the kernel's share of the load (and the sockets left
+    /// in TIME_WAIT) small, for the tests that run after this one.
     static func flood(port: Int, clients: Int, duration: Duration, pause: Duration = .milliseconds(100)) async throws -> FloodResult {
         let deadline = ContinuousClock.now + duration
         return try await withThrowingTaskGroup(of: FloodResult.self) { group in
             for _ in 0..<clients {
                 group.addTask {
                     var result = FloodResult()
+                    var client: RawHTTPClient? = nil
                     while ContinuousClock.now < deadline {
-                        let client = try await RawHTTPClient.connect(port: port, group: ProxyHarness.group)
-                        try await client.send("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-                        let response = try await client.readResponse(timeout: .seconds(20))
-                        await client.close()
+                        if client == nil || client!.isClosed {
+                            if let old = client { await old.close() }
+                            client = try await RawHTTPClient.connect(port: port, group: ProxyHarness.group)
+                        }
+                        try await client!.send("GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                        let response = try await client!.readResponse(timeout: .seconds(20))
+                        if response.header("Connection")?.lowercased() == "close" {
+                            await client!.close()
+                            client = nil
+                        }
                         switch response.status {
                         case 200:
                             result.ok += 1
@@ -124,6 +133,7 @@ struct ProxyAdaptiveConcurrencyTests {
                             result.other += 1
                         }
                     }
+                    if let client { await client.close() }
                     return result
                 }
             }
