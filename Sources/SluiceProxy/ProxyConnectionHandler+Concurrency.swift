@@ -1,5 +1,4 @@
 import NIOCore
-import SluiceConfig
 import SluiceLimiter
 
 /// Concurrency limits (issue 22): taking a request's slots, waiting in a queue, and the refusals.
@@ -109,23 +108,4 @@ extension BlockedAnswer {
             limit: refusal.limit
         )
     }
-}
-
-extension BlockedAnswer {
-    /// The answer to a request over the upstream's adaptive limit (issue 22 item 7): 503, `Retry-After`, a JSON body,
-    /// no rate-limit fields (no quota was exhausted).
-    init(adaptiveRetryAfter retryAfter: Int) {
-        self.init(
-            response: ResponseConfiguration(status: 503, body: BlockedAnswer.adaptiveBody, rateLimitHeaders: .none),
-            fields: RateLimitFieldValues(statuses: [], mode: .none, nowSeconds: 0),
-            retryAfter: retryAfter,
-            rule: "",
-            limit: ""
-        )
-    }
-
-    static let adaptiveBody = BodyTemplate(
-        parts: [.literal(#"{"error":"upstream_overloaded","retry_after":"#), .retryAfter, .literal("}")],
-        source: #"{"error":"upstream_overloaded","retry_after":{retry_after}}"#
-    )
 }

@@ -16,7 +16,8 @@ import SluiceLimiter
 /// What happens when (keep-alive, pipelining, local answers, retries, tunnels, timeouts) is decided by
 /// ``ProxyConnectionStateMachine``; this class moves the bytes and runs the timers. With concurrency rules, a request
 /// takes its slots before the rate limits decide, and the machine returns them when the exchange is over
-/// (`ProxyConnectionHandler+Concurrency.swift`; issue 22).
+/// (`ProxyConnectionHandler+Concurrency.swift`; issue 22). With `upstream.adaptive_concurrency`, a request the rules
+/// admitted is asked last against the upstream's adaptive limit (`ProxyConnectionHandler+Adaptive.swift`).
 ///
 /// Back-pressure both ways: the client is not read while the upstream connection is missing or not writable,
 /// nor while a request waits for its response (bytes of a pipelined request that arrived meanwhile wait, at most
@@ -631,24 +632,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
         self.sendUpstream(config: config)
-    }
-
-    /// Sends an admitted request to the upstream: past the upstream's adaptive limit first, when there is one (issue
-    /// 22 item 7). Asked after the per-key slots and the rate limits (and any `delay`), so only requests that really
-    /// go to the upstream count; one over the limit gets a 503 with `Retry-After` (the slots go back with it).
-    private func sendUpstream(config: ProxySnapshot) {
-        if let adaptive = config.adaptive {
-            guard case .exchange(let exchange) = self.machine.state, exchange.upstream == .none else { return }
-            guard let ticket = adaptive.admit() else {
-                self.exchange.gateContext.decision = "adaptive_concurrency"
-                self.exchange.gateContext.rule = nil
-                self.exchange.gateContext.keyDigest = nil
-                if let refusal = config.adaptiveRefusal { self.answer(GateAnswer(blocked: refusal)) }
-                return
-            }
-            guard self.machine.upstreamAdmitted(ticket) else { return }
-        }
-        self.connectUpstream(config: config, allowPooled: true)
     }
 
     func requestBodyReceived(_ body: ByteBuffer) {

@@ -16,7 +16,9 @@ import SluiceLimiter
 /// The machine owns the exchange's concurrency slots (issue 22, ``slotsTaken(_:)``) and gives them back the moment its
 /// state leaves the exchange: to `idle` (the response ended), `answered` (any local answer: a refusal, 502, 504, 408,
 /// ...), or `closed` (the client left, an error, a timeout); a tunnel keeps them until it closes. The release sits in
-/// ``state``'s observer, so no transition can skip it, and ``ConcurrencyAdmission/release()`` runs once.
+/// ``state``'s observer, so no transition can skip it, and ``ConcurrencyAdmission/release()`` runs once. The exchange's
+/// place under the upstream's adaptive limit (``upstreamAdmitted(_:)``, issue 22 item 7) is released at the same
+/// points, and when a tunnel starts; its latency is a sample only when the response ended.
 struct ProxyConnectionStateMachine {
     /// What the machine needs to know of a request head.
     struct Request: Equatable {
