@@ -40,11 +40,29 @@ extension ProxyConnectionHandler {
             self.cancelQueueTimeout()
             self.exchange.waiting = nil
             self.refuse(refusal)
+        case .asking:
+            // One round trip to the shared store (Redis leases): the request waits, unread, for `slotGranted`. A queue
+            // timeout already running (a queued request asking again) keeps running.
+            self.exchange.waiting = (attributes, config)
         case .waiting(let timeout):
             self.exchange.waiting = (attributes, config)
             self.cancelQueueTimeout()
             let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
             let admission = self.machine.slots
+            if let admission, admission.usesLeases {
+                // The queue is this instance's; the slots are in Redis: the first of a key's queue asks again on a
+                // short poll (and at once when a request of its key ends here, through `slotGranted`).
+                let poll = TimeAmount(ConcurrencyAdmission.leasePollInterval)
+                let boundAdmission = NIOLoopBound(admission, eventLoop: self.context.eventLoop)
+                self.queuePoll = self.context.eventLoop.scheduleRepeatedTask(initialDelay: poll, delay: poll) { task in
+                    let this = loopBoundSelf.value
+                    guard let current = this.machine.slots, current === boundAdmission.value, current.isWaiting else {
+                        task.cancel()
+                        return
+                    }
+                    current.pollLeases()
+                }
+            }
             self.queueTimeout = self.context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
                 let this = loopBoundSelf.value
                 guard let current = this.machine.slots, current === admission else { return }
@@ -69,6 +87,8 @@ extension ProxyConnectionHandler {
     func cancelQueueTimeout() {
         self.queueTimeout?.cancel()
         self.queueTimeout = nil
+        self.queuePoll?.cancel()
+        self.queuePoll = nil
     }
 
     /// Answers a refusal with the rule's `response` and `Retry-After`, without rate-limit fields; the access log's
