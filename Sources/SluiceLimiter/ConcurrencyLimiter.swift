@@ -22,6 +22,10 @@ import Synchronization
 // the waiter's own event loop. A handed-over slot belongs to the admission from then on: if the admission was released
 // meanwhile (the client left), ``ConcurrencyAdmission/release()`` finds the waiter gone from the queue and returns the
 // slot itself; the late `wake` then finds nothing pending and does nothing.
+//
+// With a lease store (`storage.kind: redis`, ``ConcurrencyLeaseStore``) the slots are leases shared by every instance,
+// taken all or nothing in one round trip; the tables here then count this instance's requests and hold its local
+// queues (`ConcurrencyLeases.swift`).
 
 /// Every rule's slots, by rule name; shared by all event loops and kept across reloads (issue 22 item 6).
 public final class ConcurrencySlotTable: Sendable {

@@ -8,6 +8,11 @@ import SluiceLimiter
 /// While a request waits, nothing more of it is read (it has no upstream connection, so ``mayReadClient`` is false
 /// for a body; a request without body is read only up to the next request's first bytes, so a client that leaves is
 /// noticed), and a slot handed over by another event loop arrives on this one (`execute`).
+///
+/// With `storage.kind: redis` the slots are leases in Redis (issue 22 item 5): taking them is a round trip
+/// (``ConcurrencyStep/asking``; the request waits unread, as for a Redis rate decision), and the answer arrives through
+/// the same `wake` as a hand-over. A request Redis refuses waits in this instance's queue, whose first request asks
+/// again every ``ConcurrencyAdmission/leasePollInterval`` (``queuePoll``) and when a request of its key ends here.
 extension ProxyConnectionHandler {
     /// Hands `admission` to the state machine and takes its slots: then the rate limits, a queue, or a refusal.
     func admit(_ admission: ConcurrencyAdmission, _ attributes: RawRequestAttributes, config: ProxySnapshot) {

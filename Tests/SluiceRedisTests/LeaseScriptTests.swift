@@ -150,6 +150,10 @@ extension RedisIntegrationTests {
                 _ = try #require(Self.handle(await Self.acquire(other, [item])))
                 await other.close()
                 let stopped = ContinuousClock.now
+                // On Redis's clock the orphaned lease ends at most one TTL from now.
+                let serverNow = Int(redis.cli("EVAL", "local t = redis.call('TIME'); return t[1] * 1000 + math.floor(t[2] / 1000)", "0")) ?? 0
+                let expiry = Int(redis.cli("ZRANGE", key, "0", "0", "WITHSCORES").split(separator: "\n").last ?? "") ?? .max
+                #expect(expiry - serverNow <= 1_000, "expiry \(expiry), now \(serverNow)")
                 try await eventually(within: .seconds(3), "the orphaned lease expires") {
                     if case .acquired(let handle, _) = await Self.acquire(store, [item]) {
                         store.releaseLeases(handle)
@@ -157,7 +161,7 @@ extension RedisIntegrationTests {
                     }
                     return false
                 }
-                #expect(ContinuousClock.now - stopped <= .milliseconds(1_400))
+                #expect(ContinuousClock.now - stopped <= .milliseconds(2_500), "polling and a loaded machine add to the TTL")
                 await store.close()
             }
         }
