@@ -14,6 +14,8 @@ final class RedisLeaseState: Sendable {
     let held = Mutex<[ObjectIdentifier: ConcurrencyLeaseHandle]>([:])
     /// The renewal timer, started with the first lease (a configuration without concurrency rules never starts it).
     private let renewal = Mutex<(started: Bool, task: RepeatedTask?)>((false, nil))
+    /// Set once the timer is started: the per-acquire check without the lock.
+    private let renewalStarted = Atomic<Bool>(false)
     /// One per event loop, made up front (finding a loop's batcher takes no lock).
     let batchers: [ObjectIdentifier: NIOLoopBoundBox<LeaseBatcher>]
     let scriptSHA = Mutex<String?>(nil)
@@ -40,6 +42,8 @@ final class RedisLeaseState: Sendable {
 
     /// Starts the renewal timer once: every third of the TTL, `renew` runs on one of the group's loops.
     func startRenewing(_ renew: @escaping @Sendable () -> Void) {
+        guard !self.renewalStarted.load(ordering: .relaxed) else { return }
+        self.renewalStarted.store(true, ordering: .relaxed)
         self.renewal.withLock { renewal in
             guard !renewal.started else { return }
             renewal.started = true
