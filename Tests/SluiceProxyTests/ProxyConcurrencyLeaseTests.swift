@@ -72,6 +72,34 @@ struct ProxyConcurrencyLeaseTests {
         }
     }
 
+    @Test("two instances with queues: 30 requests all pass through Redis leases, never more than max at once")
+    func twoInstancesWithQueues() async throws {
+        let redis = try await RedisServer.start()
+        defer { Task { await redis.stop() } }
+        let configure = Self.redisStorage(redis, prefix: "twoq:")
+        let rule = concurrencyRule("gen", max: 3, queue: ConcurrencyConfiguration.Queue(size: 20, timeout: .seconds(20)))
+        try await withConcurrencyProxy([rule], configure: configure) { first in
+            let second = try await ConcurrencyProxy(upstreamPort: first.upstream.port, rules: [rule], configure: configure)
+            defer { Task { await second.stop() } }
+            let statuses = try await withTimeout(.seconds(60), "30 queued requests") {
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for index in 0..<30 {
+                        let proxy = index % 2 == 0 ? first : second
+                        group.addTask { try await proxy.get("/slow?ms=100", headers: [Self.key]).status }
+                    }
+                    var all: [Int] = []
+                    for try await status in group { all.append(status) }
+                    return all
+                }
+            }
+            #expect(statuses == Array(repeating: 200, count: 30), "\(statuses)")
+            #expect(first.upstream.peak <= 3, "the upstream saw \(first.upstream.peak) at once")
+            #expect(first.upstream.peak >= 2, "both instances' requests overlapped")
+            try await eventually("every lease released") { Self.leases(redis, prefix: "twoq:") == 0 }
+            #expect(first.slots("gen").queued == 0 && second.slots("gen").queued == 0)
+        }
+    }
+
     @Test("a slot held on one instance refuses the other's request; released, the other is admitted")
     func slotSeenAcrossInstances() async throws {
         let redis = try await RedisServer.start()
