@@ -142,36 +142,11 @@ struct LeaseRequest: Sendable {
     }
 }
 
-/// Collects the lease requests made on one event loop during one tick and sends them as one script call, as
-/// ``DecisionBatcher`` does for decisions. Lives on its loop (held in a `NIOLoopBoundBox`); not thread-safe.
-final class LeaseBatcher {
-    static let maxRequests = 64
+/// Concurrency leases, one ``LeaseScript`` call per tick (see ``TickBatcher``).
+typealias LeaseBatcher = TickBatcher<LeaseRequest>
 
-    private let eventLoop: any EventLoop
-    private var pending: [LeaseRequest] = []
-    private var isScheduled = false
-
-    init(eventLoop: any EventLoop) {
-        self.eventLoop = eventLoop
-    }
-
-    func add(_ request: LeaseRequest, store: RedisStore) {
-        self.pending.append(request)
-        if self.pending.count >= Self.maxRequests {
-            self.flush(store)
-        } else if !self.isScheduled {
-            self.isScheduled = true
-            self.eventLoop.assumeIsolated().execute {
-                self.isScheduled = false
-                self.flush(store)
-            }
-        }
-    }
-
-    private func flush(_ store: RedisStore) {
-        guard !self.pending.isEmpty else { return }
-        let requests = self.pending
-        self.pending.removeAll(keepingCapacity: true)
-        store.sendLeases(requests, preferring: self.eventLoop)
+extension TickBatcher where Request == LeaseRequest {
+    convenience init(eventLoop: any EventLoop) {
+        self.init(eventLoop: eventLoop) { store, requests, loop in store.sendLeases(requests, preferring: loop) }
     }
 }
