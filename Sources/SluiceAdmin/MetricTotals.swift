@@ -21,6 +21,21 @@ public struct MetricTotals: Sendable, Equatable {
     /// Storage decisions timed in `sluice_storage_latency_seconds`, and their summed time.
     public var storageDecisions = 0
     public var storageNanoseconds = 0
+    /// Per concurrency rule (issue 22): requests in flight and queued when read (gauges), and refusals (a counter).
+    public var concurrency: [String: ConcurrencyReading] = [:]
+
+    public struct ConcurrencyReading: Sendable, Equatable {
+        public var inFlight = 0
+        public var queued = 0
+        /// Every reason together (`sluice_concurrency_refusals_total` without `shadow`).
+        public var refusals = 0
+
+        public init(inFlight: Int = 0, queued: Int = 0, refusals: Int = 0) {
+            self.inFlight = inFlight
+            self.queued = queued
+            self.refusals = refusals
+        }
+    }
 
     public init() {}
 
@@ -38,6 +53,12 @@ public struct MetricTotals: Sendable, Equatable {
         delta.storageErrors = self.storageErrors - earlier.storageErrors
         delta.storageDecisions = self.storageDecisions - earlier.storageDecisions
         delta.storageNanoseconds = self.storageNanoseconds - earlier.storageNanoseconds
+        // Gauges are what the later reading says; the refusals what happened in between.
+        for (rule, reading) in self.concurrency {
+            var change = reading
+            change.refusals = reading.refusals - (earlier.concurrency[rule]?.refusals ?? 0)
+            delta.concurrency[rule] = change
+        }
         return delta
     }
 
@@ -55,6 +76,14 @@ public struct MetricTotals: Sendable, Equatable {
         sum.storageErrors += other.storageErrors
         sum.storageDecisions += other.storageDecisions
         sum.storageNanoseconds += other.storageNanoseconds
+        // Added samples keep the highest gauges and the sum of refusals.
+        for (rule, reading) in other.concurrency {
+            var total = sum.concurrency[rule] ?? ConcurrencyReading()
+            total.inFlight = max(total.inFlight, reading.inFlight)
+            total.queued = max(total.queued, reading.queued)
+            total.refusals += reading.refusals
+            sum.concurrency[rule] = total
+        }
         return sum
     }
 }

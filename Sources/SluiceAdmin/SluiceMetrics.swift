@@ -300,6 +300,13 @@ public final class SluiceMetrics: Sendable {
         totals.storageErrors = self.storageErrors.value
         totals.storageDecisions = self.storageLatency.count
         totals.storageNanoseconds = Int((self.storageLatency.sum * 1e9).rounded())
+        for rule in self.concurrencySource.withLock({ $0 })?() ?? [] {
+            totals.concurrency[rule.name] = MetricTotals.ConcurrencyReading(
+                inFlight: rule.inFlight,
+                queued: rule.queued,
+                refusals: ConcurrencyRefusalReason.allCases.reduce(0) { $0 + rule.refusals($1) }
+            )
+        }
         return totals
     }
 

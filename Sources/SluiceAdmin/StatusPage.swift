@@ -208,6 +208,42 @@ enum StatusPage {
           return root;
         }
 
+        // A concurrency rule's requests in flight (solid) and queued (dashed) at each sample, under its max.
+        function drawConcurrency(rule, status, width) {
+          const W = Math.max(300, Math.round(width)), H = 110, L = 40, R = 6, T = 22, B = 20;
+          const c = rule.concurrency;
+          const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "concurrency-chart",
+                                    "aria-label": `requests in flight and queued of rule ${rule.name}` });
+          const start = status.now_ms - SPAN_MS;
+          const ends = status.samples.end_ms;
+          const points = [];
+          for (let i = 0; i < ends.length; i++) {
+            if (ends[i] <= start) continue;
+            points.push({ end: ends[i], inFlight: c.in_flight[i], queued: c.queued[i] });
+          }
+          let max = c.max;
+          for (const p of points) max = Math.max(max, p.inFlight, p.queued);
+          const step = niceStep(Math.max(max, 1));
+          const niceMax = step * Math.ceil(Math.max(max, 1) / step);
+          const x = t => L + (W - L - R) * Math.min(1, Math.max(0, (t - start) / SPAN_MS));
+          const y = v => T + (H - T - B) * (1 - v / niceMax);
+          for (let v = 0; v <= niceMax + step / 2; v += step) {
+            root.append(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#e6e9ef" }));
+            root.append(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, axisLabel(v)));
+          }
+          root.append(svg("text", { x: L, y: 11 }, `in flight and queued (all keys) · max ${c.max} per key`));
+          root.append(svg("line", { x1: L, x2: W - R, y1: y(c.max), y2: y(c.max), stroke: "var(--limited)",
+                                    "stroke-dasharray": "2 3", class: "max" }));
+          for (const [field, cls, dash] of [["inFlight", "in-flight", ""], ["queued", "queued", "5 3"]]) {
+            if (points.length === 0) break;
+            const d = points.map((p, i) => `${i ? "L" : "M"}${x(p.end).toFixed(1)},${y(p[field]).toFixed(1)}`).join("");
+            root.append(svg("path", { d, class: cls, fill: "none", stroke: "var(--admitted)", "stroke-width": 1.6,
+                                      "stroke-dasharray": dash }));
+          }
+          root.append(svg("line", { x1: L, x2: W - R, y1: y(0), y2: y(0), stroke: "#aab2bf" }));
+          return root;
+        }
+
         function renderRules(status) {
           const container = document.getElementById("rules");
           container.replaceChildren();
@@ -220,7 +256,7 @@ enum StatusPage {
             const card = el("div", { class: "card rule", "data-rule": rule.name });
             const title = el("h3");
             title.append(el("span", { class: "rule-name" }, rule.name));
-            title.append(el("span", { class: "sub" }, `${rule.limits} · key ${rule.key}` +
+            title.append(el("span", { class: "sub" }, `${rule.limits || (rule.concurrency ? "concurrency max " + rule.concurrency.max : "")} · key ${rule.key}` +
                                                       (rule.mode === "shadow" ? " · shadow mode" : "")));
             card.append(title);
             container.append(card);
@@ -239,6 +275,14 @@ enum StatusPage {
             card.append(drawChart(rule, status, card.clientWidth - 30));
             card.append(el("div", { class: "caption" }, "requests in the last minute, and the rate of the last sample"));
             card.append(legend);
+            if (rule.concurrency) {
+              const c = rule.concurrency, last = c.in_flight.length - 1;
+              card.append(drawConcurrency(rule, status, card.clientWidth - 30));
+              card.append(el("div", { class: "caption concurrency" },
+                             `now ${last >= 0 ? c.in_flight[last] : 0} in flight, ${last >= 0 ? c.queued[last] : 0} queued` +
+                             (c.queue_size ? ` (queue ${c.queue_size} per key)` : "") +
+                             ` · ${count(c.last_minute_refusals)} refused for concurrency in the last minute`));
+            }
           }
         }
 

@@ -79,7 +79,7 @@ struct StatusReport {
 
     private func ruleJSON(_ rule: RuleConfiguration, recent: MetricTotals) -> AdminJSON {
         let lastMinute = recent.requests[rule.name] ?? DecisionCounts()
-        return .object([
+        var members: [(String, AdminJSON)] = [
             ("name", .string(rule.name)),
             ("mode", .string(rule.mode.rawValue)),
             ("limits", .string(rule.limits.map(\.text).joined(separator: ";"))),
@@ -91,7 +91,26 @@ struct StatusReport {
                     .array(self.facts.samples.map { .int($0.counts.requests[rule.name]?[decision] ?? 0) })
                 }
             ),
-        ])
+        ]
+        if let concurrency = rule.concurrency {
+            // Per sample: the rule's requests in flight and queued when it was read (every key together), and the
+            // refusals in the interval; `last_minute_refusals` sums the recent ones.
+            func series(_ value: (MetricTotals.ConcurrencyReading) -> Int) -> AdminJSON {
+                .array(self.facts.samples.map { .int($0.counts.concurrency[rule.name].map(value) ?? 0) })
+            }
+            members.append((
+                "concurrency",
+                .object([
+                    ("max", .int(concurrency.max)),
+                    ("queue_size", .int(concurrency.queue?.size ?? 0)),
+                    ("in_flight", series(\.inFlight)),
+                    ("queued", series(\.queued)),
+                    ("refusals", series(\.refusals)),
+                    ("last_minute_refusals", .int(recent.concurrency[rule.name]?.refusals ?? 0)),
+                ])
+            ))
+        }
+        return .object(members)
     }
 
     /// One member per decision of `sluice_requests_total`, in slot order.

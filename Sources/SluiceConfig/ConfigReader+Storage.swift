@@ -16,7 +16,7 @@ extension ConfigReader {
 
     func readStorage(_ node: Node) -> StorageConfiguration {
         var storage = StorageConfiguration()
-        guard let fields = self.fields(node, "storage", allowed: ["kind", "max_keys"] + Self.sharedOnlyKeys) else {
+        guard let fields = self.fields(node, "storage", allowed: ["kind", "max_keys", "lease_ttl"] + Self.sharedOnlyKeys) else {
             return storage
         }
         let kinds: [(String, StorageConfiguration.Kind)] = [("memory", .memory), ("redis", .redis), ("memcached", .memcached)]
@@ -25,6 +25,10 @@ extension ConfigReader {
         }
         if let entry = fields["max_keys"], let value = self.integer(entry.value, "max_keys", in: 1...Int.max) {
             storage.maxKeys = value
+        }
+        if storage.kind != .redis, let entry = fields["lease_ttl"] {
+            // Leases are how Redis shares concurrency slots; elsewhere the slots are this instance's own.
+            self.error("'lease_ttl' is only valid with storage kind redis (kind is \(storage.kind.rawValue))", at: entry.keyNode)
         }
         switch storage.kind {
         case .memory:
@@ -91,6 +95,14 @@ extension ConfigReader {
         redis.keyPrefix = options.keyPrefix
         redis.onError = options.onError
         redis.instances = options.instances
+        if let entry = fields["lease_ttl"], let value = self.duration(entry.value, "lease_ttl", allowZero: false) {
+            if value < .seconds(1) {
+                // A lease is renewed every third of it: shorter than a second, renewals would race the expiry.
+                self.error("lease_ttl must be at least 1s", at: entry.value)
+            } else {
+                redis.leaseTTL = value
+            }
+        }
         return redis
     }
 

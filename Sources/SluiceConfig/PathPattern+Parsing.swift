@@ -7,14 +7,31 @@ extension PathPattern {
     /// - A trailing `/*` is ``prefix(_:)`` without the `/*`: `/api/*` → `.prefix("/api")`, `/*` → `.prefix("")`.
     /// - `*` as a whole segment elsewhere is ``glob(_:)``: the segments after the leading `/`, `nil` for `*`, so
     ///   `/users/*/orders` → `.glob(["users", nil, "orders"])` and `/a/*/` → `.glob(["a", nil, ""])`.
-    /// - `~regex` is ``regex(_:)`` without the `~`, checked to compile with `NSRegularExpression`.
+    /// - `~regex` is ``regex(_:)`` without the `~`, checked to compile with `NSRegularExpression`, and at most
+    ///   ``maximumRegexLength`` UTF-16 units long.
     ///
     /// Refused: `*` inside a segment (`/a*b`), `*` segments together with a trailing `/*`, a query string, and
     /// `//`, `.` or `..` segments, which can never match because request paths are normalised first.
+    /// The longest `~regex` (UTF-16 units). Foundation on Linux leaks a copy of every longer pattern it compiles
+    /// (`_CFRegularExpressionCreate` keeps a heap buffer for patterns over 256 units and never frees it), so each
+    /// reload of a config with a longer one would leak; found by the `syntax` fuzz target (docs/fuzzing.md).
+    public static let maximumRegexLength = 256
+
     static func parse(_ text: String) -> Result<PathPattern, ValueSyntaxError> {
         if text.hasPrefix("~") {
             let pattern = String(text.dropFirst())
             guard !pattern.isEmpty else { return .failure(ValueSyntaxError("empty regular expression after '~'")) }
+            guard pattern.utf16.count <= Self.maximumRegexLength else {
+                // At the first character past the limit (offsets count Unicode scalars).
+                var units = 0
+                let within = pattern.unicodeScalars.prefix { scalar in
+                    units += scalar.utf16.count
+                    return units <= Self.maximumRegexLength
+                }
+                return .failure(
+                    ValueSyntaxError("regular expression longer than \(Self.maximumRegexLength) characters", at: 1 + within.count)
+                )
+            }
             do {
                 _ = try NSRegularExpression(pattern: pattern)
             } catch {

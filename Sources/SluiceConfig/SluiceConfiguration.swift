@@ -336,6 +336,9 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
     public var onError: OnError
     /// Defaults to 1.
     public var instances: Int
+    /// How long a concurrency slot's lease lives in Redis unless renewed (issue 22); renewed every third of it while
+    /// its request runs, so the slots of an instance that died come back within one. Defaults to 30s.
+    public var leaseTTL: Duration
 
     public init(
         url: String,
@@ -349,8 +352,10 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
         timeout: Duration = .milliseconds(50),
         keyPrefix: String = "sluice:",
         onError: OnError = .local,
-        instances: Int = 1
+        instances: Int = 1,
+        leaseTTL: Duration = .seconds(30)
     ) {
+        self.leaseTTL = leaseTTL
         self.url = url
         self.useTLS = useTLS
         self.host = host

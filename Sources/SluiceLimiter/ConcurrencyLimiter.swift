@@ -22,10 +22,16 @@ import Synchronization
 // the waiter's own event loop. A handed-over slot belongs to the admission from then on: if the admission was released
 // meanwhile (the client left), ``ConcurrencyAdmission/release()`` finds the waiter gone from the queue and returns the
 // slot itself; the late `wake` then finds nothing pending and does nothing.
+//
+// With a lease store (`storage.kind: redis`, ``ConcurrencyLeaseStore``) the slots are leases shared by every instance,
+// taken all or nothing in one round trip; the tables here then count this instance's requests and hold its local
+// queues (`ConcurrencyLeases.swift`).
 
 /// Every rule's slots, by rule name; shared by all event loops and kept across reloads (issue 22 item 6).
 public final class ConcurrencySlotTable: Sendable {
     private let rules = Mutex<[String: ConcurrencyRuleSlots]>([:])
+    /// With a lease store: each rule's slots while the store is away and `on_error` is `local` (`max / instances`).
+    private let fallbackRules = Mutex<[String: ConcurrencyRuleSlots]>([:])
     /// Keys the slot digests per process, so nobody outside can aim two keys at one slot.
     let seed: StorageKey
 
@@ -37,6 +43,16 @@ public final class ConcurrencySlotTable: Sendable {
     /// The slots of rule `name`, made on first use. Called when a configuration is compiled, not per request.
     public func rule(named name: String) -> ConcurrencyRuleSlots {
         self.rules.withLock { rules in
+            if let existing = rules[name] { return existing }
+            let created = ConcurrencyRuleSlots(name: name)
+            rules[name] = created
+            return created
+        }
+    }
+
+    /// The `on_error: local` slots of rule `name` (lease stores only), made on first use.
+    public func fallbackRule(named name: String) -> ConcurrencyRuleSlots {
+        self.fallbackRules.withLock { rules in
             if let existing = rules[name] { return existing }
             let created = ConcurrencyRuleSlots(name: name)
             rules[name] = created
@@ -60,6 +76,8 @@ public enum ConcurrencyRefusalReason: String, Sendable, Hashable, CaseIterable {
     case queueTimeout = "queue_timeout"
     /// `on_missing_key: deny` (refused for good: no `Retry-After`).
     case missingKey = "missing_key"
+    /// The shared store of slots cannot answer and `on_error` is `deny` (503).
+    case storageUnavailable = "storage_unavailable"
 
     /// The access log's `decision`: the reason, and `limited` for a request refused for good (as the rate limits say).
     public var logDecision: String {
@@ -72,8 +90,11 @@ public final class ConcurrencyWaiter: Sendable {
     let key: StorageKey
     /// The `max` of the configuration the request started with: a slot is handed over only while the key holds fewer.
     let max: Int
-    /// Told (once, from the releasing thread, no lock held) that a slot was handed over; must not block.
+    /// Told (once, from the releasing thread, no lock held) that a slot was handed over; must not block. With a lease
+    /// store: told that the store answered (``lease``), or, for a queued request, that it should ask again.
     let wake: @Sendable (ConcurrencyWaiter) -> Void
+    /// With a lease store: the acquire this waiter stands for.
+    let lease = Mutex<LeaseAsk>(.idle)
 
     init(key: StorageKey, max: Int, wake: @escaping @Sendable (ConcurrencyWaiter) -> Void) {
         self.key = key
@@ -104,6 +125,7 @@ public final class ConcurrencyRuleSlots: Sendable {
     private let refusedQueueFull = Atomic<Int>(0)
     private let refusedQueueTimeout = Atomic<Int>(0)
     private let refusedMissingKey = Atomic<Int>(0)
+    private let refusedStorage = Atomic<Int>(0)
     private let shadowOverMax = Atomic<Int>(0)
 
     init(name: String) {
@@ -129,6 +151,7 @@ public final class ConcurrencyRuleSlots: Sendable {
         case .queueFull: self.refusedQueueFull.load(ordering: .relaxed)
         case .queueTimeout: self.refusedQueueTimeout.load(ordering: .relaxed)
         case .missingKey: self.refusedMissingKey.load(ordering: .relaxed)
+        case .storageUnavailable: self.refusedStorage.load(ordering: .relaxed)
         }
     }
     /// Requests a `mode: shadow` rule let through over its `max` since start.
@@ -140,8 +163,17 @@ public final class ConcurrencyRuleSlots: Sendable {
         case .queueFull: self.refusedQueueFull.wrappingAdd(1, ordering: .relaxed)
         case .queueTimeout: self.refusedQueueTimeout.wrappingAdd(1, ordering: .relaxed)
         case .missingKey: self.refusedMissingKey.wrappingAdd(1, ordering: .relaxed)
+        case .storageUnavailable: self.refusedStorage.wrappingAdd(1, ordering: .relaxed)
         }
     }
+
+    /// Runs `body` on the shard of `key`, under its lock.
+    func withSlots<T: Sendable>(of key: StorageKey, _ body: (inout [StorageKey: Slot]) -> T) -> T {
+        self.shard(key).mutex.withLock { slots in body(&slots) }
+    }
+
+    func addInFlight(_ delta: Int) { self.inFlightTotal.wrappingAdd(delta, ordering: .relaxed) }
+    func addQueued(_ delta: Int) { self.queuedTotal.wrappingAdd(delta, ordering: .relaxed) }
 
     /// The in-flight count and queue length of one key.
     public func state(of key: StorageKey) -> (inFlight: Int, queued: Int) {
@@ -274,20 +306,29 @@ public final class ConcurrencyLimiter: Sendable {
         let defaultTierMax: Int?
         let response: ResponseConfiguration
         let slots: ConcurrencyRuleSlots
+        /// With a lease store: the slots taken while it is away (`on_error: local`); the store's key of a slot.
+        let fallbackSlots: ConcurrencyRuleSlots?
         /// `{limit}` of a refusal: `N concurrent`.
         let limitText: String
 
-        init(_ rule: RuleConfiguration, concurrency: ConcurrencyConfiguration, table: ConcurrencySlotTable) {
+        init(
+            _ rule: RuleConfiguration,
+            concurrency: ConcurrencyConfiguration,
+            table: ConcurrencySlotTable,
+            leases: (any ConcurrencyLeaseStore)?
+        ) {
+            // Slots in a shared store are named alike by every instance: the store's fixed seed.
+            let seed = leases?.keySeed ?? table.seed
             self.name = rule.name
             self.configuration = concurrency
             self.isEnforced = rule.mode == .enforce
             self.matcher = RuleMatcher(rule.match)
             self.exempt = rule.exempt
             self.key = KeyBuilder(parts: rule.key)
-            self.keyPrefix = Self.prefix("key", rule.key, seed: table.seed)
+            self.keyPrefix = Self.prefix("key", rule.key, seed: seed)
             self.onMissingKey = rule.onMissingKey
             if case .fallback(let parts) = rule.onMissingKey {
-                self.fallback = (KeyBuilder(parts: parts), Self.prefix("fallback", parts, seed: table.seed))
+                self.fallback = (KeyBuilder(parts: parts), Self.prefix("fallback", parts, seed: seed))
             } else {
                 self.fallback = nil
             }
@@ -296,6 +337,7 @@ public final class ConcurrencyLimiter: Sendable {
             self.defaultTierMax = rule.tiers?.defaultConcurrencyMax
             self.response = rule.response
             self.slots = table.rule(named: rule.name)
+            self.fallbackSlots = leases == nil ? nil : table.fallbackRule(named: rule.name)
             self.limitText = "\(concurrency.max) concurrent"
         }
 
@@ -316,15 +358,22 @@ public final class ConcurrencyLimiter: Sendable {
     let rules: [Rule]
     private let needsPath: Bool
     public let table: ConcurrencySlotTable
+    /// Where the slots are when several instances share them (`storage.kind: redis`); `nil`: in ``table``.
+    let leases: (any ConcurrencyLeaseStore)?
 
     /// The concurrency rules of `configuration`, or `nil` when it has none.
-    public init?(configuration: SluiceConfiguration, table: ConcurrencySlotTable) {
+    public init?(
+        configuration: SluiceConfiguration,
+        table: ConcurrencySlotTable,
+        leases: (any ConcurrencyLeaseStore)? = nil
+    ) {
         let rules = configuration.rules.compactMap { rule in
-            rule.concurrency.map { Rule(rule, concurrency: $0, table: table) }
+            rule.concurrency.map { Rule(rule, concurrency: $0, table: table, leases: leases) }
         }
         guard !rules.isEmpty else { return nil }
         self.rules = rules
         self.table = table
+        self.leases = leases
         self.needsPath = configuration.rules.contains { rule in
             guard rule.concurrency != nil else { return false }
             return RuleMatcher(rule.match).needsPath || rule.key.contains(.path) || rule.tiers?.by == .path
@@ -357,7 +406,7 @@ public final class ConcurrencyLimiter: Sendable {
             steps.append(ConcurrencyAdmission.Step(rule: rule, key: keyed.finalize(), max: rule.max(tierValue: tierValue)))
         }
         guard !steps.isEmpty else { return nil }
-        return ConcurrencyAdmission(steps: steps)
+        return ConcurrencyAdmission(steps: steps, leases: self.leases)
     }
 
     /// The in-flight count and queue length of a key given in display form (`GET /limits`), `nil` for a rule
@@ -396,6 +445,9 @@ public enum ConcurrencyStep: Sendable {
     case waiting(timeout: Duration)
     /// No slot: answer this. The slots already taken are back.
     case refused(ConcurrencyRefusal)
+    /// The shared store was asked (one round trip; the request waits unread): the answer comes through the `wake` of
+    /// ``ConcurrencyAdmission/start(wake:)`` and ``ConcurrencyAdmission/granted(_:)``.
+    case asking
 }
 
 /// One request's slots: taken rule by rule, all or nothing, and given back exactly once.
@@ -412,26 +464,44 @@ public final class ConcurrencyAdmission {
     }
 
     private let steps: SmallArray<2, Step>
+    /// With a lease store (Redis): the slots are leases there, taken all or nothing in one round trip.
+    let leases: (any ConcurrencyLeaseStore)?
+    /// What this request holds through ``leases`` once admitted (`nil`: nothing yet).
+    var leaseHeld: LeaseHold?
+    /// The acquire on its way to ``leases``.
+    var leaseAsking: ConcurrencyWaiter?
+    /// Its place in a rule's local queue while the store refuses it: the waiter and the step it waits for.
+    var leaseQueued: (waiter: ConcurrencyWaiter, step: Int)?
     /// The next step to take.
     private var next = 0
     /// Slots held: the first `held` steps' (those with a key).
     private var held = 0
     private var pending: (waiter: ConcurrencyWaiter, step: Int)?
-    private var wake: (@Sendable (ConcurrencyWaiter) -> Void)?
-    public private(set) var isReleased = false
+    var wake: (@Sendable (ConcurrencyWaiter) -> Void)?
+    public internal(set) var isReleased = false
     /// The first `mode: shadow` rule this request went over the `max` of (it was let through).
-    public private(set) var shadowRule: String?
+    public internal(set) var shadowRule: String?
 
-    init(steps: SmallArray<2, Step>) {
+    init(steps: SmallArray<2, Step>, leases: (any ConcurrencyLeaseStore)? = nil) {
         self.steps = steps
+        self.leases = leases
     }
+
+    /// The rule steps (for the lease code).
+    var allSteps: SmallArray<2, Step> { self.steps }
 
     /// The first rule that applied (the access log's rule of an admitted request that no rate limit named).
     public var firstRule: String { self.steps[0].rule.name }
     /// Slots this request holds now.
-    public var heldSlots: Int { self.steps[0..<self.held].reduce(0) { $0 + ($1.key == nil ? 0 : 1) } }
+    public var heldSlots: Int {
+        if self.leases != nil { return self.leaseHeld == nil ? 0 : self.steps.count }
+        return self.steps[0..<self.held].reduce(0) { $0 + ($1.key == nil ? 0 : 1) }
+    }
     /// Whether it waits in a queue.
-    public var isWaiting: Bool { self.pending != nil }
+    public var isWaiting: Bool { self.pending != nil || self.leaseQueued != nil }
+    /// Whether the slots are leases in a shared store (then a queued request asks again on a poll:
+    /// ``pollLeases()``, every ``leasePollInterval``).
+    public var usesLeases: Bool { self.leases != nil }
 
     /// Takes the slots of the remaining rules, in order.
     ///
@@ -440,6 +510,7 @@ public final class ConcurrencyAdmission {
     public func start(wake: @escaping @Sendable (ConcurrencyWaiter) -> Void) -> ConcurrencyStep {
         precondition(self.next == 0 && !self.isReleased, "an admission starts once")
         self.wake = wake
+        if let leases = self.leases { return self.startLeases(leases) }
         return self.advance()
     }
 
@@ -483,7 +554,7 @@ public final class ConcurrencyAdmission {
     }
 
     /// Gives back what is held and says why.
-    private func refuse(_ step: Step, _ reason: ConcurrencyRefusalReason) -> ConcurrencyStep {
+    func refuse(_ step: Step, _ reason: ConcurrencyRefusalReason) -> ConcurrencyStep {
         step.rule.slots.countRefusal(reason)
         self.release()
         return .refused(
@@ -500,6 +571,7 @@ public final class ConcurrencyAdmission {
     /// A slot was handed to `waiter` (call on the request's event loop). `nil` when `waiter` is not this admission's
     /// (the admission was released meanwhile, and returned that slot itself): nothing to do.
     public func granted(_ waiter: ConcurrencyWaiter) -> ConcurrencyStep? {
+        if self.leases != nil { return self.leaseWoken(waiter) }
         guard let pending = self.pending, pending.waiter === waiter, !self.isReleased else { return nil }
         self.pending = nil
         self.next = pending.step + 1
@@ -510,6 +582,7 @@ public final class ConcurrencyAdmission {
     /// The queue timeout passed: the refusal, or `nil` when the slot was handed over already (its ``granted(_:)``
     /// is on its way) or nothing waits.
     public func timedOut() -> ConcurrencyRefusal? {
+        if self.leases != nil { return self.leaseTimedOut() }
         guard let pending = self.pending else { return nil }
         let step = self.steps[pending.step]
         guard step.rule.slots.cancel(pending.waiter) else { return nil }
@@ -523,6 +596,10 @@ public final class ConcurrencyAdmission {
         guard !self.isReleased else { return }
         self.isReleased = true
         self.wake = nil
+        if self.leases != nil {
+            self.releaseLeases()
+            return
+        }
         if let pending = self.pending {
             self.pending = nil
             let step = self.steps[pending.step]
@@ -544,7 +621,9 @@ public final class ConcurrencyAdmission {
 
     deinit {
         // The owner releases; this is the net under a path that forgot to, so that a slot is never lost for good.
-        if !self.isReleased && (self.held > 0 || self.pending != nil) {
+        if !self.isReleased && (self.held > 0 || self.pending != nil || self.leaseHeld != nil || self.leaseAsking != nil
+            || self.leaseQueued != nil)
+        {
             Self.deinitReleases.wrappingAdd(1, ordering: .relaxed)
             self.release()
         }

@@ -162,6 +162,10 @@ public protocol RateLimitStore: AnyObject, Sendable {
     /// (see ``decidesSynchronously``).
     func decide(_ batch: inout DecisionBatch, now: LimiterInstant)
 
+    /// Where concurrency slots go when several instances share them (issue 22 item 5: Redis leases); `nil` keeps
+    /// them in this instance's memory.
+    var concurrencyLeases: (any ConcurrencyLeaseStore)? { get }
+
     /// Whether ``decide(_:now:)`` is the store's real answer. When `false` (Redis), the proxy uses
     /// ``decide(_:now:completion:)`` and holds the request until it answers.
     var decidesSynchronously: Bool { get }
@@ -213,6 +217,7 @@ public struct StoreInspection: Sendable {
 
 extension RateLimitStore {
     public var decidesSynchronously: Bool { true }
+    public var concurrencyLeases: (any ConcurrencyLeaseStore)? { nil }
 
     public func remove(_ items: [StoreItem], penaltyKey: StorageKey?, now: LimiterInstant) async throws -> Bool {
         try await self.remove(items.map(\.key) + (penaltyKey.map { [$0] } ?? []))

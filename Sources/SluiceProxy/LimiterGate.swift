@@ -32,7 +32,11 @@ final class LimiterGate: RequestGate {
     ) {
         self.limiter = limiter
         self.concurrencySlots = concurrencySlots
-        self.concurrency = ConcurrencyLimiter(configuration: limiter.configuration, table: concurrencySlots)
+        self.concurrency = ConcurrencyLimiter(
+            configuration: limiter.configuration,
+            table: concurrencySlots,
+            leases: limiter.store.concurrencyLeases
+        )
         metrics.setConcurrencySource { [concurrencySlots] in concurrencySlots.allRules }
         self.logger = logger
         let rules = limiter.configuration.rules.map(\.name)

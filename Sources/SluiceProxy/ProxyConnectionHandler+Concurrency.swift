@@ -8,6 +8,11 @@ import SluiceLimiter
 /// While a request waits, nothing more of it is read (it has no upstream connection, so ``mayReadClient`` is false
 /// for a body; a request without body is read only up to the next request's first bytes, so a client that leaves is
 /// noticed), and a slot handed over by another event loop arrives on this one (`execute`).
+///
+/// With `storage.kind: redis` the slots are leases in Redis (issue 22 item 5): taking them is a round trip
+/// (``ConcurrencyStep/asking``; the request waits unread, as for a Redis rate decision), and the answer arrives through
+/// the same `wake` as a hand-over. A request Redis refuses waits in this instance's queue, whose first request asks
+/// again every ``ConcurrencyAdmission/leasePollInterval`` (``queuePoll``) and when a request of its key ends here.
 extension ProxyConnectionHandler {
     /// Hands `admission` to the state machine and takes its slots: then the rate limits, a queue, or a refusal.
     func admit(_ admission: ConcurrencyAdmission, _ attributes: RawRequestAttributes, config: ProxySnapshot) {
@@ -40,11 +45,29 @@ extension ProxyConnectionHandler {
             self.cancelQueueTimeout()
             self.exchange.waiting = nil
             self.refuse(refusal)
+        case .asking:
+            // One round trip to the shared store (Redis leases): the request waits, unread, for `slotGranted`. A queue
+            // timeout already running (a queued request asking again) keeps running.
+            self.exchange.waiting = (attributes, config)
         case .waiting(let timeout):
             self.exchange.waiting = (attributes, config)
             self.cancelQueueTimeout()
             let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
             let admission = self.machine.slots
+            if let admission, admission.usesLeases {
+                // The queue is this instance's; the slots are in Redis: the first of a key's queue asks again on a
+                // short poll (and at once when a request of its key ends here, through `slotGranted`).
+                let poll = TimeAmount(ConcurrencyAdmission.leasePollInterval)
+                let boundAdmission = NIOLoopBound(admission, eventLoop: self.context.eventLoop)
+                self.queuePoll = self.context.eventLoop.scheduleRepeatedTask(initialDelay: poll, delay: poll) { task in
+                    let this = loopBoundSelf.value
+                    guard let current = this.machine.slots, current === boundAdmission.value, current.isWaiting else {
+                        task.cancel()
+                        return
+                    }
+                    current.pollLeases()
+                }
+            }
             self.queueTimeout = self.context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
                 let this = loopBoundSelf.value
                 guard let current = this.machine.slots, current === admission else { return }
@@ -69,6 +92,8 @@ extension ProxyConnectionHandler {
     func cancelQueueTimeout() {
         self.queueTimeout?.cancel()
         self.queueTimeout = nil
+        self.queuePoll?.cancel()
+        self.queuePoll = nil
     }
 
     /// Answers a refusal with the rule's `response` and `Retry-After`, without rate-limit fields; the access log's

@@ -135,6 +135,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     var headBytesSeen = false
     /// A concurrency queue's `timeout` for the request waiting in it (issue 22; the slow path: a scheduled task).
     var queueTimeout: Scheduled<Void>?
+    /// With Redis leases: asks the store again while the request waits in the queue (issue 22 item 5).
+    var queuePoll: RepeatedTask?
     /// How a slot handed over by another loop reaches this connection (``slotWake``); `nil` until first needed.
     var concurrencyWake: (@Sendable (ConcurrencyWaiter) -> Void)?
 

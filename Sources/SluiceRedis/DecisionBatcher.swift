@@ -8,23 +8,28 @@ import NIOCore
 /// Sluice encodes, sends and parses one command instead of 8. A request waits no longer than before: the call leaves
 /// at the end of the tick, when the connection's flush would have sent its command anyway.
 ///
+/// One type for every script: decisions (``DecisionBatcher``) and concurrency leases (``LeaseBatcher``) differ only in
+/// what they send, `send`.
+///
 /// Lives on its loop (held in a `NIOLoopBoundBox`); not thread-safe.
-final class DecisionBatcher {
+final class TickBatcher<Request> {
     /// A bound on one script's run: Redis serves nothing else meanwhile.
-    static let maxRequests = 64
+    static var maxRequests: Int { 64 }
 
     private let eventLoop: any EventLoop
-    private var pending: [ScriptRequest] = []
+    private let send: (RedisStore, [Request], any EventLoop) -> Void
+    private var pending: [Request] = []
     private var isScheduled = false
 
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, send: @escaping (RedisStore, [Request], any EventLoop) -> Void) {
         self.eventLoop = eventLoop
+        self.send = send
         self.pending.reserveCapacity(Self.maxRequests)
     }
 
     /// Queues `request`; it goes out with the others of this tick, through `store` (the store is passed rather than
     /// kept, so the two do not hold each other).
-    func add(_ request: ScriptRequest, store: RedisStore) {
+    func add(_ request: Request, store: RedisStore) {
         self.pending.append(request)
         if self.pending.count >= Self.maxRequests {
             self.flush(store)
@@ -42,6 +47,15 @@ final class DecisionBatcher {
         guard !self.pending.isEmpty else { return }
         let requests = self.pending
         self.pending.removeAll(keepingCapacity: true)
-        store.send(requests, time: "", preferring: self.eventLoop)
+        self.send(store, requests, self.eventLoop)
+    }
+}
+
+/// Rate decisions, one ``RedisScript`` call per tick.
+typealias DecisionBatcher = TickBatcher<ScriptRequest>
+
+extension TickBatcher where Request == ScriptRequest {
+    convenience init(eventLoop: any EventLoop) {
+        self.init(eventLoop: eventLoop) { store, requests, loop in store.send(requests, time: "", preferring: loop) }
     }
 }

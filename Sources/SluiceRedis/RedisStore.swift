@@ -21,15 +21,17 @@ public final class RedisStore: RateLimitStore {
 
     /// The settings it was made with (a reload with the same ones keeps this store and its connections).
     public let configuration: RedisStorageConfiguration
-    private let pool: RedisPool
-    private let group: any EventLoopGroup
+    let pool: RedisPool
+    let group: any EventLoopGroup
     /// One per event loop of `group`, made up front so that finding a loop's batcher takes no lock.
     private let batchers: [ObjectIdentifier: NIOLoopBoundBox<DecisionBatcher>]
-    private let prefix: String
+    let prefix: String
     private let useServerTime: Bool
     /// What `on_error` answers while the server cannot (shared with the other stores).
     private let fallback: StorageFallback
-    private let breaker: StorageCircuitBreaker
+    let breaker: StorageCircuitBreaker
+    /// Concurrency leases (issue 22 item 5, `RedisStore+Leases.swift`).
+    let leaseState: RedisLeaseState
     private let denials: DenialCache?
     private let scriptSHA = Mutex<String?>(nil)
     /// Told how long each round trip took and whether it failed (`sluice_storage_latency_seconds`,
@@ -63,6 +65,7 @@ public final class RedisStore: RateLimitStore {
             batchers[ObjectIdentifier(loop)] = .makeBoxSendingValue(DecisionBatcher(eventLoop: loop), eventLoop: loop)
         }
         self.batchers = batchers
+        self.leaseState = RedisLeaseState(group: group, ttl: configuration.leaseTTL)
         let timeout = TimeAmount.nanoseconds(configuration.timeout.nanoseconds)
         self.pool = RedisPool(
             endpoint: endpoint,
@@ -85,6 +88,7 @@ public final class RedisStore: RateLimitStore {
 
     /// Closes the connections.
     public func close() async {
+        self.leaseState.stopRenewing()
         await self.pool.close()
     }
 

@@ -42,6 +42,10 @@ import Testing
             key: [ip]
             limits: ["2/second"]
             mode: shadow
+          - name: uploads
+            match: { methods: [POST], path: /hello }
+            key: [ip]
+            concurrency: { max: 4, queue: { size: 8, timeout: 2s } }
         """
     // The test upstream answers `POST /hello` and `/status?code=N`; the rules are named for what they would
     // guard in front of a real application.
@@ -85,6 +89,8 @@ import Testing
             #expect((Self.renderedLastMinute(dom, rule: "login", "limited") ?? 0) > 0)
             #expect((Self.renderedLastMinute(dom, rule: "api", "admitted") ?? 0) > 0)
             #expect(dom.contains("class=\"area limited\""), "the login chart draws its limited requests")
+            #expect(dom.contains("class=\"concurrency-chart\""), "the uploads rule has no in-flight chart")
+            #expect(dom.contains("class=\"caption concurrency\">now "), "the uploads rule has no in-flight caption")
             for hash in hashes.prefix(3) {
                 #expect(dom.contains("<td class=\"hash\">\(hash)</td>"), "key \(hash) is not in the table")
             }
