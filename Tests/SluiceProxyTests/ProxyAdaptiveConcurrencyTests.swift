@@ -199,19 +199,21 @@ struct ProxyAdaptiveConcurrencyTests {
                 let description =
                     "limit \(state.limit), minRTT \(state.minRTT.map { Double($0) / 1e6 } ?? -1) ms, "
                     + "p50 \(adaptiveP50) ms vs \(unlimitedP50) ms, p99 \(adaptiveP99) ms vs \(unlimitedP99) ms, peak \(adaptivePeak) vs \(unlimitedPeak), \(result)"
+                // SLUICE_PRINT_ADAPTIVE=1 shows the figures of a passing run.
+                if ProcessInfo.processInfo.environment["SLUICE_PRINT_ADAPTIVE"] != nil { print("adaptive flood: \(description)") }
                 // Without the limit the upstream held (nearly) every client's request, with the latency that brings.
                 #expect(unlimitedPeak >= clients * 3 / 4, "\(description)")
                 #expect(unlimitedP50 >= 80, "\(description)")
                 // With it: about its workers plus the headroom (the limit swings around the knee: √limit of headroom
                 // while the latency looks unloaded), and a fraction of the latency. The peak is the robust measure on
                 // a loaded 2-core machine, where timers of the test process itself fire late: the upstream's p99 is
-                // only required to be lower, its median a third.
+                // required to be half (seen: 20-30 ms against 168 ms), its median a third.
                 #expect(state.minRTT != nil, "\(description)")
                 #expect(state.limit <= 5 * upstream.workers, "\(description)")
                 #expect(adaptivePeak <= 5 * upstream.workers, "\(description)")
                 #expect(adaptivePeak * 3 < unlimitedPeak, "\(description)")
                 #expect(adaptiveP50 * 3 < unlimitedP50, "\(description)")
-                #expect(adaptiveP99 < unlimitedP99, "\(description)")
+                #expect(adaptiveP99 * 2 < unlimitedP99, "\(description)")
                 #expect(result.ok > 0 && result.refused > 0 && result.other == 0, "\(description)")
                 // Every refusal is a 503 with Retry-After and no rate-limit fields.
                 #expect(result.badRefusals == 0, "\(description)")
