@@ -84,7 +84,7 @@ extension ConcurrencyRuleSlots {
     /// A request of this instance holds a lease of `key`.
     func countLease(_ key: StorageKey) {
         self.withSlots(of: key) { slots in slots[key, default: Slot()].inFlight += 1 }
-        self.addInFlight(1)
+        self.addInFlight(1, key)
     }
 
     /// A request of this instance gave back its lease of `key`; returns the head of the key's queue, to ask again.
@@ -97,7 +97,7 @@ extension ConcurrencyRuleSlots {
             return .some(head)
         }
         guard let head else { return nil }
-        self.addInFlight(-1)
+        self.addInFlight(-1, key)
         return head
     }
 
@@ -109,7 +109,7 @@ extension ConcurrencyRuleSlots {
             slots[waiter.key, default: Slot()].waiters.append(waiter)
             return true
         }
-        if queued { self.addQueued(1) }
+        if queued { self.addQueued(1, waiter.key) }
         return queued
     }
 
@@ -124,7 +124,7 @@ extension ConcurrencyRuleSlots {
             if slots.values[index].inFlight == 0 && slots.values[index].waiters.isEmpty { slots.remove(at: index) }
             return (true, head)
         }
-        if result.removed { self.addQueued(-1) }
+        if result.removed { self.addQueued(-1, waiter.key) }
         return result.head
     }
 

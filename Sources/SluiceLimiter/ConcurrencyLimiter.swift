@@ -111,16 +111,18 @@ public final class ConcurrencyRuleSlots: Sendable {
         var waiters: [ConcurrencyWaiter] = []
     }
 
-    /// A shard behind its lock; a class because `Mutex` is not copyable.
+    /// A shard behind its lock; a class because `Mutex` is not copyable. Its totals sit beside the lock the request
+    /// has just taken (its cache line is this core's already): one counter shared by every event loop would bounce
+    /// between cores twice per request.
     private final class LockedShard: Sendable {
         let mutex = Mutex<[StorageKey: Slot]>([:])
+        let inFlight = Atomic<Int>(0)
+        let queued = Atomic<Int>(0)
     }
 
     public let name: String
     private let shards: [LockedShard]
     private static let shardCount = 16
-    private let inFlightTotal = Atomic<Int>(0)
-    private let queuedTotal = Atomic<Int>(0)
     private let refusedConcurrency = Atomic<Int>(0)
     private let refusedQueueFull = Atomic<Int>(0)
     private let refusedQueueTimeout = Atomic<Int>(0)
@@ -141,9 +143,9 @@ public final class ConcurrencyRuleSlots: Sendable {
     // MARK: numbers (metrics, admin)
 
     /// Requests of this rule holding a slot now, every key together.
-    public var inFlight: Int { self.inFlightTotal.load(ordering: .relaxed) }
+    public var inFlight: Int { self.shards.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) } }
     /// Requests of this rule waiting in a queue now.
-    public var queued: Int { self.queuedTotal.load(ordering: .relaxed) }
+    public var queued: Int { self.shards.reduce(0) { $0 + $1.queued.load(ordering: .relaxed) } }
     /// Requests refused for `reason` since start.
     public func refusals(_ reason: ConcurrencyRefusalReason) -> Int {
         switch reason {
@@ -172,8 +174,8 @@ public final class ConcurrencyRuleSlots: Sendable {
         self.shard(key).mutex.withLock { slots in body(&slots) }
     }
 
-    func addInFlight(_ delta: Int) { self.inFlightTotal.wrappingAdd(delta, ordering: .relaxed) }
-    func addQueued(_ delta: Int) { self.queuedTotal.wrappingAdd(delta, ordering: .relaxed) }
+    func addInFlight(_ delta: Int, _ key: StorageKey) { self.shard(key).inFlight.wrappingAdd(delta, ordering: .relaxed) }
+    func addQueued(_ delta: Int, _ key: StorageKey) { self.shard(key).queued.wrappingAdd(delta, ordering: .relaxed) }
 
     /// The in-flight count and queue length of one key.
     public func state(of key: StorageKey) -> (inFlight: Int, queued: Int) {
@@ -194,7 +196,8 @@ public final class ConcurrencyRuleSlots: Sendable {
     /// Takes a slot of `key` if it holds fewer than `max` and nobody waits (first come, first served); a `shadow`
     /// request always takes one.
     func acquire(_ key: StorageKey, max: Int, shadow: Bool) -> Acquisition {
-        let result: Acquisition = self.shard(key).mutex.withLock { slots in
+        let shard = self.shard(key)
+        let result: Acquisition = shard.mutex.withLock { slots in
             if let index = slots.index(forKey: key) {
                 let slot = slots.values[index]
                 if slot.inFlight < max && slot.waiters.isEmpty {
@@ -208,7 +211,7 @@ public final class ConcurrencyRuleSlots: Sendable {
             slots[key] = Slot(inFlight: 1)
             return .acquired
         }
-        if result != .full { self.inFlightTotal.wrappingAdd(1, ordering: .relaxed) }
+        if result != .full { shard.inFlight.wrappingAdd(1, ordering: .relaxed) }
         return result
     }
 
@@ -220,7 +223,8 @@ public final class ConcurrencyRuleSlots: Sendable {
 
     /// ``acquire(_:max:shadow:)``, or a place at the end of the key's queue when at most `queueSize - 1` wait.
     func acquireOrEnqueue(_ waiter: ConcurrencyWaiter, queueSize: Int) -> Enqueuing {
-        let result: Enqueuing = self.shard(waiter.key).mutex.withLock { slots in
+        let shard = self.shard(waiter.key)
+        let result: Enqueuing = shard.mutex.withLock { slots in
             guard let index = slots.index(forKey: waiter.key) else {
                 slots[waiter.key] = Slot(inFlight: 1)
                 return .acquired
@@ -235,8 +239,8 @@ public final class ConcurrencyRuleSlots: Sendable {
             return .queued
         }
         switch result {
-        case .acquired: self.inFlightTotal.wrappingAdd(1, ordering: .relaxed)
-        case .queued: self.queuedTotal.wrappingAdd(1, ordering: .relaxed)
+        case .acquired: shard.inFlight.wrappingAdd(1, ordering: .relaxed)
+        case .queued: shard.queued.wrappingAdd(1, ordering: .relaxed)
         case .full: break
         }
         return result
@@ -246,7 +250,8 @@ public final class ConcurrencyRuleSlots: Sendable {
     /// (and wakes it, after the lock), else the count goes down. Never below zero: a key is forgotten at zero with
     /// nobody waiting, and returning a slot of a key that holds none does nothing.
     func release(_ key: StorageKey) {
-        let woken: ConcurrencyWaiter? = self.shard(key).mutex.withLock { slots in
+        let shard = self.shard(key)
+        let woken: ConcurrencyWaiter? = shard.mutex.withLock { slots in
             guard let index = slots.index(forKey: key), slots.values[index].inFlight > 0 else {
                 assertionFailure("a concurrency slot returned twice")
                 return nil
@@ -262,17 +267,18 @@ public final class ConcurrencyRuleSlots: Sendable {
             return nil
         }
         if let woken {
-            self.queuedTotal.wrappingAdd(-1, ordering: .relaxed)
+            shard.queued.wrappingAdd(-1, ordering: .relaxed)
             woken.wake(woken)
         } else {
-            self.inFlightTotal.wrappingAdd(-1, ordering: .relaxed)
+            shard.inFlight.wrappingAdd(-1, ordering: .relaxed)
         }
     }
 
     /// Takes `waiter` out of its queue: `true` when it was still waiting, `false` when a slot was handed to it already
     /// (the caller owns that slot then).
     func cancel(_ waiter: ConcurrencyWaiter) -> Bool {
-        let removed: Bool = self.shard(waiter.key).mutex.withLock { slots in
+        let shard = self.shard(waiter.key)
+        let removed: Bool = shard.mutex.withLock { slots in
             guard let index = slots.index(forKey: waiter.key),
                 let position = slots.values[index].waiters.firstIndex(where: { $0 === waiter })
             else { return false }
@@ -282,7 +288,7 @@ public final class ConcurrencyRuleSlots: Sendable {
             }
             return true
         }
-        if removed { self.queuedTotal.wrappingAdd(-1, ordering: .relaxed) }
+        if removed { shard.queued.wrappingAdd(-1, ordering: .relaxed) }
         return removed
     }
 }
@@ -385,6 +391,14 @@ public final class ConcurrencyLimiter: Sendable {
     public func admission<R: RequestAttributes>(for request: R) -> ConcurrencyAdmission? {
         let path = self.needsPath ? PathNormalizer.normalize(request.uri) : "/"
         var steps = SmallArray<2, ConcurrencyAdmission.Step>()
+        self.collectSteps(request, path: path, into: &steps)
+        guard !steps.isEmpty else { return nil }
+        return ConcurrencyAdmission(steps: steps, leases: self.leases)
+    }
+
+    /// The steps of `request`: every concurrency rule that applies, in file order, with its key and `max`.
+    @inline(__always)
+    private func collectSteps<R: RequestAttributes>(_ request: R, path: Substring, into steps: inout SmallArray<2, ConcurrencyAdmission.Step>) {
         for rule in self.rules {
             guard rule.matcher.matches(request, path: path) else { continue }
             if !rule.exempt.isEmpty, rule.exempt.contains(where: { $0.contains(request.clientIP) }) { continue }
@@ -405,8 +419,24 @@ public final class ConcurrencyLimiter: Sendable {
             let tierValue = rule.tierPart.flatMap { KeyBuilder.value(of: $0, request: request, path: path) }
             steps.append(ConcurrencyAdmission.Step(rule: rule, key: keyed.finalize(), max: rule.max(tierValue: tierValue)))
         }
+    }
+
+    /// ``admission(for:)``, reusing `spare` (the connection's previous admission) when it is released and nobody else
+    /// holds it: a connection's requests then take their slots without an allocation each. A stale timer or wake that
+    /// still holds the old admission makes it not unique, so a fresh one is made and identities stay distinct.
+    public func admission<R: RequestAttributes>(for request: R, reusing spare: inout ConcurrencyAdmission?) -> ConcurrencyAdmission? {
+        let path = self.needsPath ? PathNormalizer.normalize(request.uri) : "/"
+        var steps = SmallArray<2, ConcurrencyAdmission.Step>()
+        self.collectSteps(request, path: path, into: &steps)
         guard !steps.isEmpty else { return nil }
-        return ConcurrencyAdmission(steps: steps, leases: self.leases)
+        if var reusable = spare.take(), reusable.isReleased, isKnownUniquelyReferenced(&reusable) {
+            reusable.reset(steps: steps, leases: self.leases)
+            spare = reusable
+            return reusable
+        }
+        let admission = ConcurrencyAdmission(steps: steps, leases: self.leases)
+        spare = admission
+        return admission
     }
 
     /// The in-flight count and queue length of a key given in display form (`GET /limits`), `nil` for a rule
@@ -463,9 +493,9 @@ public final class ConcurrencyAdmission {
         let max: Int
     }
 
-    private let steps: SmallArray<2, Step>
+    private var steps: SmallArray<2, Step>
     /// With a lease store (Redis): the slots are leases there, taken all or nothing in one round trip.
-    let leases: (any ConcurrencyLeaseStore)?
+    private(set) var leases: (any ConcurrencyLeaseStore)?
     /// What this request holds through ``leases`` once admitted (`nil`: nothing yet).
     var leaseHeld: LeaseHold?
     /// The acquire on its way to ``leases``.
@@ -485,6 +515,22 @@ public final class ConcurrencyAdmission {
     init(steps: SmallArray<2, Step>, leases: (any ConcurrencyLeaseStore)? = nil) {
         self.steps = steps
         self.leases = leases
+    }
+
+    /// Makes a released admission new again for the next request of its connection (``ConcurrencyLimiter/admission(for:reusing:)``).
+    fileprivate func reset(steps: SmallArray<2, Step>, leases: (any ConcurrencyLeaseStore)?) {
+        precondition(self.isReleased, "only a released admission is reused")
+        self.steps = steps
+        self.leases = leases
+        self.leaseHeld = nil
+        self.leaseAsking = nil
+        self.leaseQueued = nil
+        self.next = 0
+        self.held = 0
+        self.pending = nil
+        self.wake = nil
+        self.isReleased = false
+        self.shadowRule = nil
     }
 
     /// The rule steps (for the lease code).

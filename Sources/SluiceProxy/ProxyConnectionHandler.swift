@@ -139,6 +139,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     var queuePoll: RepeatedTask?
     /// How a slot handed over by another loop reaches this connection (``slotWake``); `nil` until first needed.
     var concurrencyWake: (@Sendable (ConcurrencyWaiter) -> Void)?
+    /// The connection's last concurrency admission, reused by its next request once released (no allocation per request).
+    var spareAdmission: ConcurrencyAdmission?
 
     enum ConnectionTimer {
         case head
@@ -176,6 +178,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.machine.close()
         self.cancelQueueTimeout()
         self.concurrencyWake = nil
+        self.spareAdmission = nil
         self.shared.metrics.connectionClosed()
     }
 
@@ -524,7 +527,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         }
 
         // Concurrency first (issue 22): its slots are taken all or nothing, then the rate limits decide.
-        if let concurrency = config.limiterGate?.concurrency, let admission = concurrency.admission(for: attributes) {
+        if let concurrency = config.limiterGate?.concurrency,
+            let admission = concurrency.admission(for: attributes, reusing: &self.spareAdmission)
+        {
             self.admit(admission, attributes, config: config)
             return
         }
