@@ -122,6 +122,9 @@ public final class ConcurrencyRuleSlots: Sendable {
 
     public let name: String
     private let shards: [LockedShard]
+    /// The same shards, unretained (``shards`` keeps them alive): every event loop reaches them, so a retain per
+    /// request would bounce each shard's reference count between cores.
+    private let shardRefs: [Unmanaged<LockedShard>]
     private static let shardCount = 16
     private let refusedConcurrency = Atomic<Int>(0)
     private let refusedQueueFull = Atomic<Int>(0)
@@ -133,11 +136,13 @@ public final class ConcurrencyRuleSlots: Sendable {
     init(name: String) {
         self.name = name
         self.shards = (0..<Self.shardCount).map { _ in LockedShard() }
+        self.shardRefs = self.shards.map { Unmanaged.passUnretained($0) }
     }
 
+    /// Runs `body` with the shard of `key`, without retaining it.
     @inline(__always)
-    private func shard(_ key: StorageKey) -> LockedShard {
-        self.shards[Int(truncatingIfNeeded: key.high) & (Self.shardCount - 1)]
+    private func withShard<T>(_ key: StorageKey, _ body: (LockedShard) -> T) -> T {
+        self.shardRefs[Int(truncatingIfNeeded: key.high) & (Self.shardCount - 1)]._withUnsafeGuaranteedRef(body)
     }
 
     // MARK: numbers (metrics, admin)
@@ -171,16 +176,20 @@ public final class ConcurrencyRuleSlots: Sendable {
 
     /// Runs `body` on the shard of `key`, under its lock.
     func withSlots<T: Sendable>(of key: StorageKey, _ body: (inout [StorageKey: Slot]) -> T) -> T {
-        self.shard(key).mutex.withLock { slots in body(&slots) }
+        self.withShard(key) { shard in shard.mutex.withLock { slots in body(&slots) } }
     }
 
-    func addInFlight(_ delta: Int, _ key: StorageKey) { self.shard(key).inFlight.wrappingAdd(delta, ordering: .relaxed) }
-    func addQueued(_ delta: Int, _ key: StorageKey) { self.shard(key).queued.wrappingAdd(delta, ordering: .relaxed) }
+    func addInFlight(_ delta: Int, _ key: StorageKey) {
+        self.withShard(key) { shard in shard.inFlight.wrappingAdd(delta, ordering: .relaxed) }
+    }
+    func addQueued(_ delta: Int, _ key: StorageKey) {
+        self.withShard(key) { shard in shard.queued.wrappingAdd(delta, ordering: .relaxed) }
+    }
 
     /// The in-flight count and queue length of one key.
     public func state(of key: StorageKey) -> (inFlight: Int, queued: Int) {
-        self.shard(key).mutex.withLock { slots in
-            slots[key].map { ($0.inFlight, $0.waiters.count) } ?? (0, 0)
+        self.withShard(key) { shard in
+            shard.mutex.withLock { slots in slots[key].map { ($0.inFlight, $0.waiters.count) } ?? (0, 0) }
         }
     }
 
@@ -196,7 +205,11 @@ public final class ConcurrencyRuleSlots: Sendable {
     /// Takes a slot of `key` if it holds fewer than `max` and nobody waits (first come, first served); a `shadow`
     /// request always takes one.
     func acquire(_ key: StorageKey, max: Int, shadow: Bool) -> Acquisition {
-        let shard = self.shard(key)
+        self.withShard(key) { shard in Self.acquire(key, max: max, shadow: shadow, in: shard) }
+    }
+
+    @inline(__always)
+    private static func acquire(_ key: StorageKey, max: Int, shadow: Bool, in shard: LockedShard) -> Acquisition {
         let result: Acquisition = shard.mutex.withLock { slots in
             if let index = slots.index(forKey: key) {
                 let slot = slots.values[index]
@@ -223,7 +236,10 @@ public final class ConcurrencyRuleSlots: Sendable {
 
     /// ``acquire(_:max:shadow:)``, or a place at the end of the key's queue when at most `queueSize - 1` wait.
     func acquireOrEnqueue(_ waiter: ConcurrencyWaiter, queueSize: Int) -> Enqueuing {
-        let shard = self.shard(waiter.key)
+        self.withShard(waiter.key) { shard in Self.acquireOrEnqueue(waiter, queueSize: queueSize, in: shard) }
+    }
+
+    private static func acquireOrEnqueue(_ waiter: ConcurrencyWaiter, queueSize: Int, in shard: LockedShard) -> Enqueuing {
         let result: Enqueuing = shard.mutex.withLock { slots in
             guard let index = slots.index(forKey: waiter.key) else {
                 slots[waiter.key] = Slot(inFlight: 1)
@@ -250,7 +266,11 @@ public final class ConcurrencyRuleSlots: Sendable {
     /// (and wakes it, after the lock), else the count goes down. Never below zero: a key is forgotten at zero with
     /// nobody waiting, and returning a slot of a key that holds none does nothing.
     func release(_ key: StorageKey) {
-        let shard = self.shard(key)
+        self.withShard(key) { shard in Self.release(key, in: shard) }
+    }
+
+    @inline(__always)
+    private static func release(_ key: StorageKey, in shard: LockedShard) {
         let woken: ConcurrencyWaiter? = shard.mutex.withLock { slots in
             guard let index = slots.index(forKey: key), slots.values[index].inFlight > 0 else {
                 assertionFailure("a concurrency slot returned twice")
@@ -277,7 +297,10 @@ public final class ConcurrencyRuleSlots: Sendable {
     /// Takes `waiter` out of its queue: `true` when it was still waiting, `false` when a slot was handed to it already
     /// (the caller owns that slot then).
     func cancel(_ waiter: ConcurrencyWaiter) -> Bool {
-        let shard = self.shard(waiter.key)
+        self.withShard(waiter.key) { shard in Self.cancel(waiter, in: shard) }
+    }
+
+    private static func cancel(_ waiter: ConcurrencyWaiter, in shard: LockedShard) -> Bool {
         let removed: Bool = shard.mutex.withLock { slots in
             guard let index = slots.index(forKey: waiter.key),
                 let position = slots.values[index].waiters.firstIndex(where: { $0 === waiter })
@@ -312,6 +335,8 @@ public final class ConcurrencyLimiter: Sendable {
         let defaultTierMax: Int?
         let response: ResponseConfiguration
         let slots: ConcurrencyRuleSlots
+        /// ``slots`` unretained (it keeps them alive), for the request path: see ``ConcurrencyAdmission/Step``.
+        let slotsRef: Unmanaged<ConcurrencyRuleSlots>
         /// With a lease store: the slots taken while it is away (`on_error: local`); the store's key of a slot.
         let fallbackSlots: ConcurrencyRuleSlots?
         /// `{limit}` of a refusal: `N concurrent`.
@@ -343,6 +368,7 @@ public final class ConcurrencyLimiter: Sendable {
             self.defaultTierMax = rule.tiers?.defaultConcurrencyMax
             self.response = rule.response
             self.slots = table.rule(named: rule.name)
+            self.slotsRef = Unmanaged.passUnretained(self.slots)
             self.fallbackSlots = leases == nil ? nil : table.fallbackRule(named: rule.name)
             self.limitText = "\(concurrency.max) concurrent"
         }
@@ -362,6 +388,8 @@ public final class ConcurrencyLimiter: Sendable {
     }
 
     let rules: [Rule]
+    /// ``rules`` unretained (it keeps them alive), for the request path: see ``ConcurrencyAdmission/Step``.
+    private let ruleRefs: [Unmanaged<Rule>]
     private let needsPath: Bool
     public let table: ConcurrencySlotTable
     /// Where the slots are when several instances share them (`storage.kind: redis`); `nil`: in ``table``.
@@ -378,6 +406,7 @@ public final class ConcurrencyLimiter: Sendable {
         }
         guard !rules.isEmpty else { return nil }
         self.rules = rules
+        self.ruleRefs = rules.map { Unmanaged.passUnretained($0) }
         self.table = table
         self.leases = leases
         self.needsPath = configuration.rules.contains { rule in
@@ -393,31 +422,44 @@ public final class ConcurrencyLimiter: Sendable {
         var steps = SmallArray<2, ConcurrencyAdmission.Step>()
         self.collectSteps(request, path: path, into: &steps)
         guard !steps.isEmpty else { return nil }
-        return ConcurrencyAdmission(steps: steps, leases: self.leases)
+        return ConcurrencyAdmission(steps: steps, limiter: self)
     }
 
     /// The steps of `request`: every concurrency rule that applies, in file order, with its key and `max`.
     @inline(__always)
     private func collectSteps<R: RequestAttributes>(_ request: R, path: Substring, into steps: inout SmallArray<2, ConcurrencyAdmission.Step>) {
-        for rule in self.rules {
-            guard rule.matcher.matches(request, path: path) else { continue }
-            if !rule.exempt.isEmpty, rule.exempt.contains(where: { $0.contains(request.clientIP) }) { continue }
+        for ruleRef in self.ruleRefs {
+            ruleRef._withUnsafeGuaranteedRef { rule in Self.collectStep(rule, ruleRef, request, path: path, into: &steps) }
+        }
+    }
+
+    @inline(__always)
+    private static func collectStep<R: RequestAttributes>(
+        _ rule: Rule,
+        _ ruleRef: Unmanaged<Rule>,
+        _ request: R,
+        path: Substring,
+        into steps: inout SmallArray<2, ConcurrencyAdmission.Step>
+    ) {
+        do {
+            guard rule.matcher.matches(request, path: path) else { return }
+            if !rule.exempt.isEmpty, rule.exempt.contains(where: { $0.contains(request.clientIP) }) { return }
             var keyed = rule.keyPrefix
             if !rule.key.combineKey(for: request, path: path, into: &keyed) {
                 switch rule.onMissingKey {
                 case .skip:
-                    continue
+                    return
                 case .deny:
-                    steps.append(ConcurrencyAdmission.Step(rule: rule, key: nil, max: 0))
-                    continue
+                    steps.append(ConcurrencyAdmission.Step(ruleRef: ruleRef, key: nil, max: 0))
+                    return
                 case .fallback:
-                    guard let fallback = rule.fallback else { continue }
+                    guard let fallback = rule.fallback else { return }
                     keyed = fallback.keyPrefix
-                    guard fallback.key.combineKey(for: request, path: path, into: &keyed) else { continue }
+                    guard fallback.key.combineKey(for: request, path: path, into: &keyed) else { return }
                 }
             }
             let tierValue = rule.tierPart.flatMap { KeyBuilder.value(of: $0, request: request, path: path) }
-            steps.append(ConcurrencyAdmission.Step(rule: rule, key: keyed.finalize(), max: rule.max(tierValue: tierValue)))
+            steps.append(ConcurrencyAdmission.Step(ruleRef: ruleRef, key: keyed.finalize(), max: rule.max(tierValue: tierValue)))
         }
     }
 
@@ -430,11 +472,11 @@ public final class ConcurrencyLimiter: Sendable {
         self.collectSteps(request, path: path, into: &steps)
         guard !steps.isEmpty else { return nil }
         if var reusable = spare.take(), reusable.isReleased, isKnownUniquelyReferenced(&reusable) {
-            reusable.reset(steps: steps, leases: self.leases)
+            reusable.reset(steps: steps, limiter: self)
             spare = reusable
             return reusable
         }
-        let admission = ConcurrencyAdmission(steps: steps, leases: self.leases)
+        let admission = ConcurrencyAdmission(steps: steps, limiter: self)
         spare = admission
         return admission
     }
@@ -487,15 +529,29 @@ public enum ConcurrencyStep: Sendable {
 /// local answer, a refusal, the tunnel closed). `release()` is idempotent, so no path can return a slot twice.
 public final class ConcurrencyAdmission {
     struct Step {
-        let rule: ConcurrencyLimiter.Rule
+        /// Unretained: the admission's ``ConcurrencyAdmission/limiter`` keeps its rules alive. Rules are shared by every
+        /// event loop, so retaining one per request would bounce its reference count between cores (measured: the
+        /// retains of shared objects cost several times those of a connection's own).
+        let ruleRef: Unmanaged<ConcurrencyLimiter.Rule>
         /// `nil`: `on_missing_key: deny`.
         let key: StorageKey?
         let max: Int
+
+        var rule: ConcurrencyLimiter.Rule { self.ruleRef.takeUnretainedValue() }
+
+        /// Runs `body` with the rule and its slots, retaining neither.
+        @inline(__always)
+        func withRule<T>(_ body: (ConcurrencyLimiter.Rule, ConcurrencyRuleSlots) -> T) -> T {
+            self.ruleRef._withUnsafeGuaranteedRef { rule in rule.slotsRef._withUnsafeGuaranteedRef { body(rule, $0) } }
+        }
     }
 
     private var steps: SmallArray<2, Step>
+    /// The configuration's limiter: keeps the steps' rules alive for as long as this admission may use them (after a
+    /// reload too, until its request ends).
+    private(set) var limiter: ConcurrencyLimiter
     /// With a lease store (Redis): the slots are leases there, taken all or nothing in one round trip.
-    private(set) var leases: (any ConcurrencyLeaseStore)?
+    var leases: (any ConcurrencyLeaseStore)? { self.limiter.leases }
     /// What this request holds through ``leases`` once admitted (`nil`: nothing yet).
     var leaseHeld: LeaseHold?
     /// The acquire on its way to ``leases``.
@@ -512,16 +568,17 @@ public final class ConcurrencyAdmission {
     /// The first `mode: shadow` rule this request went over the `max` of (it was let through).
     public internal(set) var shadowRule: String?
 
-    init(steps: SmallArray<2, Step>, leases: (any ConcurrencyLeaseStore)? = nil) {
+    init(steps: SmallArray<2, Step>, limiter: ConcurrencyLimiter) {
         self.steps = steps
-        self.leases = leases
+        self.limiter = limiter
     }
 
     /// Makes a released admission new again for the next request of its connection (``ConcurrencyLimiter/admission(for:reusing:)``).
-    fileprivate func reset(steps: SmallArray<2, Step>, leases: (any ConcurrencyLeaseStore)?) {
+    fileprivate func reset(steps: SmallArray<2, Step>, limiter: ConcurrencyLimiter) {
         precondition(self.isReleased, "only a released admission is reused")
         self.steps = steps
-        self.leases = leases
+        // Assigned only when it changed (a reload): the same limiter needs no retain and release.
+        if self.limiter !== limiter { self.limiter = limiter }
         self.leaseHeld = nil
         self.leaseAsking = nil
         self.leaseQueued = nil
@@ -560,37 +617,46 @@ public final class ConcurrencyAdmission {
         return self.advance()
     }
 
+    /// What taking one step's slot came to.
+    private enum Take {
+        case taken
+        /// `shadow` only: taken over `max`.
+        case takenOverMax
+        case refused(ConcurrencyRefusalReason)
+        case queued(ConcurrencyWaiter, timeout: Duration)
+    }
+
     private func advance() -> ConcurrencyStep {
         while self.next < self.steps.count {
             let step = self.steps[self.next]
-            let rule = step.rule
             guard let key = step.key else {
                 return self.refuse(step, .missingKey)
             }
-            if !rule.isEnforced {
-                if rule.slots.acquire(key, max: step.max, shadow: true) == .acquiredOverMax {
-                    if self.shadowRule == nil { self.shadowRule = rule.name }
-                    rule.slots.countShadow()
+            let take: Take = step.withRule { rule, slots in
+                if !rule.isEnforced {
+                    return slots.acquire(key, max: step.max, shadow: true) == .acquiredOverMax ? .takenOverMax : .taken
                 }
-            } else if let queue = rule.configuration.queue {
-                switch rule.slots.acquire(key, max: step.max, shadow: false) {
-                case .acquired, .acquiredOverMax:
-                    break
-                case .full:
-                    guard let wake = self.wake else { return self.refuse(step, .concurrency) }
-                    let waiter = ConcurrencyWaiter(key: key, max: step.max, wake: wake)
-                    switch rule.slots.acquireOrEnqueue(waiter, queueSize: queue.size) {
-                    case .acquired:
-                        break
-                    case .full:
-                        return self.refuse(step, .queueFull)
-                    case .queued:
-                        self.pending = (waiter, self.next)
-                        return .waiting(timeout: queue.timeout)
-                    }
+                if slots.acquire(key, max: step.max, shadow: false) != .full { return .taken }
+                guard let queue = rule.configuration.queue, let wake = self.wake else { return .refused(.concurrency) }
+                let waiter = ConcurrencyWaiter(key: key, max: step.max, wake: wake)
+                switch slots.acquireOrEnqueue(waiter, queueSize: queue.size) {
+                case .acquired: return .taken
+                case .full: return .refused(.queueFull)
+                case .queued: return .queued(waiter, timeout: queue.timeout)
                 }
-            } else if rule.slots.acquire(key, max: step.max, shadow: false) == .full {
-                return self.refuse(step, .concurrency)
+            }
+            switch take {
+            case .taken:
+                break
+            case .takenOverMax:
+                let rule = step.rule
+                if self.shadowRule == nil { self.shadowRule = rule.name }
+                rule.slots.countShadow()
+            case .refused(let reason):
+                return self.refuse(step, reason)
+            case .queued(let waiter, let timeout):
+                self.pending = (waiter, self.next)
+                return .waiting(timeout: timeout)
             }
             self.next += 1
             self.held = self.next
@@ -655,7 +721,8 @@ public final class ConcurrencyAdmission {
             }
         }
         for index in 0..<self.held {
-            if let key = self.steps[index].key { self.steps[index].rule.slots.release(key) }
+            let step = self.steps[index]
+            if let key = step.key { step.withRule { _, slots in slots.release(key) } }
         }
         self.held = 0
     }

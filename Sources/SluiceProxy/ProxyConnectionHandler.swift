@@ -527,8 +527,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         }
 
         // Concurrency first (issue 22): its slots are taken all or nothing, then the rate limits decide.
-        if let concurrency = config.limiterGate?.concurrency,
-            let admission = concurrency.admission(for: attributes, reusing: &self.spareAdmission)
+        if let concurrency = config.concurrencyRef,
+            let admission = concurrency._withUnsafeGuaranteedRef({ $0.admission(for: attributes, reusing: &self.spareAdmission) })
         {
             self.admit(admission, attributes, config: config)
             return

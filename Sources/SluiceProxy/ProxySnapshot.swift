@@ -15,6 +15,10 @@ final class ProxySnapshot: Sendable, AtomicReference {
     /// ``gate`` when it is the limiter's (every running server's): called directly, the compiler specialises the
     /// decision for the proxy's request type instead of running the generic code through witness tables.
     let limiterGate: LimiterGate?
+    /// `limiterGate.concurrency`, unretained (the gate keeps it alive for as long as this snapshot lives, and a
+    /// request's connection holds the snapshot): the limiter is shared by every event loop, and retaining it per
+    /// request bounces its reference count between cores.
+    let concurrencyRef: Unmanaged<ConcurrencyLimiter>?
     let clientIP: ClientIPResolver
     let targets: [UpstreamTarget]
     let preserveHost: Bool
@@ -46,6 +50,7 @@ final class ProxySnapshot: Sendable, AtomicReference {
         self.configuration = configuration
         self.gate = gate
         self.limiterGate = gate as? LimiterGate
+        self.concurrencyRef = self.limiterGate?.concurrency.map { Unmanaged.passUnretained($0) }
         self.tls = tls
         let server = configuration.server
         self.clientIP = ClientIPResolver(trustedProxies: server.trustedProxies, header: server.clientIPHeader)
