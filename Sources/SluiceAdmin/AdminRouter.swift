@@ -151,6 +151,8 @@ public struct AdminRouter: Sendable {
         if let store = self.backend.limiter?.store {
             self.metrics.updateStoreGauges(trackedKeys: store.trackedKeys, evictions: store.evictions)
         }
+        let servers = self.backend.storageServers
+        if !servers.isEmpty { self.metrics.updateStorageServers(servers) }
         return AdminResponse(
             status: .ok,
             headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],

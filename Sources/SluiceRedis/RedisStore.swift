@@ -22,6 +22,8 @@ public final class RedisStore: RateLimitStore {
     /// The settings it was made with (a reload with the same ones keeps this store and its connections).
     public let configuration: RedisStorageConfiguration
     let pool: RedisPool
+    /// With `redis+sentinel://`: where the primary is, followed across failovers (`RedisSentinelMonitor.swift`).
+    public let sentinel: RedisSentinelMonitor?
     let group: any EventLoopGroup
     /// One per event loop of `group`, made up front so that finding a loop's batcher takes no lock.
     private let batchers: [ObjectIdentifier: NIOLoopBoundBox<DecisionBatcher>]
@@ -67,14 +69,41 @@ public final class RedisStore: RateLimitStore {
         self.batchers = batchers
         self.leaseState = RedisLeaseState(group: group, ttl: configuration.leaseTTL)
         let timeout = TimeAmount.nanoseconds(configuration.timeout.nanoseconds)
-        self.pool = RedisPool(
-            endpoint: endpoint,
-            size: max(1, configuration.poolSize),
-            group: group,
-            connectTimeout: max(timeout, .milliseconds(250)),
-            commandTimeout: timeout,
-            logger: logger
-        )
+        let connectTimeout = max(timeout, .milliseconds(250))
+        if case .sentinel(let sentinels, let masterName) = configuration.deployment {
+            // Questions to the sentinels are off the request path: a 50 ms Redis timeout is not theirs.
+            let monitor = RedisSentinelMonitor(
+                sentinels: sentinels,
+                masterName: masterName,
+                primary: endpoint,
+                sentinelPassword: configuration.sentinelPassword,
+                group: group,
+                connectTimeout: connectTimeout,
+                commandTimeout: max(timeout, .milliseconds(250)),
+                logger: logger
+            )
+            self.sentinel = monitor
+            self.pool = RedisPool(
+                endpoint: endpoint,
+                size: max(1, configuration.poolSize),
+                group: group,
+                connectTimeout: connectTimeout,
+                commandTimeout: timeout,
+                logger: logger,
+                endpointSource: { loop in monitor.endpoint(on: loop) },
+                onTrouble: { monitor.primaryTrouble() }
+            )
+        } else {
+            self.sentinel = nil
+            self.pool = RedisPool(
+                endpoint: endpoint,
+                size: max(1, configuration.poolSize),
+                group: group,
+                connectTimeout: connectTimeout,
+                commandTimeout: timeout,
+                logger: logger
+            )
+        }
         self.prefix = configuration.keyPrefix
         self.useServerTime = useServerTime
         self.fallback = StorageFallback(onError: configuration.onError, instances: configuration.instances, localMaxKeys: localMaxKeys)
@@ -84,10 +113,18 @@ public final class RedisStore: RateLimitStore {
             unavailableMessage: "redis unavailable: decisions follow on_error"
         )
         self.logger = logger
+        if let sentinel = self.sentinel {
+            // Weak: the monitor must not keep the store's pool and breaker alive (close() also stops it).
+            sentinel.start { [weak pool = self.pool, weak breaker = self.breaker] _ in
+                pool?.reconnectAll()
+                breaker?.probeSoon()
+            }
+        }
     }
 
-    /// Closes the connections.
+    /// Closes the connections (and, with Sentinel, the subscription).
     public func close() async {
+        self.sentinel?.close()
         self.leaseState.stopRenewing()
         await self.pool.close()
     }
@@ -195,6 +232,10 @@ public final class RedisStore: RateLimitStore {
             if case .failure(RedisError.server(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 self.loadAndRun(requests, time: time, preferring: loop)
             } else {
+                if case .failure(RedisError.server(let message)) = result, message.contains("READONLY") {
+                    // A demoted primary (Sentinel): ask where the primary went.
+                    self.sentinel?.primaryTrouble()
+                }
                 ScriptRequest.complete(requests, with: result)
             }
         }
