@@ -187,8 +187,12 @@ struct RedisPoolState {
     /// are superseded, attempts in flight are marked stale. Slots never opened stay so.
     mutating func reconnectAll() -> Moving {
         var moving = Moving()
-        if self.isClosed { return moving }
+        if self.isClosed || self.slots.isEmpty { return moving }
+        // Commands wait for the first new connection (bounded by the connect timeout) instead of failing in the
+        // moment between the old connections closing and the new ones opening, as at the pool's start.
+        self.isStarting = true
         for index in self.slots.indices {
+            self.slots[index].triedOnce = false
             switch self.slots[index].phase {
             case .idle:
                 // Between a failure and its retry's scheduling, or never opened.

@@ -238,7 +238,6 @@ public final class RedisSentinelMonitor: Sendable {
             state.preferred = index
             state.checking = nil
             guard let previous, previous != primary else { return (previous, nil) }
-            state.switches += 1
             return (previous, state.onSwitch)
         }
         if previous == nil {
@@ -249,6 +248,8 @@ public final class RedisSentinelMonitor: Sendable {
                 metadata: ["from": "\(previous!)", "to": "\(primary)"]
             )
             onSwitch?(endpoint)
+            // Counted once the pool is on its way there: whoever reads the count sees the move made.
+            self.state.withLock { $0.switches += 1 }
         }
         promise.succeed(endpoint)
     }
