@@ -57,6 +57,7 @@ public final class RedisSentinelMonitor: Sendable {
         var subscribedIndex: Int?
         var subscribing = false
         var nextSubscription = 0
+        var nextProbe = 0
         var ticker: RepeatedTask?
         var isClosed = false
         var switches = 0
@@ -109,6 +110,7 @@ public final class RedisSentinelMonitor: Sendable {
         guard started else { return }
         _ = self.check()
         self.subscribe()
+        for index in self.sentinels.indices { self.probe(index) }
     }
 
     /// Stops checking and closes the subscription; `onSwitch` is not called again.
@@ -178,6 +180,25 @@ public final class RedisSentinelMonitor: Sendable {
     private func tick() {
         self.subscribe()
         _ = self.check()
+        // The sentinels the check does not ask are pinged in turn, one per tick, so each one's health is known.
+        let next = self.state.withLock { state -> Int? in
+            guard self.sentinels.count > 1 else { return nil }
+            state.nextProbe = (state.nextProbe + 1) % self.sentinels.count
+            if state.nextProbe == state.preferred { state.nextProbe = (state.nextProbe + 1) % self.sentinels.count }
+            return state.nextProbe
+        }
+        if let next { self.probe(next) }
+    }
+
+    /// `PING` on sentinel `index`: its health for `/readyz`, `/metrics` and the status page.
+    private func probe(_ index: Int) {
+        let sentinel = self.sentinels[index]
+        let endpoint = RedisEndpoint(host: sentinel.host, port: sentinel.port, password: self.sentinelPassword)
+        self.withConnection(to: endpoint) { $0.send(RedisCommand("PING")) }.whenComplete { [weak self] result in
+            let healthy: Bool
+            if case .success = result { healthy = true } else { healthy = false }
+            self?.state.withLock { $0.healthy[index] = healthy }
+        }
     }
 
     /// Asks the sentinels where the primary is (one check at a time: a caller during one gets its outcome).
