@@ -13,7 +13,8 @@ import Synchronization
 /// - It never waits for a reconnect: with no connection up, a command fails at once with
 ///   ``RedisError/unavailable(_:)``, so `on_error` decides right away (SPEC §8). Only the very
 ///   first commands, sent before the first connections were tried at all, wait for those
-///   attempts (bounded by the connect and command timeouts).
+///   attempts (bounded by the connect and command timeouts), and so do those sent while
+///   ``reconnectAll()`` moves the pool to a new server (Sentinel).
 /// - State changes are logged once each (up, lost, re-established, cannot connect), commands
 ///   never.
 ///
