@@ -95,6 +95,13 @@ public final class RedisSentinelMonitor: Sendable {
         self.state = Mutex(State(healthy: Array(repeating: nil, count: sentinels.count)))
     }
 
+    deinit {
+        // Dropped without close(): leave no timer or subscription behind.
+        let (ticker, subscription) = self.state.withLock { ($0.ticker, $0.subscription) }
+        ticker?.cancel()
+        subscription?.close(promise: nil)
+    }
+
     /// Starts asking, subscribing and checking periodically; `onSwitch` runs with the new primary after each move.
     public func start(onSwitch: @escaping @Sendable (RedisEndpoint) -> Void) {
         let loop = self.group.next()
@@ -292,12 +299,18 @@ public final class RedisSentinelMonitor: Sendable {
         }
     }
 
-    /// `ROLE` on `candidate`, logged in as the store will be: succeeds only when it answers `master`.
+    /// `ROLE` on `candidate`, logged in as the store will be: succeeds only when it answers `master`. An ACL user
+    /// not allowed `ROLE` (`NOPERM`) cannot tell: the sentinel is believed then.
     private func verifyPrimary(_ candidate: RedisSeed) -> EventLoopFuture<Void> {
         self.withConnection(to: self.endpoint(candidate)) { connection in
             connection.send(RedisCommand("ROLE")).flatMapThrowing { reply in
                 let role = reply.array?.first?.string ?? "unknown"
                 guard role == "master" else { throw RedisError.unavailable("its ROLE is \(role), not master") }
+            }.flatMapError { error in
+                if case RedisError.server(let message) = error, message.hasPrefix("NOPERM") {
+                    return connection.eventLoop.makeSucceededFuture(())
+                }
+                return connection.eventLoop.makeFailedFuture(error)
             }
         }
     }
