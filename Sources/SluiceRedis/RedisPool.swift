@@ -46,6 +46,7 @@ public final class RedisPool: Sendable {
     ///     `endpoint` then only names the pool in logs and sets TLS. Defaults to `nil` (always `endpoint`).
     ///   - onTrouble: Called (on an event loop, without a lock held) after each failed connect attempt and each lost
     ///     connection. Defaults to `nil`.
+    ///   - logName: What the log lines call the server (`redis` metadata). Defaults to `endpoint`'s description.
     public init(
         endpoint: RedisEndpoint,
         size: Int,
@@ -54,7 +55,8 @@ public final class RedisPool: Sendable {
         commandTimeout: TimeAmount,
         logger: Logger,
         endpointSource: (@Sendable (any EventLoop) -> EventLoopFuture<RedisEndpoint>)? = nil,
-        onTrouble: (@Sendable () -> Void)? = nil
+        onTrouble: (@Sendable () -> Void)? = nil,
+        logName: String? = nil
     ) {
         self.endpoint = endpoint
         self.endpointSource = endpointSource
@@ -65,7 +67,7 @@ public final class RedisPool: Sendable {
         self.commandTimeout = commandTimeout
         self.tlsContext = endpoint.useTLS ? try? RedisConnection.tlsContext(endpoint) : nil
         var logger = logger
-        logger[metadataKey: "redis"] = "\(endpoint)"
+        logger[metadataKey: "redis"] = "\(logName ?? endpoint.description)"
         self.logger = logger
     }
 

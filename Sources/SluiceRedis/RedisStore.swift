@@ -91,7 +91,8 @@ public final class RedisStore: RateLimitStore {
                 commandTimeout: timeout,
                 logger: logger,
                 endpointSource: { loop in monitor.endpoint(on: loop) },
-                onTrouble: { monitor.primaryTrouble() }
+                onTrouble: { monitor.primaryTrouble() },
+                logName: "primary of sentinel master \(masterName)/\(configuration.database)"
             )
         } else {
             self.sentinel = nil
