@@ -26,17 +26,34 @@ public final class RedisSentinelSet: Sendable {
         "redis+sentinel://" + self.sentinels.map { "127.0.0.1:\($0.port)" }.joined(separator: ",") + "/\(self.masterName)"
     }
 
-    public static func start(masterName: String = "sluice-primary") async throws -> RedisSentinelSet {
-        let primary = try await RedisServer.start()
+    /// - Parameters:
+    ///   - password: `requirepass` of the primary and the replica (and the sentinels' `auth-pass`).
+    ///   - sentinelPassword: `requirepass` of the sentinels (and their `sentinel-pass` among themselves).
+    public static func start(
+        masterName: String = "sluice-primary",
+        password: String? = nil,
+        sentinelPassword: String? = nil
+    ) async throws -> RedisSentinelSet {
+        let primary = try await RedisServer.start(password: password, extraArguments: password.map { ["--masterauth", $0] } ?? [])
         var replica: RedisServer?
         var sentinels: [SentinelProcess] = []
         do {
-            replica = try await RedisServer.start(extraArguments: ["--replicaof", "127.0.0.1", String(primary.port)])
+            replica = try await RedisServer.start(
+                password: password,
+                extraArguments: ["--replicaof", "127.0.0.1", String(primary.port)] + (password.map { ["--masterauth", $0] } ?? [])
+            )
             try await Self.waitUntil("the replica is in sync") {
                 replica!.cli("INFO", "replication").contains("master_link_status:up")
             }
             for _ in 0..<3 {
-                sentinels.append(try await SentinelProcess.start(masterName: masterName, primaryPort: primary.port))
+                sentinels.append(
+                    try await SentinelProcess.start(
+                        masterName: masterName,
+                        primaryPort: primary.port,
+                        primaryPassword: password,
+                        password: sentinelPassword
+                    )
+                )
             }
             for sentinel in sentinels {
                 try await Self.waitUntil("sentinel \(sentinel.port) knows the replica and the other sentinels") {
@@ -103,9 +120,11 @@ public final class RedisSentinelSet: Sendable {
 /// Starts a ``RedisSentinelSet``, runs `body` with it, and stops every process on every path out.
 public func withRedisSentinelSet<T>(
     masterName: String = "sluice-primary",
+    password: String? = nil,
+    sentinelPassword: String? = nil,
     _ body: (RedisSentinelSet) async throws -> T
 ) async throws -> T {
-    let set = try await RedisSentinelSet.start(masterName: masterName)
+    let set = try await RedisSentinelSet.start(masterName: masterName, password: password, sentinelPassword: sentinelPassword)
     do {
         let result = try await body(set)
         await set.stop()
@@ -120,14 +139,17 @@ public func withRedisSentinelSet<T>(
 public final class SentinelProcess: @unchecked Sendable {
     // @unchecked: `exitStatus` is only touched under `lock`; everything else is immutable.
     public let port: Int
+    /// Its `requirepass`, sent by ``cli(_:)``.
+    public let password: String?
     private let pid: pid_t
     private let directory: URL
     private let logFile: String
     private let lock = NSLock()
     private var exitStatus: Int32?
 
-    private init(port: Int, pid: pid_t, directory: URL, logFile: String) {
+    private init(port: Int, password: String?, pid: pid_t, directory: URL, logFile: String) {
         self.port = port
+        self.password = password
         self.pid = pid
         self.directory = directory
         self.logFile = logFile
@@ -139,7 +161,15 @@ public final class SentinelProcess: @unchecked Sendable {
     }
 
     /// Launches a sentinel on a free port watching `127.0.0.1:primaryPort`; returns once it answers `PING`.
-    static func start(masterName: String, primaryPort: Int) async throws -> SentinelProcess {
+    static func start(
+        masterName: String,
+        primaryPort: Int,
+        primaryPassword: String?,
+        password: String?
+    ) async throws -> SentinelProcess {
+        var secrets = ""
+        if let primaryPassword { secrets += "sentinel auth-pass \(masterName) \(primaryPassword)\n" }
+        if let password { secrets += "requirepass \(password)\nsentinel sentinel-pass \(password)\n" }
         for _ in 0..<20 {
             let port = Int.random(in: 12_000..<20_000)
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-\(UUID())")
@@ -159,11 +189,11 @@ public final class SentinelProcess: @unchecked Sendable {
             sentinel down-after-milliseconds \(masterName) 1000
             sentinel failover-timeout \(masterName) 3000
             sentinel parallel-syncs \(masterName) 1
-
+            \(secrets)
             """.write(toFile: config, atomically: true, encoding: .utf8)
             _ = FileManager.default.createFile(atPath: logFile, contents: nil)
             let pid = try CleanSpawn.spawn(Self.redisServer, [config, "--sentinel"])
-            let sentinel = SentinelProcess(port: port, pid: pid, directory: directory, logFile: logFile)
+            let sentinel = SentinelProcess(port: port, password: password, pid: pid, directory: directory, logFile: logFile)
             if try await sentinel.ready() { return sentinel }
         }
         throw RedisServerError(description: "no free port for a sentinel after 20 tries")
@@ -196,7 +226,9 @@ public final class SentinelProcess: @unchecked Sendable {
     @discardableResult
     public func cli(_ arguments: String...) -> String {
         do {
-            let output = try CleanSpawn.run(Self.redisCLI, ["-h", "127.0.0.1", "-p", String(self.port)] + arguments)
+            var all = ["-h", "127.0.0.1", "-p", String(self.port)]
+            if let password = self.password { all += ["-a", password, "--no-auth-warning"] }
+            let output = try CleanSpawn.run(Self.redisCLI, all + arguments)
             return output.trimmingCharacters(in: .whitespacesAndNewlines)
         } catch {
             return "redis-cli failed to start: \(error)"

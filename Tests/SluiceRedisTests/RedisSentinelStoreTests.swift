@@ -147,3 +147,36 @@ extension RedisIntegrationTests {
         }
     }
 }
+
+extension RedisIntegrationTests.RedisSentinelStoreTests {
+    /// The URL's password is the primary's; the sentinels get `sentinel_password` (docs/behaviour.md). Without
+    /// it, sentinels that require one refuse to name the primary, and `on_error` decides.
+    @Test func primaryAndSentinelsHaveTheirOwnPasswords() async throws {
+        try await withRedisSentinelSet(password: "data-pw", sentinelPassword: "watch-pw") { set in
+            var configuration = Self.configuration(set, timeout: .seconds(2))
+            configuration.password = "data-pw"
+            configuration.sentinelPassword = "watch-pw"
+            let store = Store.store(configuration)
+            do {
+                let monitor = try #require(store.sentinel)
+                try await eventually("the store finds the primary") { monitor.primary?.port == set.primary.port }
+                #expect(await Self.burst(store, Self.hourly("auth", count: 4), count: 9) == (4, true))
+                try await eventually("every sentinel answers the password") {
+                    monitor.sentinelHealth.allSatisfy { $0.healthy == true }
+                }
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
+
+            configuration.sentinelPassword = nil
+            let refused = Store.store(configuration)
+            let batch = await Store.decide(refused, [Self.hourly("no-auth", count: 4)], now: .now())
+            #expect(batch.storageUnavailable && !batch.isAdmitted, "on_error: deny")
+            #expect(refused.sentinel?.primary == nil)
+            #expect(refused.sentinel?.sentinelHealth.allSatisfy { $0.healthy != true } == true)
+            await refused.close()
+        }
+    }
+}
