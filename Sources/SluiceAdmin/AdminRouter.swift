@@ -125,7 +125,13 @@ public struct AdminRouter: Sendable {
         case .healthz:
             return .text(.ok, "ok")
         case .readyz:
-            return self.backend.isReady ? .text(.ok, "ready") : .text(.serviceUnavailable, "not ready")
+            // The first line is the verdict; then one line per storage server (memcached's, a Sentinel primary and
+            // its sentinels), so a probe's log says which one is missing.
+            var body = self.backend.isReady ? "ready" : "not ready"
+            for server in self.backend.storageServers {
+                body += "\n\(server.role.rawValue) \(server.address) \(server.available ? "ok" : "unavailable")"
+            }
+            return .text(self.backend.isReady ? .ok : .serviceUnavailable, body)
         case .metrics:
             return self.metricsResponse()
         case .config:

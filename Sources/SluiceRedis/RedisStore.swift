@@ -14,6 +14,10 @@ import Synchronization
 /// - when Redis cannot answer (down, slower than `timeout`, breaker open), `on_error` decides: `allow` admits,
 ///   `deny` refuses with 503, `local` decides in a memory store with COUNT/`instances` per limit, so a fleet in
 ///   degraded mode does not multiply the budget. Back with Redis, the local counts are simply no longer read.
+///
+/// With `redis+sentinel://` a ``RedisSentinelMonitor`` finds the primary and follows it across failovers: the pool
+/// asks it where to connect, tells it of lost connections, and is moved (``RedisPool/reconnectAll()``) when the
+/// primary changes; a `READONLY` reply (a demoted primary) also makes it check.
 public final class RedisStore: RateLimitStore {
     /// Fixed, so every instance names a key alike (the memory store's seed is random instead).
     public let keySeed = StorageKey(high: 0x736c_7569_6365_2d72, low: 0x6564_6973_2d6b_6579)

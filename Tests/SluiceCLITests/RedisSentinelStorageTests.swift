@@ -106,7 +106,9 @@ struct RedisSentinelStorageTests {
                 let statuses = try await Self.burst(port: sluice.port, user: "after", count: 12)
                 #expect(statuses.filter { $0 == 200 }.count == 5, "\(statuses)")
                 #expect(statuses.filter { $0 == 429 }.count == 7, "\(statuses)")
-                #expect(try await E2E.adminRequest(port: admin, "/readyz").status == 200)
+                let ready = try await E2E.adminRequest(port: admin, "/readyz")
+                #expect(ready.status == 200)
+                #expect(ready.bodyString.hasPrefix("ready\nprimary \(replica) ok\nsentinel 127.0.0.1:"), "\(ready.bodyString)")
                 storage = try await Self.status(admin: admin)
                 #expect(storage["status"] as? String == "ok")
                 let moved = try await E2E.adminRequest(port: admin, "/metrics").bodyString
