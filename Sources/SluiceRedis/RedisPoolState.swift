@@ -184,7 +184,7 @@ struct RedisPoolState {
     }
 
     /// Every slot is to connect again, to where the server is now: live connections are dropped, waiting retries
-    /// are superseded, attempts in flight are marked stale. Slots never opened stay so.
+    /// are superseded, attempts in flight are marked stale (their result is dropped and the slot connects again).
     mutating func reconnectAll() -> Moving {
         var moving = Moving()
         if self.isClosed || self.slots.isEmpty { return moving }
@@ -195,8 +195,9 @@ struct RedisPoolState {
             self.slots[index].triedOnce = false
             switch self.slots[index].phase {
             case .idle:
-                // Between a failure and its retry's scheduling, or never opened.
-                if self.slots[index].triedOnce { moving.connectNow.append(index) }
+                // Between a failure and its retry's scheduling (that retry is then dropped: the slot is connecting),
+                // or about to be opened for the first time (that attempt is then the one made here).
+                moving.connectNow.append(index)
             case .connecting:
                 self.slots[index].attemptIsStale = true
             case .connected(let connection):
