@@ -4,8 +4,9 @@ import Testing
 
 /// `storage.url: redis+sentinel://` with the real binary (issue 12): the primary found through three sentinels, a
 /// SIGKILLed primary followed to the promoted replica without a restart, no request hung meanwhile, the limits exact
-/// afterwards, and `/readyz`, `/metrics` and `/status` saying which primary is in use.
-@Suite("redis sentinel storage end to end", .timeLimit(.minutes(2)))
+/// afterwards, and `/readyz`, `/metrics` and `/status` saying which primary is in use. The time limit leaves room to
+/// wait for ``TestLoadGate`` behind loading tests (the scenario itself takes about 10 s).
+@Suite("redis sentinel storage end to end", .timeLimit(.minutes(3)))
 struct RedisSentinelStorageTests {
     static func config(upstreamPort: Int, url: String) -> String {
         E2E.config(
