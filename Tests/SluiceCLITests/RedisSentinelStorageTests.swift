@@ -81,7 +81,11 @@ struct RedisSentinelStorageTests {
                 var seen: Set<Int> = []
                 var followed: Duration?
                 var attempt = 0
-                while followed == nil, ContinuousClock.now - killed < .seconds(20) {
+                var sentinelsSwitched: Duration?
+                while followed == nil, ContinuousClock.now - killed < .seconds(25) {
+                    if sentinelsSwitched == nil, set.primaryNamedBySentinels() == replica {
+                        sentinelsSwitched = ContinuousClock.now - killed
+                    }
                     attempt += 1
                     let start = ContinuousClock.now
                     // A fresh user each time: 200 from a primary, 503 from `on_error: deny` while none answers.
@@ -93,11 +97,17 @@ struct RedisSentinelStorageTests {
                     }
                     try await Task.sleep(for: .milliseconds(20))
                 }
-                let after = try #require(followed, "sluice did not follow the new primary within 20 s")
+                let after = try #require(followed, "sluice did not follow the new primary within 25 s")
+                let switched = try #require(sentinelsSwitched)
                 if ProcessInfo.processInfo.environment["SLUICE_PRINT_SENTINEL"] == "1" {
-                    print("sentinel failover: followed after \(after), slowest request \(slowest), \(attempt) requests")
+                    print(
+                        "sentinel failover: sentinels switched after \(switched), sluice followed after \(after), "
+                            + "slowest request \(slowest), \(attempt) requests"
+                    )
                 }
-                #expect(after < .seconds(10), "followed after \(after)")
+                // Within the sentinels' failover time: at most a check interval (1 s) after they name the new
+                // primary (+switch-master usually makes it milliseconds), with room for a loaded machine.
+                #expect(after - switched < .seconds(2), "sentinels switched after \(switched), sluice followed after \(after)")
                 // timeout (200 ms) + 1 s.
                 #expect(slowest < .milliseconds(1200), "a request took \(slowest)")
                 #expect(seen.isSubset(of: [200, 503]), "\(seen)")

@@ -75,7 +75,12 @@ extension RedisIntegrationTests {
                     var slowest = Duration.zero
                     var followed: Duration?
                     var unavailableSeen = false
-                    while followed == nil, ContinuousClock.now - killed < .seconds(20) {
+                    var sentinelsSwitched: Duration?
+                    let replica = "127.0.0.1:\(set.replica.port)"
+                    while followed == nil, ContinuousClock.now - killed < .seconds(25) {
+                        if sentinelsSwitched == nil, set.primaryNamedBySentinels() == replica {
+                            sentinelsSwitched = ContinuousClock.now - killed
+                        }
                         let start = ContinuousClock.now
                         let batch = await Store.decide(store, [Self.hourly("during", count: 1_000_000)], now: .now())
                         slowest = max(slowest, ContinuousClock.now - start)
@@ -87,12 +92,13 @@ extension RedisIntegrationTests {
                         }
                         try await Task.sleep(for: .milliseconds(20))
                     }
-                    let after = try #require(followed, "the store did not follow the new primary within 20 s")
-                    // down-after 1 s + election + promotion is about 2-4 s here; the store adds at most a check.
-                    #expect(after < .seconds(10), "followed after \(after)")
+                    let after = try #require(followed, "the store did not follow the new primary within 25 s")
+                    let switched = try #require(sentinelsSwitched)
+                    // down-after 1 s + election + promotion is about 2-4 s here (more when a vote splits); the store
+                    // adds at most a check interval (1 s) after the sentinels name the new primary.
+                    #expect(after - switched < .seconds(2), "sentinels switched after \(switched), store followed after \(after)")
                     #expect(slowest < timeout + .seconds(1), "a decision took \(slowest)")
                     #expect(unavailableSeen, "decisions went to on_error while no primary answered")
-                    #expect(set.primaryNamedBySentinels() == "127.0.0.1:\(set.replica.port)")
                     #expect(monitor.switches == 1)
                     #expect(monitor.primary?.port == set.replica.port)
 
