@@ -48,6 +48,10 @@ public final class RedisSentinelMonitor: Sendable {
         var primary: RedisSeed?
         /// Verify the primary's role at the next check even when the sentinels name it again.
         var suspect = true
+        /// Bumped with each reason for suspicion, so a check that began before it does not clear it.
+        var suspicion = 0
+        /// Something happened during the check in flight (a switch announced, trouble): check again after it.
+        var checkAgain = false
         var healthy: [Bool?]
         /// The sentinel asked first: the last one that answered.
         var preferred = 0
@@ -168,11 +172,31 @@ public final class RedisSentinelMonitor: Sendable {
         let now = NIODeadline.now()
         let go = self.state.withLock { state -> Bool in
             state.suspect = true
+            state.suspicion += 1
             if let last = state.lastTroubleCheck, now - last < .milliseconds(200) { return false }
             state.lastTroubleCheck = now
             return true
         }
-        if go { _ = self.check() }
+        if go { self.recheck() }
+    }
+
+    /// A check that starts now: after the one in flight, if there is one (it may have asked before the news).
+    private func recheck() {
+        let inFlight = self.state.withLock { state -> Bool in
+            guard state.checking != nil else { return false }
+            state.checkAgain = true
+            return true
+        }
+        if !inFlight { _ = self.check() }
+    }
+
+    /// The check in flight ended: its successor, if one was asked for meanwhile.
+    private func checkEnded() {
+        let again = self.state.withLock { state -> Bool in
+            defer { state.checkAgain = false }
+            return state.checkAgain && !state.isClosed
+        }
+        if again { _ = self.check() }
     }
 
     // MARK: Checking
@@ -233,6 +257,7 @@ public final class RedisSentinelMonitor: Sendable {
             )
             self.state.withLock { $0.checking = nil }
             promise.fail(error)
+            self.checkEnded()
             return
         }
         let sentinel = self.sentinels[index]
@@ -243,12 +268,14 @@ public final class RedisSentinelMonitor: Sendable {
                 self.ask(order.dropFirst(), promise: promise, lastError: "sentinel \(sentinel): \(error)")
             case .success(let named):
                 self.state.withLock { $0.healthy[index] = true }
-                let verify = self.state.withLock { state in state.suspect || state.primary != named }
+                let (verify, suspicion) = self.state.withLock { state in
+                    (state.suspect || state.primary != named, state.suspicion)
+                }
                 let verified = verify ? self.verifyPrimary(named) : promise.futureResult.eventLoop.makeSucceededFuture(())
                 verified.whenComplete { outcome in
                     switch outcome {
                     case .success:
-                        self.found(named, from: index, promise: promise)
+                        self.found(named, from: index, suspicion: suspicion, promise: promise)
                     case .failure(let error):
                         self.ask(order.dropFirst(), promise: promise, lastError: "\(named) named by \(sentinel): \(error)")
                     }
@@ -257,12 +284,14 @@ public final class RedisSentinelMonitor: Sendable {
         }
     }
 
-    private func found(_ primary: RedisSeed, from index: Int, promise: EventLoopPromise<RedisEndpoint>) {
+    /// - Parameter suspicion: ``State/suspicion`` when the role was verified (or found needless to): suspicion
+    ///   raised since stays.
+    private func found(_ primary: RedisSeed, from index: Int, suspicion: Int, promise: EventLoopPromise<RedisEndpoint>) {
         let endpoint = self.endpoint(primary)
         let (previous, onSwitch) = self.state.withLock { state -> (RedisSeed?, (@Sendable (RedisEndpoint) -> Void)?) in
             let previous = state.primary
             state.primary = primary
-            state.suspect = false
+            if state.suspicion == suspicion { state.suspect = false }
             state.preferred = index
             state.checking = nil
             guard let previous, previous != primary else { return (previous, nil) }
@@ -280,6 +309,7 @@ public final class RedisSentinelMonitor: Sendable {
             self.state.withLock { $0.switches += 1 }
         }
         promise.succeed(endpoint)
+        self.checkEnded()
     }
 
     /// `SENTINEL get-master-addr-by-name` on a connection of its own, closed after the answer.
@@ -357,8 +387,11 @@ public final class RedisSentinelMonitor: Sendable {
                     move.masterName == masterName
                 else { return }
                 self.logger.info("sentinel announced +switch-master", metadata: ["to": "\(move.host):\(move.port)"])
-                self.state.withLock { $0.suspect = true }
-                _ = self.check()
+                self.state.withLock { state in
+                    state.suspect = true
+                    state.suspicion += 1
+                }
+                self.recheck()
             }
         ).whenComplete { [weak self] result in
             guard let self else { return }
