@@ -88,6 +88,15 @@ public final class RedisSentinelSet: Sendable {
         return nil
     }
 
+    /// Whether at least one sentinel names `address` (`host:port`) as the primary (the leader of a failover
+    /// switches first; the others learn it from its hello messages a moment later).
+    public func someSentinelNames(_ address: String) -> Bool {
+        self.sentinels.contains { sentinel in
+            let lines = sentinel.cli("SENTINEL", "get-master-addr-by-name", self.masterName).split(whereSeparator: \.isNewline)
+            return lines.count == 2 && "\(lines[0]):\(lines[1])" == address
+        }
+    }
+
     public func stop() async {
         for sentinel in self.sentinels { await sentinel.stop() }
         await self.replica.stop()

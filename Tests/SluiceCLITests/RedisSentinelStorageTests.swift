@@ -83,7 +83,7 @@ struct RedisSentinelStorageTests {
                 var attempt = 0
                 var sentinelsSwitched: Duration?
                 while followed == nil, ContinuousClock.now - killed < .seconds(25) {
-                    if sentinelsSwitched == nil, set.primaryNamedBySentinels() == replica {
+                    if sentinelsSwitched == nil, set.someSentinelNames(replica) {
                         sentinelsSwitched = ContinuousClock.now - killed
                     }
                     attempt += 1
@@ -98,7 +98,11 @@ struct RedisSentinelStorageTests {
                     try await Task.sleep(for: .milliseconds(20))
                 }
                 let after = try #require(followed, "sluice did not follow the new primary within 25 s")
-                let switched = try #require(sentinelsSwitched)
+                // Followed within the iteration in which the sentinels switched: the lag is below one iteration.
+                if sentinelsSwitched == nil, set.someSentinelNames("127.0.0.1:\(set.replica.port)") {
+                    sentinelsSwitched = after
+                }
+                let switched = try #require(sentinelsSwitched, "the sentinels do not name the replica")
                 if ProcessInfo.processInfo.environment["SLUICE_PRINT_SENTINEL"] == "1" {
                     print(
                         "sentinel failover: sentinels switched after \(switched), sluice followed after \(after), "
