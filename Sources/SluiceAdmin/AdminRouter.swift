@@ -125,7 +125,13 @@ public struct AdminRouter: Sendable {
         case .healthz:
             return .text(.ok, "ok")
         case .readyz:
-            return self.backend.isReady ? .text(.ok, "ready") : .text(.serviceUnavailable, "not ready")
+            // The first line is the verdict; then one line per storage server (memcached's, a Sentinel primary and
+            // its sentinels), so a probe's log says which one is missing.
+            var body = self.backend.isReady ? "ready" : "not ready"
+            for server in self.backend.storageServers {
+                body += "\n\(server.role.rawValue) \(server.address) \(server.available ? "ok" : "unavailable")"
+            }
+            return .text(self.backend.isReady ? .ok : .serviceUnavailable, body)
         case .metrics:
             return self.metricsResponse()
         case .config:
@@ -151,6 +157,8 @@ public struct AdminRouter: Sendable {
         if let store = self.backend.limiter?.store {
             self.metrics.updateStoreGauges(trackedKeys: store.trackedKeys, evictions: store.evictions)
         }
+        let servers = self.backend.storageServers
+        if !servers.isEmpty { self.metrics.updateStorageServers(servers) }
         return AdminResponse(
             status: .ok,
             headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],

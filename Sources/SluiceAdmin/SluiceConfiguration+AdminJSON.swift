@@ -121,7 +121,15 @@ extension StorageConfiguration {
 extension RedisStorageConfiguration {
     /// Never the written `url`: it may hold the password.
     var adminJSON: AdminJSON {
-        .object([
+        var sentinel: [(String, AdminJSON)] = []
+        if case .sentinel(let sentinels, let masterName) = self.deployment {
+            sentinel = [
+                ("sentinels", .array(sentinels.map { .string($0.description) })),
+                ("master_name", .string(masterName)),
+                ("sentinel_password", .string(self.sentinelPassword.map { _ in SluiceConfiguration.redacted })),
+            ]
+        }
+        return .object([
             ("url", .string(self.redactedURL)),
             ("tls", .bool(self.useTLS)),
             ("host", .string(self.host)),
@@ -134,7 +142,7 @@ extension RedisStorageConfiguration {
             ("key_prefix", .string(self.keyPrefix)),
             ("on_error", .string(self.onError.rawValue)),
             ("instances", .int(self.instances)),
-        ])
+        ] + sentinel)
     }
 }
 

@@ -66,6 +66,8 @@ public final class SluiceMetrics: Sendable {
     private let upstreamTimeouts = Atomic<Int>(0)
     /// The store's cumulative eviction total at the last ``updateStoreGauges(trackedKeys:evictions:)``.
     private let lastEvictionTotal: Mutex<Int>
+    /// `sluice_storage_server_up` by `server` and `role`: every series made so far (``updateStorageServers(_:)``).
+    let storageServerUp = Mutex<[String: Gauge]>([:])
     /// The concurrency slots to render (issue 22), read at each scrape; `nil` until a gate sets it.
     private let concurrencySource = Mutex<(@Sendable () -> [ConcurrencyRuleSlots])?>(nil)
     /// The upstream's adaptive limiter to render (issue 22 item 7), read at each scrape, and the totals of limiters a

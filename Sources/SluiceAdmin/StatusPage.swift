@@ -328,6 +328,17 @@ enum StatusPage {
               ["latency", s.latency_us_last_minute === null ? "no decisions" :
                           `${(s.latency_us_last_minute / 1000).toFixed(2)} ms mean, last minute`],
             ]);
+          } else if (s.deployment === "sentinel") {
+            fill(document.getElementById("storage"), [
+              ["kind", "redis (sentinel)"],
+              ["primary", s.primary === null ? "none found" : s.primary],
+              ["master name", s.master_name],
+              ["sentinels", s.sentinels.map(x => `${x.address} ${x.status}`).join(", ")],
+              ["on_error", s.on_error],
+              ["errors", `${count(s.errors_last_minute)} in the last minute`],
+              ["latency", s.latency_us_last_minute === null ? "no decisions" :
+                          `${(s.latency_us_last_minute / 1000).toFixed(2)} ms mean, last minute`],
+            ]);
           } else {
             fill(document.getElementById("storage"), [
               ["kind", "redis"],

@@ -158,6 +158,9 @@ struct StatusReport {
         }
         let latency: AdminJSON =
             recent.storageDecisions > 0 ? .int(recent.storageNanoseconds / recent.storageDecisions / 1000) : .null
+        if case .sentinel(_, let masterName) = redis.deployment {
+            return self.sentinelJSON(redis, masterName: masterName, recent: recent, latency: latency)
+        }
         return .object([
             ("kind", .string("redis")),
             ("status", .string(self.facts.storageAvailable ? "ok" : "unavailable")),
@@ -167,6 +170,43 @@ struct StatusReport {
             ("errors_last_minute", .int(recent.storageErrors)),
             ("latency_us_last_minute", latency),
             // With Redis, the memory store only counts while Redis is away (`on_error: local`).
+            ("local_tracked_keys", .int(self.facts.trackedKeys)),
+        ])
+    }
+
+    /// Redis through Sentinel: the primary in use (`null` before one is found) and each sentinel's health; `ok`
+    /// while the primary answers and every sentinel does, `degraded` while the primary answers and some sentinel
+    /// does not (a failover needs a quorum of them), `unavailable` while no primary answers (`on_error` decides).
+    private func sentinelJSON(
+        _ redis: RedisStorageConfiguration,
+        masterName: String,
+        recent: MetricTotals,
+        latency: AdminJSON
+    ) -> AdminJSON {
+        let servers = self.facts.storageServers
+        let primary = servers.first { $0.role == .primary }
+        let sentinels = servers.filter { $0.role == .sentinel }
+        let status =
+            !self.facts.storageAvailable ? "unavailable" : sentinels.allSatisfy(\.available) ? "ok" : "degraded"
+        return .object([
+            ("kind", .string("redis")),
+            ("deployment", .string("sentinel")),
+            ("status", .string(status)),
+            ("master_name", .string(masterName)),
+            ("address", primary.map { .string("\($0.address)/\(redis.database)") } ?? .null),
+            ("primary", primary.map { .string($0.address) } ?? .null),
+            (
+                "sentinels",
+                .array(
+                    sentinels.map {
+                        .object([("address", .string($0.address)), ("status", .string($0.available ? "ok" : "unavailable"))])
+                    }
+                )
+            ),
+            ("on_error", .string(redis.onError.rawValue)),
+            ("decisions_last_minute", .int(recent.storageDecisions)),
+            ("errors_last_minute", .int(recent.storageErrors)),
+            ("latency_us_last_minute", latency),
             ("local_tracked_keys", .int(self.facts.trackedKeys)),
         ])
     }

@@ -16,7 +16,7 @@ extension ConfigReader {
 
     func readStorage(_ node: Node) -> StorageConfiguration {
         var storage = StorageConfiguration()
-        guard let fields = self.fields(node, "storage", allowed: ["kind", "max_keys", "lease_ttl"] + Self.sharedOnlyKeys) else {
+        guard let fields = self.fields(node, "storage", allowed: ["kind", "max_keys", "lease_ttl", "sentinel_password"] + Self.sharedOnlyKeys) else {
             return storage
         }
         let kinds: [(String, StorageConfiguration.Kind)] = [("memory", .memory), ("redis", .redis), ("memcached", .memcached)]
@@ -25,6 +25,9 @@ extension ConfigReader {
         }
         if let entry = fields["max_keys"], let value = self.integer(entry.value, "max_keys", in: 1...Int.max) {
             storage.maxKeys = value
+        }
+        if storage.kind != .redis, let entry = fields["sentinel_password"] {
+            self.error("'sentinel_password' is only valid with storage kind redis (kind is \(storage.kind.rawValue))", at: entry.keyNode)
         }
         if storage.kind != .redis, let entry = fields["lease_ttl"] {
             // Leases are how Redis shares concurrency slots; elsewhere the slots are this instance's own.
@@ -84,10 +87,18 @@ extension ConfigReader {
                     redis.username = parts.username
                     redis.password = parts.password
                     redis.database = parts.database
+                    redis.deployment = parts.deployment
                 }
             }
         } else {
             self.error("storage.url is required when kind is redis", at: node)
+        }
+        if let entry = fields["sentinel_password"], let value = self.string(entry.value, "sentinel_password") {
+            if case .sentinel = redis.deployment {
+                redis.sentinelPassword = value.isEmpty ? nil : value
+            } else if fields["url"] != nil, redis.url != "" {
+                self.error("'sentinel_password' is only valid with a redis+sentinel:// url", at: entry.keyNode)
+            }
         }
         let options = self.readShared(fields)
         redis.poolSize = options.poolSize

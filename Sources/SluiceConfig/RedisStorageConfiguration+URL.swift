@@ -12,17 +12,21 @@ extension RedisStorageConfiguration {
         var username: String?
         var password: String?
         var database: Int
+        var deployment: RedisDeployment = .single
     }
 
     static func parseURL(_ text: String) -> Result<URLParts, ValueSyntaxError> {
         let lowered = text.lowercased()
+        if lowered.hasPrefix("redis+sentinel://") || lowered.hasPrefix("rediss+sentinel://") {
+            return Self.parseSentinelURL(text)
+        }
         let useTLS: Bool
         if lowered.hasPrefix("redis://") {
             useTLS = false
         } else if lowered.hasPrefix("rediss://") {
             useTLS = true
         } else {
-            return .failure(ValueSyntaxError("invalid Redis URL: expected redis:// or rediss://"))
+            return .failure(ValueSyntaxError("invalid Redis URL: expected redis://, rediss:// or redis+sentinel://"))
         }
         let schemeLength = useTLS ? 9 : 8
         let scalars = Array(text.unicodeScalars.dropFirst(schemeLength))

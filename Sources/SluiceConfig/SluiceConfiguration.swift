@@ -311,6 +311,15 @@ public struct StorageConfiguration: Sendable {
     }
 }
 
+/// How the Redis of `storage.url` is deployed.
+public enum RedisDeployment: Sendable, Hashable {
+    /// One server at `host:port` (`redis://`, `rediss://`).
+    case single
+    /// A primary found through Sentinel (`redis+sentinel://`): the sentinels are asked for the primary of
+    /// `masterName`, and the store follows it across failovers (docs/behaviour.md, "Redis Sentinel").
+    case sentinel(sentinels: [RedisSeed], masterName: String)
+}
+
 public struct RedisStorageConfiguration: Sendable, Hashable {
     public enum OnError: String, Sendable, Hashable {
         case allow
@@ -326,6 +335,12 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
     public var username: String?
     public var password: String?
     public var database: Int
+    /// One server, or a primary found through Sentinel (then `host`/`port` name the first sentinel until the
+    /// primary is known). Defaults to `.single`.
+    public var deployment: RedisDeployment
+    /// Sent with `AUTH` to the sentinels (`storage.sentinel_password`); `nil` sends none. The URL's password is the
+    /// primary's only. Defaults to `nil`.
+    public var sentinelPassword: String?
     /// Defaults to 4.
     public var poolSize: Int
     /// Defaults to 50ms.
@@ -348,6 +363,8 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
         username: String? = nil,
         password: String? = nil,
         database: Int = 0,
+        deployment: RedisDeployment = .single,
+        sentinelPassword: String? = nil,
         poolSize: Int = 4,
         timeout: Duration = .milliseconds(50),
         keyPrefix: String = "sluice:",
@@ -363,6 +380,8 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
         self.username = username
         self.password = password
         self.database = database
+        self.deployment = deployment
+        self.sentinelPassword = sentinelPassword
         self.poolSize = poolSize
         self.timeout = timeout
         self.keyPrefix = keyPrefix
@@ -371,7 +390,11 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
     }
 
     public var redactedURL: String {
-        "\(self.useTLS ? "rediss" : "redis")://\(self.password == nil ? "" : ":***@")\(self.host):\(self.port)/\(self.database)"
+        if case .sentinel(let sentinels, let masterName) = self.deployment {
+            let list = sentinels.map(\.description).joined(separator: ",")
+            return "redis+sentinel://\(self.password == nil ? "" : ":***@")\(list)/\(masterName)/\(self.database)"
+        }
+        return "\(self.useTLS ? "rediss" : "redis")://\(self.password == nil ? "" : ":***@")\(self.host):\(self.port)/\(self.database)"
     }
 }
 

@@ -72,6 +72,16 @@ public final class StorageCircuitBreaker: Sendable {
         }
     }
 
+    /// The store moved to a server that should answer (a Sentinel failover): an open breaker lets the next request
+    /// probe at once instead of waiting out its backoff.
+    public func probeSoon() {
+        self.state.withLock { state in
+            if case .open(_, let backoff) = state {
+                state = .open(until: LimiterInstant(nanosecondsSinceEpoch: 0), backoff: backoff)
+            }
+        }
+    }
+
     public func recordSuccess() {
         let recovered: Bool = self.state.withLock { state in
             let wasDown: Bool

@@ -513,8 +513,19 @@ extension ProxyServer: AdminBackend {
         return true
     }
 
-    /// With memcached storage, each server's health (the status page).
+    /// With memcached storage, each server's health; with Redis Sentinel, the primary in use and each sentinel's
+    /// (the status page, `/metrics`).
     public var storageServers: [StorageServerHealth] {
+        if let redis = self.limiter?.store as? RedisStore, let sentinel = redis.sentinel {
+            var servers: [StorageServerHealth] = []
+            if let primary = sentinel.primary {
+                servers.append(StorageServerHealth(address: primary.description, available: redis.isAvailable, role: .primary))
+            }
+            for health in sentinel.sentinelHealth {
+                servers.append(StorageServerHealth(address: health.address, available: health.healthy == true, role: .sentinel))
+            }
+            return servers
+        }
         guard let memcached = self.limiter?.store as? MemcachedStore else { return [] }
         return zip(memcached.serverNames, memcached.serverAvailability).map { StorageServerHealth(address: $0, available: $1) }
     }

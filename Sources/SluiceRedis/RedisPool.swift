@@ -13,7 +13,8 @@ import Synchronization
 /// - It never waits for a reconnect: with no connection up, a command fails at once with
 ///   ``RedisError/unavailable(_:)``, so `on_error` decides right away (SPEC §8). Only the very
 ///   first commands, sent before the first connections were tried at all, wait for those
-///   attempts (bounded by the connect and command timeouts).
+///   attempts (bounded by the connect and command timeouts), and so do those sent while
+///   ``reconnectAll()`` moves the pool to a new server (Sentinel).
 /// - State changes are logged once each (up, lost, re-established, cannot connect), commands
 ///   never.
 ///
@@ -29,6 +30,10 @@ public final class RedisPool: Sendable {
     /// For `rediss://`: made once (it reads the CA file), not per reconnect; `nil` for plain connections or when
     /// it cannot be made, in which case each attempt makes it again and fails with the reason.
     private let tlsContext: NIOSSLContext?
+    /// Where each connect attempt goes when the server moves (Sentinel: the primary of now); `nil`: ``endpoint``.
+    private let endpointSource: (@Sendable (any EventLoop) -> EventLoopFuture<RedisEndpoint>)?
+    /// Told of each failed connect attempt and each lost connection (Sentinel asks again where the primary is).
+    private let onTrouble: (@Sendable () -> Void)?
 
     /// - Parameters:
     ///   - endpoint: The server and credentials.
@@ -37,22 +42,32 @@ public final class RedisPool: Sendable {
     ///   - connectTimeout: For each TCP connect.
     ///   - commandTimeout: How long a command may wait for its reply.
     ///   - logger: Receives one line per connection state change.
+    ///   - endpointSource: For a server that moves (Sentinel): asked for the endpoint before each connect attempt;
+    ///     `endpoint` then only names the pool in logs and sets TLS. Defaults to `nil` (always `endpoint`).
+    ///   - onTrouble: Called (on an event loop, without a lock held) after each failed connect attempt and each lost
+    ///     connection. Defaults to `nil`.
+    ///   - logName: What the log lines call the server (`redis` metadata). Defaults to `endpoint`'s description.
     public init(
         endpoint: RedisEndpoint,
         size: Int,
         group: any EventLoopGroup,
         connectTimeout: TimeAmount,
         commandTimeout: TimeAmount,
-        logger: Logger
+        logger: Logger,
+        endpointSource: (@Sendable (any EventLoop) -> EventLoopFuture<RedisEndpoint>)? = nil,
+        onTrouble: (@Sendable () -> Void)? = nil,
+        logName: String? = nil
     ) {
         self.endpoint = endpoint
+        self.endpointSource = endpointSource
+        self.onTrouble = onTrouble
         self.size = max(1, size)
         self.group = group
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
         self.tlsContext = endpoint.useTLS ? try? RedisConnection.tlsContext(endpoint) : nil
         var logger = logger
-        logger[metadataKey: "redis"] = "\(endpoint)"
+        logger[metadataKey: "redis"] = "\(logName ?? endpoint.description)"
         self.logger = logger
     }
 
@@ -100,6 +115,16 @@ public final class RedisPool: Sendable {
         }
     }
 
+    /// Moves every slot to where ``endpointSource`` points now (a Sentinel failover): live connections are closed
+    /// (their pending commands fail with ``RedisError/unavailable(_:)``, so `on_error` decides them) and every slot
+    /// connects again at once instead of waiting out its backoff.
+    public func reconnectAll() {
+        let moving = self.state.withLock { $0.reconnectAll() }
+        for retry in moving.retries { retry.cancel() }
+        for connection in moving.connections { connection.channel.close(promise: nil) }
+        for slot in moving.connectNow { self.connect(slot: slot) }
+    }
+
     /// Closes every connection and stops reconnecting; commands sent afterwards fail with
     /// ``RedisError/unavailable(_:)``.
     public func close() async {
@@ -115,21 +140,49 @@ public final class RedisPool: Sendable {
     // MARK: - Background connecting
 
     /// Starts one attempt for `slot`; its result is handled in ``connectCompleted``.
+    /// Does nothing when the slot is already connecting or connected (a late retry, or ``reconnectAll()`` racing
+    /// a retry): a slot never has two attempts in flight.
     private func connect(slot index: Int) {
-        let eventLoop: (any EventLoop)? = self.state.withLock { state in
-            state.isClosed ? nil : state.slots[index].eventLoop
+        let started: EventLoopPromise<RedisConnection>? = self.state.withLock { state in
+            if state.isClosed { return nil }
+            switch state.slots[index].phase {
+            case .connecting, .connected: return nil
+            case .idle, .backingOff: break
+            }
+            let promise = state.slots[index].eventLoop.makePromise(of: RedisConnection.self)
+            // Recorded before the callback is registered, so the callback always finds it.
+            state.attemptStarted(slot: index, promise.futureResult)
+            return promise
         }
-        guard let eventLoop else { return }
-        let attempt = RedisConnection.connect(
-            to: self.endpoint,
-            on: eventLoop,
-            connectTimeout: self.connectTimeout,
-            commandTimeout: self.commandTimeout,
-            logger: self.logger,
-            tlsContext: self.tlsContext
-        )
-        // Recorded before the callback is registered, so the callback always finds it.
-        self.state.withLock { state in state.attemptStarted(slot: index, attempt) }
+        guard let started else { return }
+        let eventLoop = started.futureResult.eventLoop
+        let attempt: EventLoopFuture<RedisConnection>
+        if let source = self.endpointSource {
+            let connectTimeout = self.connectTimeout
+            let commandTimeout = self.commandTimeout
+            let logger = self.logger
+            let tlsContext = self.tlsContext
+            attempt = source(eventLoop).hop(to: eventLoop).flatMap { endpoint in
+                RedisConnection.connect(
+                    to: endpoint,
+                    on: eventLoop,
+                    connectTimeout: connectTimeout,
+                    commandTimeout: commandTimeout,
+                    logger: logger,
+                    tlsContext: tlsContext
+                )
+            }
+        } else {
+            attempt = RedisConnection.connect(
+                to: self.endpoint,
+                on: eventLoop,
+                connectTimeout: self.connectTimeout,
+                commandTimeout: self.commandTimeout,
+                logger: self.logger,
+                tlsContext: self.tlsContext
+            )
+        }
+        attempt.cascade(to: started)
         attempt.whenComplete { [weak self] result in self?.connectCompleted(slot: index, result) }
     }
 
@@ -140,6 +193,10 @@ public final class RedisPool: Sendable {
             switch outcome {
             case .closeIt:
                 connection.channel.close(promise: nil)
+            case .again:
+                // Opened to where the server was before reconnectAll(): open it again, to where it is now.
+                connection.channel.close(promise: nil)
+                self.connect(slot: index)
             case .up(let reconnected, let waiters):
                 self.logger.info(
                     reconnected ? "Redis connection re-established" : "Redis connection up",
@@ -159,24 +216,31 @@ public final class RedisPool: Sendable {
                 )
             }
             for waiter in outcome.waiters { waiter.promise.fail(redisError) }
-            self.scheduleRetry(slot: index, attempt: outcome.failures)
+            self.onTrouble?()
+            if outcome.again {
+                self.connect(slot: index)
+            } else {
+                self.scheduleRetry(slot: index, attempt: outcome.failures)
+            }
         }
     }
 
     private func connectionClosed(slot index: Int, _ connection: RedisConnection) {
         guard self.state.withLock({ state in state.lost(slot: index, connection) }) else { return }
         self.logger.warning("Redis connection lost; reconnecting in the background", metadata: ["slot": "\(index)"])
+        self.onTrouble?()
         self.scheduleRetry(slot: index, attempt: 1)
     }
 
     private func scheduleRetry(slot index: Int, attempt: Int) {
         let delay = RedisBackoff.delay(attempt: attempt)
-        self.state.withLock { state in
-            guard !state.isClosed else { return }
+        let superseded: Scheduled<Void>? = self.state.withLock { state in
+            guard !state.isClosed else { return nil }
             let retry = state.slots[index].eventLoop.scheduleTask(in: delay) { [weak self] () -> Void in
                 self?.connect(slot: index)
             }
-            state.backingOff(slot: index, retry)
+            return state.backingOff(slot: index, retry) ? nil : retry
         }
+        superseded?.cancel()
     }
 }

@@ -26,6 +26,8 @@ struct RedisPoolState {
         var failures = 0
         var everConnected = false
         var triedOnce = false
+        /// The attempt in flight was started before ``reconnectAll()``: its result is not used.
+        var attemptIsStale = false
     }
 
     /// A command sent before the pool's first connection attempts completed.
@@ -44,6 +46,8 @@ struct RedisPoolState {
     enum ConnectedOutcome {
         /// The pool was closed meanwhile.
         case closeIt
+        /// The attempt was stale (see ``Slot/attemptIsStale``): close it and connect the slot again now.
+        case again
         /// Log it, watch the connection, send the waiters on it.
         case up(reconnected: Bool, waiters: [Waiter])
     }
@@ -51,6 +55,8 @@ struct RedisPoolState {
     struct FailedOutcome {
         var isFirstFailure: Bool
         var failures: Int
+        /// The attempt was stale: connect again now, without backoff.
+        var again = false
         /// Fail these: every slot has been tried once and none is up.
         var waiters: [Waiter]
     }
@@ -118,6 +124,10 @@ struct RedisPoolState {
 
     mutating func connected(slot index: Int, _ connection: RedisConnection) -> ConnectedOutcome {
         if self.isClosed { return .closeIt }
+        if self.slots[index].attemptIsStale {
+            self.slots[index].attemptIsStale = false
+            return .again
+        }
         let reconnected = self.slots[index].everConnected
         self.slots[index].phase = .connected(connection)
         self.slots[index].failures = 0
@@ -133,6 +143,10 @@ struct RedisPoolState {
     mutating func attemptFailed(slot index: Int) -> FailedOutcome? {
         if self.isClosed { return nil }
         self.slots[index].phase = .idle
+        if self.slots[index].attemptIsStale {
+            self.slots[index].attemptIsStale = false
+            return FailedOutcome(isFirstFailure: false, failures: self.slots[index].failures, again: true, waiters: [])
+        }
         self.slots[index].failures += 1
         self.slots[index].triedOnce = true
         var failed: [Waiter] = []
@@ -155,8 +169,48 @@ struct RedisPoolState {
         return true
     }
 
-    mutating func backingOff(slot index: Int, _ retry: Scheduled<Void>) {
+    /// `false` when the slot is connecting again already (``reconnectAll()`` came first): cancel `retry`.
+    mutating func backingOff(slot index: Int, _ retry: Scheduled<Void>) -> Bool {
+        guard case .idle = self.slots[index].phase else { return false }
         self.slots[index].phase = .backingOff(retry)
+        return true
+    }
+
+    /// What ``RedisPool/reconnectAll()`` closes, cancels and connects, outside the lock.
+    struct Moving {
+        var connections: [RedisConnection] = []
+        var retries: [Scheduled<Void>] = []
+        var connectNow: [Int] = []
+    }
+
+    /// Every slot is to connect again, to where the server is now: live connections are dropped, waiting retries
+    /// are superseded, attempts in flight are marked stale (their result is dropped and the slot connects again).
+    mutating func reconnectAll() -> Moving {
+        var moving = Moving()
+        if self.isClosed || self.slots.isEmpty { return moving }
+        // Commands wait for the first new connection (bounded by the connect timeout) instead of failing in the
+        // moment between the old connections closing and the new ones opening, as at the pool's start.
+        self.isStarting = true
+        for index in self.slots.indices {
+            self.slots[index].triedOnce = false
+            switch self.slots[index].phase {
+            case .idle:
+                // Between a failure and its retry's scheduling (that retry is then dropped: the slot is connecting),
+                // or about to be opened for the first time (that attempt is then the one made here).
+                moving.connectNow.append(index)
+            case .connecting:
+                self.slots[index].attemptIsStale = true
+            case .connected(let connection):
+                moving.connections.append(connection)
+                self.slots[index].phase = .idle
+                moving.connectNow.append(index)
+            case .backingOff(let retry):
+                moving.retries.append(retry)
+                self.slots[index].phase = .idle
+                moving.connectNow.append(index)
+            }
+        }
+        return moving
     }
 
     mutating func close() -> Closing {

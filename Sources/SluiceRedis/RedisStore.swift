@@ -14,6 +14,10 @@ import Synchronization
 /// - when Redis cannot answer (down, slower than `timeout`, breaker open), `on_error` decides: `allow` admits,
 ///   `deny` refuses with 503, `local` decides in a memory store with COUNT/`instances` per limit, so a fleet in
 ///   degraded mode does not multiply the budget. Back with Redis, the local counts are simply no longer read.
+///
+/// With `redis+sentinel://` a ``RedisSentinelMonitor`` finds the primary and follows it across failovers: the pool
+/// asks it where to connect, tells it of lost connections, and is moved (``RedisPool/reconnectAll()``) when the
+/// primary changes; a `READONLY` reply (a demoted primary) also makes it check.
 public final class RedisStore: RateLimitStore {
     /// Fixed, so every instance names a key alike (the memory store's seed is random instead).
     public let keySeed = StorageKey(high: 0x736c_7569_6365_2d72, low: 0x6564_6973_2d6b_6579)
@@ -22,6 +26,8 @@ public final class RedisStore: RateLimitStore {
     /// The settings it was made with (a reload with the same ones keeps this store and its connections).
     public let configuration: RedisStorageConfiguration
     let pool: RedisPool
+    /// With `redis+sentinel://`: where the primary is, followed across failovers (`RedisSentinelMonitor.swift`).
+    public let sentinel: RedisSentinelMonitor?
     let group: any EventLoopGroup
     /// One per event loop of `group`, made up front so that finding a loop's batcher takes no lock.
     private let batchers: [ObjectIdentifier: NIOLoopBoundBox<DecisionBatcher>]
@@ -67,14 +73,42 @@ public final class RedisStore: RateLimitStore {
         self.batchers = batchers
         self.leaseState = RedisLeaseState(group: group, ttl: configuration.leaseTTL)
         let timeout = TimeAmount.nanoseconds(configuration.timeout.nanoseconds)
-        self.pool = RedisPool(
-            endpoint: endpoint,
-            size: max(1, configuration.poolSize),
-            group: group,
-            connectTimeout: max(timeout, .milliseconds(250)),
-            commandTimeout: timeout,
-            logger: logger
-        )
+        let connectTimeout = max(timeout, .milliseconds(250))
+        if case .sentinel(let sentinels, let masterName) = configuration.deployment {
+            // Questions to the sentinels are off the request path: a 50 ms Redis timeout is not theirs.
+            let monitor = RedisSentinelMonitor(
+                sentinels: sentinels,
+                masterName: masterName,
+                primary: endpoint,
+                sentinelPassword: configuration.sentinelPassword,
+                group: group,
+                connectTimeout: connectTimeout,
+                commandTimeout: max(timeout, .milliseconds(250)),
+                logger: logger
+            )
+            self.sentinel = monitor
+            self.pool = RedisPool(
+                endpoint: endpoint,
+                size: max(1, configuration.poolSize),
+                group: group,
+                connectTimeout: connectTimeout,
+                commandTimeout: timeout,
+                logger: logger,
+                endpointSource: { loop in monitor.endpoint(on: loop) },
+                onTrouble: { monitor.primaryTrouble() },
+                logName: "primary of sentinel master \(masterName)/\(configuration.database)"
+            )
+        } else {
+            self.sentinel = nil
+            self.pool = RedisPool(
+                endpoint: endpoint,
+                size: max(1, configuration.poolSize),
+                group: group,
+                connectTimeout: connectTimeout,
+                commandTimeout: timeout,
+                logger: logger
+            )
+        }
         self.prefix = configuration.keyPrefix
         self.useServerTime = useServerTime
         self.fallback = StorageFallback(onError: configuration.onError, instances: configuration.instances, localMaxKeys: localMaxKeys)
@@ -84,10 +118,18 @@ public final class RedisStore: RateLimitStore {
             unavailableMessage: "redis unavailable: decisions follow on_error"
         )
         self.logger = logger
+        if let sentinel = self.sentinel {
+            // Weak: the monitor must not keep the store's pool and breaker alive (close() also stops it).
+            sentinel.start { [weak pool = self.pool, weak breaker = self.breaker] _ in
+                pool?.reconnectAll()
+                breaker?.probeSoon()
+            }
+        }
     }
 
-    /// Closes the connections.
+    /// Closes the connections (and, with Sentinel, the subscription).
     public func close() async {
+        self.sentinel?.close()
         self.leaseState.stopRenewing()
         await self.pool.close()
     }
@@ -195,6 +237,10 @@ public final class RedisStore: RateLimitStore {
             if case .failure(RedisError.server(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 self.loadAndRun(requests, time: time, preferring: loop)
             } else {
+                if case .failure(RedisError.server(let message)) = result, message.contains("READONLY") {
+                    // A demoted primary (Sentinel): ask where the primary went.
+                    self.sentinel?.primaryTrouble()
+                }
                 ScriptRequest.complete(requests, with: result)
             }
         }
