@@ -311,6 +311,25 @@ public struct StorageConfiguration: Sendable {
     }
 }
 
+/// One server named in a storage URL (a cluster seed, a sentinel).
+public struct RedisSeed: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+}
+
+/// How the Redis servers of `storage.url` are deployed.
+public enum RedisDeployment: Sendable, Hashable {
+    /// One server (`redis://`, `rediss://`).
+    case single
+    /// A Redis Cluster (`redis+cluster://`, `rediss+cluster://`): the topology is read from the seeds.
+    case cluster(seeds: [RedisSeed])
+}
+
 public struct RedisStorageConfiguration: Sendable, Hashable {
     public enum OnError: String, Sendable, Hashable {
         case allow
@@ -339,6 +358,8 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
     /// How long a concurrency slot's lease lives in Redis unless renewed (issue 22); renewed every third of it while
     /// its request runs, so the slots of an instance that died come back within one. Defaults to 30s.
     public var leaseTTL: Duration
+    /// One server, or a cluster (whose first seed is also `host` and `port`). Defaults to `.single`.
+    public var deployment: RedisDeployment
 
     public init(
         url: String,
@@ -353,8 +374,10 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
         keyPrefix: String = "sluice:",
         onError: OnError = .local,
         instances: Int = 1,
-        leaseTTL: Duration = .seconds(30)
+        leaseTTL: Duration = .seconds(30),
+        deployment: RedisDeployment = .single
     ) {
+        self.deployment = deployment
         self.leaseTTL = leaseTTL
         self.url = url
         self.useTLS = useTLS
@@ -371,7 +394,12 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
     }
 
     public var redactedURL: String {
-        "\(self.useTLS ? "rediss" : "redis")://\(self.password == nil ? "" : ":***@")\(self.host):\(self.port)/\(self.database)"
+        if case .cluster(let seeds) = self.deployment {
+            let hosts = seeds.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" }
+            return "\(self.useTLS ? "rediss" : "redis")+cluster://\(self.password == nil ? "" : ":***@")"
+                + hosts.joined(separator: ",")
+        }
+        return "\(self.useTLS ? "rediss" : "redis")://\(self.password == nil ? "" : ":***@")\(self.host):\(self.port)/\(self.database)"
     }
 }
 

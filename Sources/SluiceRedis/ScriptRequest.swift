@@ -29,7 +29,8 @@ struct ScriptRequest: Sendable {
         _ script: String,
         requests: some Collection<ScriptRequest>,
         prefix: String,
-        time: String
+        time: String,
+        clusterTags: Bool = false
     ) -> RedisCommand {
         var keys = 0
         var items = 0
@@ -39,7 +40,7 @@ struct ScriptRequest: Sendable {
         }
         var writer = RESPCommandWriter(
             count: 3 + keys + 2 + requests.count,
-            capacity: script.utf8.count + 64 + keys * (prefix.utf8.count + 40) + requests.count * 32 + items * 80
+            capacity: script.utf8.count + 64 + keys * (prefix.utf8.count + 50) + requests.count * 32 + items * 80
         )
         writer.write(command)
         writer.write(script)
@@ -47,6 +48,15 @@ struct ScriptRequest: Sendable {
         for request in requests {
             for index in 0..<request.items.count {
                 let item = request.items[index]
+                if clusterTags {
+                    // Redis Cluster: the rule key's tag on both, so they share a slot (``RedisKeySlot``).
+                    let tag = RedisKeySlot.tag(of: item)
+                    writer.write(prefix: prefix, tag: tag, key: item.key)
+                    if Self.penaltyMicroseconds(item) > 0, let penaltyKey = item.penaltyKey {
+                        writer.write(prefix: prefix, tag: tag, key: penaltyKey)
+                    }
+                    continue
+                }
                 writer.write(prefix: prefix, key: item.key)
                 if Self.penaltyMicroseconds(item) > 0, let penaltyKey = item.penaltyKey {
                     writer.write(prefix: prefix, key: penaltyKey)
