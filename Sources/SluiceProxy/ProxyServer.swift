@@ -513,8 +513,11 @@ extension ProxyServer: AdminBackend {
         return true
     }
 
-    /// With memcached storage, each server's health (the status page).
+    /// With memcached storage, each server's health; with a Redis Cluster, each primary's (the status page).
     public var storageServers: [StorageServerHealth] {
+        if let redis = self.limiter?.store as? RedisStore {
+            return redis.clusterNodes.map { StorageServerHealth(address: $0.address, available: $0.available) }
+        }
         guard let memcached = self.limiter?.store as? MemcachedStore else { return [] }
         return zip(memcached.serverNames, memcached.serverAvailability).map { StorageServerHealth(address: $0, available: $1) }
     }
