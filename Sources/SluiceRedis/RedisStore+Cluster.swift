@@ -48,6 +48,7 @@ extension RedisStore {
             self.denials?.remember(decided, now: now)
             completion(decided)
         }
+        guard !batch.items.isEmpty else { return completion(batch) }
         let first = Self.slot(of: batch.items[0])
         var oneSlot = true
         for index in 1..<batch.items.count where Self.slot(of: batch.items[index]) != first {
