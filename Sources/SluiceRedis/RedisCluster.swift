@@ -117,6 +117,15 @@ public final class RedisCluster: Sendable {
         self.nodeHealth.contains { $0.available }
     }
 
+    /// The primary of each of `slots` as an index into the current map's nodes (``RedisSlotMap/unassigned`` for
+    /// none); `nil` before the first map. For grouping a tick's calls by node.
+    func owners(ofSlots slots: [Int]) -> [UInt16]? {
+        self.state.withLock { state in
+            guard let map = state.map else { return nil }
+            return slots.map { map.owners[$0] }
+        }
+    }
+
     // MARK: Sending
 
     /// Sends `command` to the primary of `slot`, following redirections (see the type's notes); `fallback` (an

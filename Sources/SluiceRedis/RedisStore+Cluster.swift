@@ -162,35 +162,98 @@ extension RedisStore {
         }
     }
 
-    /// One script call per slot among `requests` (a script's keys must share a slot), each to its slot's primary;
-    /// the calls of one node leave in one write.
+    /// The calls of a tick: per primary, one script call for all its requests (``RedisScript/clusterSource``, keys
+    /// passed as arguments) when they lie in several of its slots, else one call with declared keys (which follows
+    /// redirections). A cross-slot call that finds a key not served there (a slot moved or migrating) does nothing
+    /// and answers `{-1}`; its requests are then sent slot by slot.
     func sendInCluster(_ requests: [SlottedScriptRequest], time: String = "", preferring loop: (any EventLoop)?) {
         guard let cluster = self.cluster else { return }
-        var groups: [Int: [ScriptRequest]] = [:]
-        var order: [Int] = []
+        var slots: [Int] = []
+        var bySlot: [[ScriptRequest]] = []
         for slotted in requests {
-            if groups[slotted.slot] == nil { order.append(slotted.slot) }
-            groups[slotted.slot, default: []].append(slotted.request)
-        }
-        let sha = self.scriptSHA.withLock { $0 }
-        let prefix = self.prefix
-        for slot in order {
-            guard let group = groups[slot] else { continue }
-            let eval: @Sendable () -> RedisCommand = {
-                ScriptRequest.call("EVAL", RedisScript.source, requests: group, prefix: prefix, time: time, clusterTags: true)
-            }
-            let reply: EventLoopFuture<RESPValue>
-            if let sha {
-                let call = ScriptRequest.call("EVALSHA", sha, requests: group, prefix: prefix, time: time, clusterTags: true)
-                reply = cluster.send(call, orElse: eval, slot: slot, preferring: loop)
+            if let index = slots.firstIndex(of: slotted.slot) {
+                bySlot[index].append(slotted.request)
             } else {
-                reply = cluster.send(eval(), slot: slot, preferring: loop)
-                // Learn the SHA for the next calls (the same on every node: the same source).
-                cluster.send(RedisCommand("SCRIPT", "LOAD", RedisScript.source), slot: slot, preferring: loop).whenSuccess { reply in
-                    if let sha = reply.string { self.scriptSHA.withLock { $0 = sha } }
-                }
+                slots.append(slotted.slot)
+                bySlot.append([slotted.request])
             }
-            reply.whenComplete { result in ScriptRequest.complete(group, with: result) }
+        }
+        guard slots.count > 1, let owners = cluster.owners(ofSlots: slots) else {
+            for (index, slot) in slots.enumerated() { self.sendSlot(bySlot[index], slot: slot, time: time, preferring: loop) }
+            return
+        }
+        var nodes: [UInt16] = []
+        var byNode: [[Int]] = []
+        for (index, owner) in owners.enumerated() {
+            if owner == RedisSlotMap.unassigned {
+                self.sendSlot(bySlot[index], slot: slots[index], time: time, preferring: loop)
+            } else if let node = nodes.firstIndex(of: owner) {
+                byNode[node].append(index)
+            } else {
+                nodes.append(owner)
+                byNode.append([index])
+            }
+        }
+        for indexes in byNode {
+            if indexes.count == 1 {
+                self.sendSlot(bySlot[indexes[0]], slot: slots[indexes[0]], time: time, preferring: loop)
+            } else {
+                self.sendCrossSlot(indexes.map { (slots[$0], bySlot[$0]) }, time: time, preferring: loop)
+            }
+        }
+    }
+
+    /// One call for the requests of one slot, with declared keys.
+    private func sendSlot(_ group: [ScriptRequest], slot: Int, time: String, preferring loop: (any EventLoop)?) {
+        guard let cluster = self.cluster else { return }
+        let prefix = self.prefix
+        let eval: @Sendable () -> RedisCommand = {
+            ScriptRequest.call("EVAL", RedisScript.source, requests: group, prefix: prefix, time: time, clusterTags: true)
+        }
+        let reply: EventLoopFuture<RESPValue>
+        if let sha = self.scriptSHA.withLock({ $0 }) {
+            let call = ScriptRequest.call("EVALSHA", sha, requests: group, prefix: prefix, time: time, clusterTags: true)
+            reply = cluster.send(call, orElse: eval, slot: slot, preferring: loop)
+        } else {
+            reply = cluster.send(eval(), slot: slot, preferring: loop)
+            // Learn the SHA for the next calls (the same on every node: the same source).
+            cluster.send(RedisCommand("SCRIPT", "LOAD", RedisScript.source), slot: slot, preferring: loop).whenSuccess { reply in
+                if let sha = reply.string { self.scriptSHA.withLock { $0 = sha } }
+            }
+        }
+        reply.whenComplete { result in ScriptRequest.complete(group, with: result) }
+    }
+
+    /// One call for the requests of several slots of one primary (routed by the first slot's owner).
+    private func sendCrossSlot(_ parts: [(slot: Int, requests: [ScriptRequest])], time: String, preferring loop: (any EventLoop)?) {
+        guard let cluster = self.cluster, let first = parts.first else { return }
+        let all = parts.flatMap(\.requests)
+        let prefix = self.prefix
+        let eval: @Sendable () -> RedisCommand = {
+            ScriptRequest.call(
+                "EVAL", RedisScript.clusterSource, requests: all, prefix: prefix, time: time, clusterTags: true, keysAsArguments: true
+            )
+        }
+        let reply: EventLoopFuture<RESPValue>
+        if let sha = self.clusterScriptSHA.withLock({ $0 }) {
+            let call = ScriptRequest.call(
+                "EVALSHA", sha, requests: all, prefix: prefix, time: time, clusterTags: true, keysAsArguments: true
+            )
+            reply = cluster.send(call, orElse: eval, slot: first.slot, preferring: loop)
+        } else {
+            reply = cluster.send(eval(), slot: first.slot, preferring: loop)
+            cluster.send(RedisCommand("SCRIPT", "LOAD", RedisScript.clusterSource), slot: first.slot, preferring: loop).whenSuccess {
+                reply in
+                if let sha = reply.string { self.clusterScriptSHA.withLock { $0 = sha } }
+            }
+        }
+        reply.whenComplete { result in
+            if case .success(let value) = result, let array = value.array, array.count == 1, array[0].int == -1 {
+                // A key is not served there (the map is behind, or a slot migrates): nothing was done; slot by slot.
+                for part in parts { self.sendSlot(part.requests, slot: part.slot, time: time, preferring: loop) }
+                return
+            }
+            ScriptRequest.complete(all, with: result)
         }
     }
 

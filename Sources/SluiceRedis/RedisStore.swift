@@ -34,6 +34,8 @@ public final class RedisStore: RateLimitStore {
     let leaseState: RedisLeaseState
     let denials: DenialCache?
     let scriptSHA = Mutex<String?>(nil)
+    /// The SHA of ``RedisScript/clusterSource`` (Redis Cluster only).
+    let clusterScriptSHA = Mutex<String?>(nil)
     /// Set for `redis+cluster://` (issue 12, `RedisStore+Cluster.swift`): decisions go to each key's primary; `pool`
     /// is then never used.
     let cluster: RedisCluster?

@@ -30,7 +30,8 @@ struct ScriptRequest: Sendable {
         requests: some Collection<ScriptRequest>,
         prefix: String,
         time: String,
-        clusterTags: Bool = false
+        clusterTags: Bool = false,
+        keysAsArguments: Bool = false
     ) -> RedisCommand {
         var keys = 0
         var items = 0
@@ -39,11 +40,15 @@ struct ScriptRequest: Sendable {
             for index in 0..<request.items.count { keys += Self.penaltyMicroseconds(request.items[index]) > 0 ? 2 : 1 }
         }
         var writer = RESPCommandWriter(
-            count: 3 + keys + 2 + requests.count,
+            count: 3 + keys + 2 + requests.count + (keysAsArguments ? 1 : 0),
             capacity: script.utf8.count + 64 + keys * (prefix.utf8.count + 50) + requests.count * 32 + items * 80
         )
         writer.write(command)
         writer.write(script)
+        if keysAsArguments {
+            // ``RedisScript/clusterSource``: no declared keys; their count and the keys lead the arguments.
+            writer.write(Int64(0))
+        }
         writer.write(Int64(keys))
         for request in requests {
             for index in 0..<request.items.count {
