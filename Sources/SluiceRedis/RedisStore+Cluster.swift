@@ -178,7 +178,7 @@ extension RedisStore {
                 bySlot.append([slotted.request])
             }
         }
-        guard slots.count > 1, let owners = cluster.owners(ofSlots: slots) else {
+        guard slots.count > 1, self.crossSlotCalls.load(ordering: .relaxed), let owners = cluster.owners(ofSlots: slots) else {
             for (index, slot) in slots.enumerated() { self.sendSlot(bySlot[index], slot: slot, time: time, preferring: loop) }
             return
         }
@@ -248,12 +248,20 @@ extension RedisStore {
             }
         }
         reply.whenComplete { result in
-            if case .success(let value) = result, let array = value.array, array.count == 1, array[0].int == -1 {
+            switch result {
+            case .success(let value) where value.array?.count == 1 && value.array?.first?.int == -1:
                 // A key is not served there (the map is behind, or a slot migrates): nothing was done; slot by slot.
                 for part in parts { self.sendSlot(part.requests, slot: part.slot, time: time, preferring: loop) }
-                return
+            case .failure(RedisError.server(let message)):
+                // The script refused as a whole (before Redis 7 a shebang does not compile): slot by slot, and for
+                // good when the server cannot take the script.
+                if message.contains("compiling") || message.contains("shebang") || message.contains("flag") {
+                    self.crossSlotCalls.store(false, ordering: .relaxed)
+                }
+                for part in parts { self.sendSlot(part.requests, slot: part.slot, time: time, preferring: loop) }
+            default:
+                ScriptRequest.complete(all, with: result)
             }
-            ScriptRequest.complete(all, with: result)
         }
     }
 

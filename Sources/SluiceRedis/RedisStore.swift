@@ -36,6 +36,9 @@ public final class RedisStore: RateLimitStore {
     let scriptSHA = Mutex<String?>(nil)
     /// The SHA of ``RedisScript/clusterSource`` (Redis Cluster only).
     let clusterScriptSHA = Mutex<String?>(nil)
+    /// Cleared when the cluster's servers cannot run ``RedisScript/clusterSource`` (before Redis 7): one call per
+    /// slot from then on.
+    let crossSlotCalls = Atomic<Bool>(true)
     /// Set for `redis+cluster://` (issue 12, `RedisStore+Cluster.swift`): decisions go to each key's primary; `pool`
     /// is then never used.
     let cluster: RedisCluster?
