@@ -157,8 +157,12 @@ extension RedisIntegrationTests { @Suite("Redis Cluster store") struct RedisClus
     // MARK: Batching
 
     static func decideOnLoop(_ store: RedisStore, _ item: StoreItem, loop: any EventLoop) -> EventLoopFuture<DecisionBatch> {
+        Self.decideOnLoop(store, [item], loop: loop)
+    }
+
+    static func decideOnLoop(_ store: RedisStore, _ items: [StoreItem], loop: any EventLoop) -> EventLoopFuture<DecisionBatch> {
         var batch = DecisionBatch()
-        batch.append(item)
+        for item in items { batch.append(item) }
         let promise = loop.makePromise(of: DecisionBatch.self)
         store.decide(batch, now: .now()) { promise.succeed($0) }
         return promise.futureResult
@@ -223,6 +227,13 @@ extension RedisIntegrationTests { @Suite("Redis Cluster store") struct RedisClus
             let target = (source + 1) % cluster.nodes.count
             let limited = Self.item("migrating", tag: tag, limit: LimitParameters(count: 300, periodNanoseconds: 3_600_000_000_000))
             let wide = Self.item("migrating-wide", tag: tag, limit: LimitParameters(count: 1_000_000, periodNanoseconds: 3_600_000_000_000))
+            // A key in another slot of the same primary, decided in the same ticks: the primary's calls carry both
+            // slots (the cross-slot script) until the move, then fall back slot by slot.
+            var otherTag: UInt32 = tag &+ 7919
+            while cluster.owner(ofSlot: RedisKeySlot.slot(tag: otherTag)) != source || RedisKeySlot.slot(tag: otherTag) == slot {
+                otherTag &+= 7919
+            }
+            let other = Self.item("other", tag: otherTag, limit: LimitParameters(count: 1_000_000, periodNanoseconds: 3_600_000_000_000))
             // Both keys exist before the move.
             #expect(await Self.decide(stores[0], [limited, wide]).isAdmitted)
 
@@ -233,9 +244,16 @@ extension RedisIntegrationTests { @Suite("Redis Cluster store") struct RedisClus
                     for _ in 0..<3 {
                         tasks.addTask {
                             var after = 0
+                            let loop = Self.group.next()
                             while after < 40 {
-                                let decided = await Self.decide(store, [limited, wide])
+                                // Two requests in one tick of one loop: one script call to the source (while it
+                                // serves both slots).
+                                let (decided, beside) = try await loop.flatSubmit {
+                                    Self.decideOnLoop(store, [limited, wide], loop: loop)
+                                        .and(Self.decideOnLoop(store, [other], loop: loop))
+                                }.get()
                                 counts.record(decided)
+                                #expect(beside.isAdmitted && !beside.storageUnavailable)
                                 if migrated.isSet { after += 1 }
                             }
                         }
