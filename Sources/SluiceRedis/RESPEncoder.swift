@@ -74,9 +74,12 @@ struct RESPCommandWriter {
             RESPEncoder.writeHeader(UInt8(ascii: "$"), bytes.count + 10 + 32, into: &self.buffer)
             self.buffer.writeBytes(bytes)
         }
-        self.buffer.writeInteger(UInt8(ascii: "{"))
-        self.buffer.writeString(RedisKeySlot.tagText(tag))
-        self.buffer.writeInteger(UInt8(ascii: "}"))
+        self.buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 10) { out in
+            out[0] = UInt8(ascii: "{")
+            for index in 0..<8 { out[1 + index] = RedisKeySlot.hexDigit(tag, index) }
+            out[9] = UInt8(ascii: "}")
+            return 10
+        }
         self.writeHex(key.high)
         self.writeHex(key.low)
         self.buffer.writeInteger(UInt16(0x0D0A))

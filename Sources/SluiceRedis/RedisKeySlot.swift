@@ -41,9 +41,22 @@ public enum RedisKeySlot {
         Self.slot(of: Array(key.utf8))
     }
 
-    /// The slot of every key tagged `tag`.
+    /// The slot of every key tagged `tag`: the CRC16 of its 8 hex digits, computed without making them a string
+    /// (this runs for every item of every decision).
     public static func slot(tag: UInt32) -> Int {
-        Int(Self.crc16(Self.tagText(tag).utf8) & 0x3FFF)
+        var crc: UInt16 = 0
+        for index in 0..<8 {
+            let digit = Self.hexDigit(tag, index)
+            crc = (crc << 8) ^ Self.table[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ digit)]
+        }
+        return Int(crc & 0x3FFF)
+    }
+
+    /// The `index`th of the 8 lowercase hex digits of `tag`, most significant first, as ASCII.
+    @inline(__always)
+    static func hexDigit(_ tag: UInt32, _ index: Int) -> UInt8 {
+        let nibble = UInt8(truncatingIfNeeded: tag >> UInt32(28 - 4 * index)) & 0xF
+        return nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
     }
 
     /// The tag of an item: its rule key's, or its own key's when it has none.

@@ -33,22 +33,8 @@ extension RedisStore {
     }
 
     func decideInCluster(_ batch: DecisionBatch, now: LimiterInstant, completion: @escaping @Sendable (DecisionBatch) -> Void) {
-        let requested = batch
-        let started = ContinuousClock.now
-        let finish: @Sendable (DecisionBatch?) -> Void = { decided in
-            if let observe = self.observe {
-                let elapsed = (ContinuousClock.now - started).components
-                observe(Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18, decided == nil)
-            }
-            guard var decided else {
-                completion(self.fallback.decide(requested, now: now))
-                return
-            }
-            decided.storageUnavailable = false
-            self.denials?.remember(decided, now: now)
-            completion(decided)
-        }
         guard !batch.items.isEmpty else { return completion(batch) }
+        let started = ContinuousClock.now
         let first = Self.slot(of: batch.items[0])
         var oneSlot = true
         for index in 1..<batch.items.count where Self.slot(of: batch.items[index]) != first {
@@ -56,18 +42,46 @@ extension RedisStore {
             break
         }
         if oneSlot {
-            self.decidePart(batch, slot: first, now: now) { finish($0) }
+            // The common case, one closure per request (as with one server).
+            let request = ScriptRequest(operation: .decide, items: batch.items) { result in
+                var decided: DecisionBatch?
+                if case .success(let reply) = result { decided = Self.apply(reply, to: batch) }
+                self.finishInCluster(decided, requested: batch, started: started, now: now, completion: completion)
+            }
+            self.runInCluster(SlottedScriptRequest(slot: first, request: request), now: now)
             return
         }
         // Several slots: look first, count only if every part admits.
         let parts = Self.parts(of: batch)
         self.decideParts(parts, of: batch, checkOnly: true, now: now) { looked in
-            guard let looked else { return finish(nil) }
-            if !looked.isAdmitted || !batch.items.contains(where: { $0.mode == .consume }) {
-                return finish(looked)
+            guard let looked, looked.isAdmitted, batch.items.contains(where: { $0.mode == .consume }) else {
+                return self.finishInCluster(looked, requested: batch, started: started, now: now, completion: completion)
             }
-            self.decideParts(parts, of: batch, checkOnly: false, now: now) { finish($0) }
+            self.decideParts(parts, of: batch, checkOnly: false, now: now) { counted in
+                self.finishInCluster(counted, requested: batch, started: started, now: now, completion: completion)
+            }
         }
+    }
+
+    /// Times the decision and answers it: `decided`, or `on_error` when it is `nil` (a part failed).
+    private func finishInCluster(
+        _ decided: DecisionBatch?,
+        requested: DecisionBatch,
+        started: ContinuousClock.Instant,
+        now: LimiterInstant,
+        completion: @Sendable (DecisionBatch) -> Void
+    ) {
+        if let observe = self.observe {
+            let elapsed = (ContinuousClock.now - started).components
+            observe(Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18, decided == nil)
+        }
+        guard var decided else {
+            completion(self.fallback.decide(requested, now: now))
+            return
+        }
+        decided.storageUnavailable = false
+        self.denials?.remember(decided, now: now)
+        completion(decided)
     }
 
     /// The items of `batch` by slot: each part's slot and item indexes, in the order first seen.
