@@ -20,11 +20,14 @@ public final class RedisCluster: Sendable {
     /// One primary.
     final class Node: Sendable {
         let address: RedisSlotMap.Node
+        /// `host:port`, made once (metrics label it every exchange).
+        let name: String
         let pool: RedisPool
         let breaker: StorageCircuitBreaker
 
         init(address: RedisSlotMap.Node, pool: RedisPool, breaker: StorageCircuitBreaker) {
             self.address = address
+            self.name = address.description
             self.pool = pool
             self.breaker = breaker
         }
@@ -109,7 +112,7 @@ public final class RedisCluster: Sendable {
             guard let map = state.map else { return [] }
             return map.nodes.compactMap { state.nodes[$0] }
         }
-        return nodes.map { ($0.address.description, $0.isAvailable) }
+        return nodes.map { ($0.name, $0.isAvailable) }
     }
 
     /// Whether the map is known and at least one primary takes commands.
@@ -203,16 +206,16 @@ public final class RedisCluster: Sendable {
             switch result {
             case .success(let value):
                 node.breaker.recordSuccess()
-                self.observeNode?(node.address.description, seconds, false)
+                self.observeNode?(node.name, seconds, false)
                 attempt.promise.succeed(value)
             case .failure(RedisError.server(let message)):
                 // The node answered: it is up, whatever it said.
                 node.breaker.recordSuccess()
-                self.observeNode?(node.address.description, seconds, false)
+                self.observeNode?(node.name, seconds, false)
                 self.handle(message, from: node, attempt: attempt, asking: asking)
             case .failure(let error):
                 node.breaker.recordFailure(error, now: now)
-                self.observeNode?(node.address.description, seconds, true)
+                self.observeNode?(node.name, seconds, true)
                 self.refreshSoon()
                 attempt.promise.fail(error)
             }
