@@ -341,8 +341,9 @@ enum StatusPage {
             ]);
           } else {
             fill(document.getElementById("storage"), [
-              ["kind", "redis"],
+              ["kind", s.deployment === "cluster" ? "redis cluster" : "redis"],
               ["address", s.address],
+              ...(s.servers ? [["primaries", s.servers.map(x => `${x.address} ${x.status}`).join(", ")]] : []),
               ["on_error", s.on_error],
               ["errors", `${count(s.errors_last_minute)} in the last minute`],
               ["latency", s.latency_us_last_minute === null ? "no decisions" :

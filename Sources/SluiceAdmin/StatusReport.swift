@@ -161,6 +161,31 @@ struct StatusReport {
         if case .sentinel(_, let masterName) = redis.deployment {
             return self.sentinelJSON(redis, masterName: masterName, recent: recent, latency: latency)
         }
+        if case .cluster(let seeds) = redis.deployment {
+            // A Redis Cluster (issue 12): each primary, `degraded` while some answer (the others' keys are shared).
+            let servers = self.facts.storageServers
+            let up = servers.filter(\.available).count
+            let status = !servers.isEmpty && up == servers.count ? "ok" : up == 0 ? "unavailable" : "degraded"
+            return .object([
+                ("kind", .string("redis")),
+                ("deployment", .string("cluster")),
+                ("status", .string(status)),
+                ("address", .string(seeds.map { "\($0.host):\($0.port)" }.joined(separator: ","))),
+                (
+                    "servers",
+                    .array(
+                        servers.map {
+                            .object([("address", .string($0.address)), ("status", .string($0.available ? "ok" : "unavailable"))])
+                        }
+                    )
+                ),
+                ("on_error", .string(redis.onError.rawValue)),
+                ("decisions_last_minute", .int(recent.storageDecisions)),
+                ("errors_last_minute", .int(recent.storageErrors)),
+                ("latency_us_last_minute", latency),
+                ("local_tracked_keys", .int(self.facts.trackedKeys)),
+            ])
+        }
         return .object([
             ("kind", .string("redis")),
             ("status", .string(self.facts.storageAvailable ? "ok" : "unavailable")),

@@ -75,7 +75,10 @@ extension ConfigReader {
         // Placeholder values until the URL is read; if it is missing or bad, the errors make the file invalid.
         var redis = RedisStorageConfiguration(url: "")
         if let urlEntry = fields["url"] {
-            if let url = self.text(urlEntry.value, "url") {
+            let url = self.text(urlEntry.value, "url")
+            if let url, RedisStorageConfiguration.isClusterURL(url.value) {
+                self.readRedisCluster(url, into: &redis)
+            } else if let url {
                 switch RedisStorageConfiguration.parseURL(url.value) {
                 case .failure(let problem):
                     self.error("url: \(problem.message)", at: url.position(atOffset: problem.offset))
@@ -106,6 +109,10 @@ extension ConfigReader {
         redis.keyPrefix = options.keyPrefix
         redis.onError = options.onError
         redis.instances = options.instances
+        if case .cluster = redis.deployment, let entry = fields["key_prefix"], options.keyPrefix.contains("{") {
+            // Redis Cluster hashes the first `{...}` of a key: a brace in the prefix would put every key in one slot.
+            self.error("key_prefix must not contain '{' with a Redis Cluster (it would hash every key to one slot)", at: entry.value)
+        }
         if let entry = fields["lease_ttl"], let value = self.duration(entry.value, "lease_ttl", allowZero: false) {
             if value < .seconds(1) {
                 // A lease is renewed every third of it: shorter than a second, renewals would race the expiry.
@@ -115,6 +122,23 @@ extension ConfigReader {
             }
         }
         return redis
+    }
+
+    /// `redis+cluster://` (issue 12): the seeds, and the first seed as `host`/`port`.
+    private func readRedisCluster(_ url: LocatedText, into redis: inout RedisStorageConfiguration) {
+        switch RedisStorageConfiguration.parseClusterURL(url.value) {
+        case .failure(let problem):
+            self.error("url: \(problem.message)", at: url.position(atOffset: problem.offset))
+        case .success(let (parts, seeds)):
+            redis.url = url.value
+            redis.useTLS = parts.useTLS
+            redis.host = parts.host
+            redis.port = parts.port
+            redis.username = parts.username
+            redis.password = parts.password
+            redis.database = 0
+            redis.deployment = .cluster(seeds: seeds)
+        }
     }
 
     private func readMemcached(_ fields: MappingFields, node: Node) -> MemcachedStorageConfiguration {

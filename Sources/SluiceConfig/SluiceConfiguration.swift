@@ -318,6 +318,8 @@ public enum RedisDeployment: Sendable, Hashable {
     /// A primary found through Sentinel (`redis+sentinel://`): the sentinels are asked for the primary of
     /// `masterName`, and the store follows it across failovers (docs/behaviour.md, "Redis Sentinel").
     case sentinel(sentinels: [RedisSeed], masterName: String)
+    /// A Redis Cluster (`redis+cluster://`, `rediss+cluster://`): the topology is read from the seeds.
+    case cluster(seeds: [RedisSeed])
 }
 
 public struct RedisStorageConfiguration: Sendable, Hashable {
@@ -335,8 +337,8 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
     public var username: String?
     public var password: String?
     public var database: Int
-    /// One server, or a primary found through Sentinel (then `host`/`port` name the first sentinel until the
-    /// primary is known). Defaults to `.single`.
+    /// One server, a primary found through Sentinel (then `host`/`port` name the first sentinel until the primary is
+    /// known), or a Redis Cluster (then `host`/`port` name the first seed). Defaults to `.single`.
     public var deployment: RedisDeployment
     /// Sent with `AUTH` to the sentinels (`storage.sentinel_password`); `nil` sends none. The URL's password is the
     /// primary's only. Defaults to `nil`.
@@ -354,6 +356,8 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
     /// How long a concurrency slot's lease lives in Redis unless renewed (issue 22); renewed every third of it while
     /// its request runs, so the slots of an instance that died come back within one. Defaults to 30s.
     public var leaseTTL: Duration
+    /// One server, or a cluster (whose first seed is also `host` and `port`). Defaults to `.single`.
+    public var deployment: RedisDeployment
 
     public init(
         url: String,
@@ -370,8 +374,10 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
         keyPrefix: String = "sluice:",
         onError: OnError = .local,
         instances: Int = 1,
-        leaseTTL: Duration = .seconds(30)
+        leaseTTL: Duration = .seconds(30),
+        deployment: RedisDeployment = .single
     ) {
+        self.deployment = deployment
         self.leaseTTL = leaseTTL
         self.url = url
         self.useTLS = useTLS
@@ -393,6 +399,11 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
         if case .sentinel(let sentinels, let masterName) = self.deployment {
             let list = sentinels.map(\.description).joined(separator: ",")
             return "redis+sentinel://\(self.password == nil ? "" : ":***@")\(list)/\(masterName)/\(self.database)"
+        }
+        if case .cluster(let seeds) = self.deployment {
+            let hosts = seeds.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" }
+            return "\(self.useTLS ? "rediss" : "redis")+cluster://\(self.password == nil ? "" : ":***@")"
+                + hosts.joined(separator: ",")
         }
         return "\(self.useTLS ? "rediss" : "redis")://\(self.password == nil ? "" : ":***@")\(self.host):\(self.port)/\(self.database)"
     }

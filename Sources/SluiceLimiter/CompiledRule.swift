@@ -126,6 +126,14 @@ final class CompiledRule: Sendable {
         return hasher.finalize()
     }
 
+    /// The Redis Cluster hash tag of the key absorbed in `keyed` (``StoreItem/clusterTag``): alike for all its limits,
+    /// never 0.
+    func clusterTag(_ keyed: KeyHasher) -> UInt32 {
+        var hasher = keyed
+        hasher.combine(4)
+        return max(1, UInt32(truncatingIfNeeded: hasher.finalize().high >> 32))
+    }
+
     /// The digest of the key absorbed in `keyed` itself, for logs and the status page (``LimitOutcome/keyDigest``).
     /// Its own marker, so it never equals a counter's or a penalty box's name.
     func keyDigest(_ keyed: KeyHasher) -> StorageKey {

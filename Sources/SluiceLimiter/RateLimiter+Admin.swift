@@ -33,13 +33,16 @@ extension RateLimiter {
             return state
         }
         let limits = rule.allLimits
+        let clusterTag = self.store.usesClusterTags ? rule.clusterTag(keyed) : 0
         let items = limits.map { limit in
-            StoreItem(
+            var item = StoreItem(
                 key: rule.storageKey(keyed, limit: limit.limit),
                 algorithm: rule.configuration.algorithm,
                 limit: limit.parameters,
                 cost: 0
             )
+            item.clusterTag = clusterTag
+            return item
         }
         let inspection = try await self.store.inspect(items, penaltyKey: rule.penaltyKey(keyed), now: now)
         let configured = Set(rule.configuration.limits)
@@ -79,13 +82,16 @@ extension RateLimiter {
         guard let rule = self.rule(named: name) else { return nil }
         var keyed = rule.keyPrefix
         guard rule.key.combineKey(fromDisplayKey: displayKey, into: &keyed) else { return false }
+        let clusterTag = self.store.usesClusterTags ? rule.clusterTag(keyed) : 0
         let items = rule.allLimits.map { limit in
-            StoreItem(
+            var item = StoreItem(
                 key: rule.storageKey(keyed, limit: limit.limit),
                 algorithm: rule.configuration.algorithm,
                 limit: limit.parameters,
                 cost: 0
             )
+            item.clusterTag = clusterTag
+            return item
         }
         return try await self.store.remove(items, penaltyKey: rule.penaltyKey(keyed), now: now)
     }

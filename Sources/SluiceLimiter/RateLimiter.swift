@@ -30,6 +30,8 @@ public final class RateLimiter: Sendable {
     let rules: [CompiledRule]
     private let ruleIndexByName: [String: Int]
     private let needsPath: Bool
+    /// The store is a Redis Cluster: items carry their rule key's ``StoreItem/clusterTag``.
+    private let needsClusterTags: Bool
 
     /// - Parameters:
     ///   - configuration: the validated snapshot.
@@ -43,6 +45,7 @@ public final class RateLimiter: Sendable {
         var byName: [String: Int] = [:]
         for rule in self.rules { byName[rule.name] = rule.index }
         self.ruleIndexByName = byName
+        self.needsClusterTags = store.usesClusterTags
         self.needsPath = self.rules.contains { rule in
             rule.matcher.needsPath || rule.configuration.key.contains(.path)
                 || rule.configuration.tiers?.by == .path
@@ -147,6 +150,7 @@ public final class RateLimiter: Sendable {
                 refusedEnforced = refusedEnforced || rule.isEnforced
             }
             let penaltyKey = rule.penaltyKey(keyed)
+            let clusterTag = self.needsClusterTags ? rule.clusterTag(keyed) : 0
             let firstPosition = prepared.positions.count
             for limit in limits {
                 let key = rule.storageKey(keyed, limit: limit.limit)
@@ -154,20 +158,20 @@ public final class RateLimiter: Sendable {
                     prepared.positions.append(existing)
                     continue
                 }
-                prepared.batch.append(
-                    StoreItem(
-                        key: key,
-                        algorithm: rule.algorithm,
-                        limit: limit.parameters,
-                        cost: refusedLimit == nil ? cost : 0,
-                        mode: rule.countWhen == nil && refusedLimit == nil ? .consume : .check,
-                        group: rule.index,
-                        isEnforced: rule.isEnforced,
-                        // A look for headers never starts a block (a gcra look can be "late" even at cost 0).
-                        penaltyKey: refusedLimit == nil ? penaltyKey : nil,
-                        penaltyNanoseconds: rule.penaltyNanoseconds
-                    )
+                var item = StoreItem(
+                    key: key,
+                    algorithm: rule.algorithm,
+                    limit: limit.parameters,
+                    cost: refusedLimit == nil ? cost : 0,
+                    mode: rule.countWhen == nil && refusedLimit == nil ? .consume : .check,
+                    group: rule.index,
+                    isEnforced: rule.isEnforced,
+                    // A look for headers never starts a block (a gcra look can be "late" even at cost 0).
+                    penaltyKey: refusedLimit == nil ? penaltyKey : nil,
+                    penaltyNanoseconds: rule.penaltyNanoseconds
                 )
+                item.clusterTag = clusterTag
+                prepared.batch.append(item)
                 prepared.positions.append(prepared.batch.items.count - 1)
             }
             prepared.entries.append(

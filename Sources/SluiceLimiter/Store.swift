@@ -23,6 +23,9 @@ public struct StoreItem: Sendable {
     public var penaltyKey: StorageKey?
     /// How long a breach blocks `penaltyKey`.
     public var penaltyNanoseconds: Int64
+    /// Names the rule's key, alike for every limit of it (and its penalty box): a Redis Cluster puts the counters of
+    /// one key in one hash slot with it (issue 12). 0: none given, the counter's own key stands in.
+    public var clusterTag: UInt32 = 0
 
     public init(
         key: StorageKey,
@@ -166,6 +169,9 @@ public protocol RateLimitStore: AnyObject, Sendable {
     /// them in this instance's memory.
     var concurrencyLeases: (any ConcurrencyLeaseStore)? { get }
 
+    /// Whether the store wants ``StoreItem/clusterTag`` filled (a Redis Cluster, issue 12); `false` by default.
+    var usesClusterTags: Bool { get }
+
     /// Whether ``decide(_:now:)`` is the store's real answer. When `false` (Redis), the proxy uses
     /// ``decide(_:now:completion:)`` and holds the request until it answers.
     var decidesSynchronously: Bool { get }
@@ -217,6 +223,7 @@ public struct StoreInspection: Sendable {
 
 extension RateLimitStore {
     public var decidesSynchronously: Bool { true }
+    public var usesClusterTags: Bool { false }
     public var concurrencyLeases: (any ConcurrencyLeaseStore)? { nil }
 
     public func remove(_ items: [StoreItem], penaltyKey: StorageKey?, now: LimiterInstant) async throws -> Bool {

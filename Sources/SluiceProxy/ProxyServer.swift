@@ -526,6 +526,9 @@ extension ProxyServer: AdminBackend {
             }
             return servers
         }
+        if let redis = self.limiter?.store as? RedisStore, !redis.clusterNodes.isEmpty {
+            return redis.clusterNodes.map { StorageServerHealth(address: $0.address, available: $0.available, role: .primary) }
+        }
         guard let memcached = self.limiter?.store as? MemcachedStore else { return [] }
         return zip(memcached.serverNames, memcached.serverAvailability).map { StorageServerHealth(address: $0, available: $1) }
     }

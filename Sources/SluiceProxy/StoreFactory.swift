@@ -5,6 +5,7 @@ import SluiceConfig
 import SluiceLimiter
 import SluiceMemcached
 import SluiceRedis
+import Synchronization
 
 /// The counters' store for a configuration (SPEC §2 `storage`, §8).
 ///
@@ -22,6 +23,8 @@ enum StoreFactory {
         case .redis:
             if let redis = storage.redis {
                 if let previous = previous as? RedisStore, previous.configuration == redis { return previous }
+                // Redis Cluster: one series per primary, made when the node is first seen (issue 12).
+                let nodes = Mutex<[String: StorageServerMetrics]>([:])
                 return RedisStore(
                     configuration: redis,
                     group: group,
@@ -29,6 +32,15 @@ enum StoreFactory {
                     logger: logger,
                     observe: { seconds, failed in
                         if failed { metrics.storageError() } else { metrics.storageObserved(seconds: seconds) }
+                    },
+                    observeNode: { node, seconds, failed in
+                        let series = nodes.withLock { known in
+                            if let series = known[node] { return series }
+                            let made = metrics.storageServerMetrics(for: [node])
+                            known[node] = made
+                            return made
+                        }
+                        series.observe(server: 0, seconds: seconds, failed: failed)
                     }
                 )
             }

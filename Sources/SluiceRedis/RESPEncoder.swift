@@ -66,6 +66,25 @@ struct RESPCommandWriter {
         self.buffer.writeInteger(UInt16(0x0D0A))
     }
 
+    /// A Redis Cluster key: `prefix`, `{` the tag in 8 hex digits `}`, then the digest (``RedisKeySlot/key(prefix:tag:key:)``
+    /// without building the string): every key with one tag lives in one hash slot.
+    mutating func write(prefix: String, tag: UInt32, key: StorageKey) {
+        var prefix = prefix
+        prefix.withUTF8 { bytes in
+            RESPEncoder.writeHeader(UInt8(ascii: "$"), bytes.count + 10 + 32, into: &self.buffer)
+            self.buffer.writeBytes(bytes)
+        }
+        self.buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 10) { out in
+            out[0] = UInt8(ascii: "{")
+            for index in 0..<8 { out[1 + index] = RedisKeySlot.hexDigit(tag, index) }
+            out[9] = UInt8(ascii: "}")
+            return 10
+        }
+        self.writeHex(key.high)
+        self.writeHex(key.low)
+        self.buffer.writeInteger(UInt16(0x0D0A))
+    }
+
     /// 16 hex digits in one write: this runs for every key of every decision.
     private mutating func writeHex(_ word: UInt64) {
         self.buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16) { out in

@@ -125,6 +125,38 @@ public final class RedisPool: Sendable {
         for slot in moving.connectNow { self.connect(slot: slot) }
     }
 
+    /// Sends `ASKING` then `command` on one connection, as a Redis Cluster `ASK` redirection requires (the flag
+    /// holds for the connection's next command only). Completes with `command`'s reply.
+    public func sendAsking(_ command: RedisCommand, preferring eventLoop: (any EventLoop)?) -> EventLoopFuture<RESPValue> {
+        let asking = RedisCommand("ASKING")
+        let routes = self.state.withLock { state -> (RedisPoolState.Route, RedisPoolState.Route?) in
+            let first = state.route(preferring: eventLoop, size: self.size, group: self.group) {
+                RedisPoolState.Waiter(command: asking, promise: (eventLoop ?? self.group.any()).makePromise())
+            }
+            guard case .wait = first else { return (first, nil) }
+            // Queued behind ASKING: waiters go out in order on the first connection up.
+            let second = state.route(preferring: eventLoop, size: self.size, group: self.group) {
+                RedisPoolState.Waiter(command: command, promise: (eventLoop ?? self.group.any()).makePromise())
+            }
+            return (first, second)
+        }
+        switch routes {
+        case (.connection(let connection), _):
+            _ = connection.send(asking)
+            let reply = connection.send(command)
+            if let eventLoop, eventLoop !== connection.eventLoop { return reply.hop(to: eventLoop) }
+            return reply
+        case (.wait(_, let start), .wait(let reply, _)?):
+            for slot in start { self.connect(slot: slot) }
+            return reply
+        case (.wait(_, let start), _):
+            for slot in start { self.connect(slot: slot) }
+            return (eventLoop ?? self.group.any()).makeFailedFuture(RedisError.unavailable("no connection to Redis is up"))
+        case (.fail(let error), _):
+            return (eventLoop ?? self.group.any()).makeFailedFuture(error)
+        }
+    }
+
     /// Closes every connection and stops reconnecting; commands sent afterwards fail with
     /// ``RedisError/unavailable(_:)``.
     public func close() async {

@@ -68,13 +68,22 @@ extension RedisStore: ConcurrencyLeaseStore {
 
     /// The sorted set of a rule's key: `PREFIX` `cc:` rule name `:` key digest.
     func leaseKey(rule: String, key: StorageKey) -> String {
-        self.prefix + "cc:" + rule + ":" + key.description
+        if self.cluster != nil {
+            // Redis Cluster: the key's own tag, so every rule's set of one key digest shares a slot.
+            return self.prefix + "cc:{" + RedisKeySlot.tagText(max(1, UInt32(truncatingIfNeeded: key.high >> 32))) + "}" + rule + ":"
+                + key.description
+        }
+        return self.prefix + "cc:" + rule + ":" + key.description
     }
 
     public func acquireLeases(
         _ items: [ConcurrencyLeaseItem],
         completion: @escaping @Sendable (ConcurrencyLeaseReply) -> Void
     ) {
+        if self.cluster != nil {
+            self.acquireLeasesInCluster(items, completion: completion)
+            return
+        }
         let now = LimiterInstant.now()
         guard self.breaker.allowsRequest(now: now) else {
             completion(.unavailable)
@@ -136,6 +145,10 @@ extension RedisStore: ConcurrencyLeaseStore {
 
     /// Sends `request` with the others of this tick when called on one of the group's loops, else alone.
     func runLease(_ request: LeaseRequest) {
+        if self.cluster != nil {
+            self.sendLeasesInCluster([request], preferring: MultiThreadedEventLoopGroup.currentEventLoop)
+            return
+        }
         let loop = MultiThreadedEventLoopGroup.currentEventLoop
         if let loop, let batcher = self.leaseState.batchers[ObjectIdentifier(loop)] {
             batcher.value.add(request, store: self)
@@ -146,6 +159,10 @@ extension RedisStore: ConcurrencyLeaseStore {
 
     /// Runs the lease script for `requests` in one call (`EVALSHA`, or `EVAL` when Redis does not know it).
     func sendLeases(_ requests: [LeaseRequest], preferring loop: (any EventLoop)?) {
+        if self.cluster != nil {
+            self.sendLeasesInCluster(requests, preferring: loop)
+            return
+        }
         let ttl = self.leaseState.ttlMilliseconds
         guard let sha = self.leaseState.scriptSHA.withLock({ $0 }) else {
             self.loadAndRunLeases(requests, preferring: loop)

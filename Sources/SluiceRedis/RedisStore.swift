@@ -32,17 +32,27 @@ public final class RedisStore: RateLimitStore {
     /// One per event loop of `group`, made up front so that finding a loop's batcher takes no lock.
     private let batchers: [ObjectIdentifier: NIOLoopBoundBox<DecisionBatcher>]
     let prefix: String
-    private let useServerTime: Bool
+    let useServerTime: Bool
     /// What `on_error` answers while the server cannot (shared with the other stores).
-    private let fallback: StorageFallback
+    let fallback: StorageFallback
     let breaker: StorageCircuitBreaker
     /// Concurrency leases (issue 22 item 5, `RedisStore+Leases.swift`).
     let leaseState: RedisLeaseState
-    private let denials: DenialCache?
-    private let scriptSHA = Mutex<String?>(nil)
+    let denials: DenialCache?
+    let scriptSHA = Mutex<String?>(nil)
+    /// The SHA of ``RedisScript/clusterSource`` (Redis Cluster only).
+    let clusterScriptSHA = Mutex<String?>(nil)
+    /// Cleared when the cluster's servers cannot run ``RedisScript/clusterSource`` (before Redis 7): one call per
+    /// slot from then on.
+    let crossSlotCalls = Atomic<Bool>(true)
+    /// Set for `redis+cluster://` (issue 12, `RedisStore+Cluster.swift`): decisions go to each key's primary; `pool`
+    /// is then never used.
+    let cluster: RedisCluster?
+    /// One per event loop in a cluster (empty otherwise).
+    let clusterBatchers: [ObjectIdentifier: NIOLoopBoundBox<ClusterDecisionBatcher>]
     /// Told how long each round trip took and whether it failed (`sluice_storage_latency_seconds`,
     /// `sluice_storage_errors_total`).
-    private let observe: (@Sendable (Double, Bool) -> Void)?
+    let observe: (@Sendable (Double, Bool) -> Void)?
     private let logger: Logger
 
     /// - Parameters:
@@ -57,7 +67,8 @@ public final class RedisStore: RateLimitStore {
         useServerTime: Bool = true,
         cacheRefusals: Bool = true,
         tlsCAFile: String? = nil,
-        observe: (@Sendable (_ seconds: Double, _ failed: Bool) -> Void)? = nil
+        observe: (@Sendable (_ seconds: Double, _ failed: Bool) -> Void)? = nil,
+        observeNode: (@Sendable (_ node: String, _ seconds: Double, _ failed: Bool) -> Void)? = nil
     ) {
         self.observe = observe
         self.denials = cacheRefusals ? DenialCache() : nil
@@ -109,6 +120,31 @@ public final class RedisStore: RateLimitStore {
                 logger: logger
             )
         }
+        if case .cluster(let seeds) = configuration.deployment {
+            let cluster = RedisCluster(
+                seeds: seeds.map { ($0.host, $0.port) },
+                endpoint: endpoint,
+                poolSize: max(1, configuration.poolSize),
+                group: group,
+                connectTimeout: max(timeout, .milliseconds(250)),
+                commandTimeout: timeout,
+                logger: logger,
+                observeNode: observeNode
+            )
+            self.cluster = cluster
+            var clusterBatchers: [ObjectIdentifier: NIOLoopBoundBox<ClusterDecisionBatcher>] = [:]
+            for loop in group.makeIterator() {
+                clusterBatchers[ObjectIdentifier(loop)] = .makeBoxSendingValue(
+                    ClusterDecisionBatcher(clusterLoop: loop),
+                    eventLoop: loop
+                )
+            }
+            self.clusterBatchers = clusterBatchers
+            cluster.start()
+        } else {
+            self.cluster = nil
+            self.clusterBatchers = [:]
+        }
         self.prefix = configuration.keyPrefix
         self.useServerTime = useServerTime
         self.fallback = StorageFallback(onError: configuration.onError, instances: configuration.instances, localMaxKeys: localMaxKeys)
@@ -131,12 +167,23 @@ public final class RedisStore: RateLimitStore {
     public func close() async {
         self.sentinel?.close()
         self.leaseState.stopRenewing()
+        await self.cluster?.close()
         await self.pool.close()
+    }
+
+    /// A Redis Cluster: items carry their rule key's tag (``RedisKeySlot``).
+    public var usesClusterTags: Bool { self.cluster != nil }
+
+    /// In a cluster, each primary of the slot map and whether it takes decisions now (the status page); empty
+    /// with one server.
+    public var clusterNodes: [(address: String, available: Bool)] {
+        self.cluster?.nodeHealth ?? []
     }
 
     /// Whether decisions go to Redis now (`/readyz`).
     public var isAvailable: Bool {
-        self.breaker.isClosed && self.pool.isConnected
+        if let cluster = self.cluster { return cluster.isAvailable }
+        return self.breaker.isClosed && self.pool.isConnected
     }
 
     /// The Redis key of a counter.
@@ -149,6 +196,11 @@ public final class RedisStore: RateLimitStore {
     public func decide(_ batch: DecisionBatch, now: LimiterInstant, completion: @escaping @Sendable (DecisionBatch) -> Void) {
         if let known = self.denials?.answer(batch, now: now) {
             completion(known)
+            return
+        }
+        if self.cluster != nil {
+            // Each primary has its own breaker (a node away sends only its slots to on_error).
+            self.decideInCluster(batch, now: now, completion: completion)
             return
         }
         guard self.breaker.allowsRequest(now: now) else {
@@ -193,6 +245,7 @@ public final class RedisStore: RateLimitStore {
 
     /// `commit`, with a future that completes once the cost is taken (in Redis, or locally); tests wait on it.
     func committed(_ items: SmallArray<2, StoreItem>, now: LimiterInstant) -> EventLoopFuture<Void>? {
+        if self.cluster != nil { return self.commitInCluster(items, now: now) }
         guard self.breaker.allowsRequest(now: now) else {
             self.fallback.commitLocally(items, now: now)
             return nil
@@ -293,6 +346,7 @@ public final class RedisStore: RateLimitStore {
     /// exists (an untracked key shows full quotas, as in memory), and the penalty key's remaining TTL, which is what
     /// is left of the block: pipelined, one round trip. Throws when Redis cannot answer (the admin API says 503).
     public func inspect(_ items: [StoreItem], penaltyKey: StorageKey?, now: LimiterInstant) async throws -> StoreInspection {
+        if self.cluster != nil { return try await self.inspectInCluster(items, penaltyKey: penaltyKey, now: now) }
         var batch = DecisionBatch()
         for var item in items {
             item.cost = 0
@@ -324,11 +378,24 @@ public final class RedisStore: RateLimitStore {
 
     /// `DEL` of the keys, awaited; refusals of them cached here are forgotten too, so the next request asks Redis.
     public func remove(_ keys: [StorageKey]) async throws -> Bool {
+        if self.cluster != nil {
+            // Bare keys: each is tagged by itself (counters of a rule key go through `remove(_:penaltyKey:now:)`).
+            return try await self.removeInCluster(keys.map { (max(1, UInt32(truncatingIfNeeded: $0.high >> 32)), $0) })
+        }
         self.denials?.forget(keys)
         let command = RedisCommand(arguments: [ByteBuffer(string: "DEL")] + keys.map { ByteBuffer(string: self.redisKey($0)) })
         let removed = try await self.pool.send(command, preferring: nil).get()
         for key in keys { self.fallback.local.reset(key) }
         return (removed.int ?? 0) > 0
+    }
+
+    /// The counters of `items` and the block `penaltyKey` (`DELETE /limits/...`); in a cluster each under its rule
+    /// key's tag.
+    public func remove(_ items: [StoreItem], penaltyKey: StorageKey?, now: LimiterInstant) async throws -> Bool {
+        guard self.cluster != nil else { return try await self.remove(items.map(\.key) + (penaltyKey.map { [$0] } ?? [])) }
+        var keys = items.map { (RedisKeySlot.tag(of: $0), $0.key) }
+        if let penaltyKey, let first = items.first { keys.append((RedisKeySlot.tag(of: first), penaltyKey)) }
+        return try await self.removeInCluster(keys)
     }
 
     /// Redis keys expire on their own (every write sets a TTL).

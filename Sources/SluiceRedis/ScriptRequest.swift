@@ -29,7 +29,9 @@ struct ScriptRequest: Sendable {
         _ script: String,
         requests: some Collection<ScriptRequest>,
         prefix: String,
-        time: String
+        time: String,
+        clusterTags: Bool = false,
+        keysAsArguments: Bool = false
     ) -> RedisCommand {
         var keys = 0
         var items = 0
@@ -38,15 +40,28 @@ struct ScriptRequest: Sendable {
             for index in 0..<request.items.count { keys += Self.penaltyMicroseconds(request.items[index]) > 0 ? 2 : 1 }
         }
         var writer = RESPCommandWriter(
-            count: 3 + keys + 2 + requests.count,
-            capacity: script.utf8.count + 64 + keys * (prefix.utf8.count + 40) + requests.count * 32 + items * 80
+            count: 3 + keys + 2 + requests.count + (keysAsArguments ? 1 : 0),
+            capacity: script.utf8.count + 64 + keys * (prefix.utf8.count + 50) + requests.count * 32 + items * 80
         )
         writer.write(command)
         writer.write(script)
+        if keysAsArguments {
+            // ``RedisScript/clusterSource``: no declared keys; their count and the keys lead the arguments.
+            writer.write(Int64(0))
+        }
         writer.write(Int64(keys))
         for request in requests {
             for index in 0..<request.items.count {
                 let item = request.items[index]
+                if clusterTags {
+                    // Redis Cluster: the rule key's tag on both, so they share a slot (``RedisKeySlot``).
+                    let tag = RedisKeySlot.tag(of: item)
+                    writer.write(prefix: prefix, tag: tag, key: item.key)
+                    if Self.penaltyMicroseconds(item) > 0, let penaltyKey = item.penaltyKey {
+                        writer.write(prefix: prefix, tag: tag, key: penaltyKey)
+                    }
+                    continue
+                }
                 writer.write(prefix: prefix, key: item.key)
                 if Self.penaltyMicroseconds(item) > 0, let penaltyKey = item.penaltyKey {
                     writer.write(prefix: prefix, key: penaltyKey)

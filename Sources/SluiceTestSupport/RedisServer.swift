@@ -106,6 +106,12 @@ public final class RedisServer: @unchecked Sendable {
     /// Blocks the calling thread until `redis-cli` exits (a few milliseconds): for assertions.
     @discardableResult
     public func cli(_ arguments: String...) -> String {
+        self.cli(arguments)
+    }
+
+    /// ``cli(_:)-(String...)`` with the arguments in an array.
+    @discardableResult
+    public func cli(_ arguments: [String]) -> String {
         var all = ["-h", "127.0.0.1", "-p", String(self.port)]
         if let password = self.password { all += ["-a", password, "--no-auth-warning"] }
         do {
@@ -153,7 +159,7 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     /// The first `name` on `PATH`, else `/usr/bin/name`.
-    private static func executable(_ name: String) -> String {
+    static func executable(_ name: String) -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"
         for directory in path.split(separator: ":") {
             let candidate = "\(directory)/\(name)"
