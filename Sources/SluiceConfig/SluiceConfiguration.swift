@@ -356,8 +356,6 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
     /// How long a concurrency slot's lease lives in Redis unless renewed (issue 22); renewed every third of it while
     /// its request runs, so the slots of an instance that died come back within one. Defaults to 30s.
     public var leaseTTL: Duration
-    /// One server, or a cluster (whose first seed is also `host` and `port`). Defaults to `.single`.
-    public var deployment: RedisDeployment
 
     public init(
         url: String,
@@ -374,10 +372,8 @@ public struct RedisStorageConfiguration: Sendable, Hashable {
         keyPrefix: String = "sluice:",
         onError: OnError = .local,
         instances: Int = 1,
-        leaseTTL: Duration = .seconds(30),
-        deployment: RedisDeployment = .single
+        leaseTTL: Duration = .seconds(30)
     ) {
-        self.deployment = deployment
         self.leaseTTL = leaseTTL
         self.url = url
         self.useTLS = useTLS
