@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "SluiceLimiterForBenchmarks", targets: ["SluiceLimiterForBenchmarks"]),
         /// For Benchmarks/ only: the metrics and the status page's tables (what the request path feeds).
         .library(name: "SluiceAdminForBenchmarks", targets: ["SluiceAdmin"]),
+        /// For Benchmarks/ only: the JWT verifier (issue 15) and the config model, re-exported.
+        .library(name: "SluiceJWTForBenchmarks", targets: ["SluiceJWTForBenchmarks"]),
         /// For Fuzz/ only: every module that parses untrusted bytes, and the NIOHTTP1 differential reference. Built
         /// with `-enable-testing` there, so the fuzz targets reach internal parsers through `@testable import`.
         .library(
@@ -33,6 +35,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-structured-headers.git", from: "1.7.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        /// Only `SluiceJWT` uses it (issue 15): signature checks for JWT-keyed rules.
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
     ],
     targets: [
         /// YAML file -> validated, immutable, Sendable model. No NIO. `YAMLAliasBudget` imports `CYaml`, the libyaml
@@ -50,6 +55,10 @@ let package = Package(
                 .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
             ],
             swiftSettings: requestPathSettings
+        ),
+        .target(
+            name: "SluiceJWTForBenchmarks",
+            dependencies: ["SluiceJWT", "SluiceConfig"]
         ),
         .target(
             name: "SluiceLimiterForBenchmarks",
@@ -76,11 +85,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        /// Keys from verified JWT claims (issue 15): key loading (HMAC secret, PEM, JWKS file), synchronous
+        /// verification through jwt-kit's algorithms, the per-event-loop cache by token digest. No NIO.
+        .target(
+            name: "SluiceJWT",
+            dependencies: [
+                "SluiceConfig",
+                "SluiceLimiter",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: requestPathSettings
+        ),
         /// The NIO pipeline: client side, upstream pool, forwarding, limiting, answers.
         .target(
             name: "SluiceProxy",
             dependencies: [
                 "SluiceConfig",
+                "SluiceJWT",
                 "SluiceHTTP1",
                 "SluiceLimiter",
                 "SluiceRedis",
@@ -146,6 +168,7 @@ let package = Package(
                 "SluiceConfig",
                 "SluiceProxy",
                 "SluiceAdmin",
+                "SluiceJWT",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -255,12 +278,17 @@ let package = Package(
                 "SluiceListener",
                 "SluiceTestSupport",
                 "SluiceConfig",
+                "SluiceJWT",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                /// Tokens for the JWT tests are signed with jwt-kit itself (RSA keys made with CryptoExtras).
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
             ]
         ),
     ]

@@ -12,14 +12,39 @@ extension SluiceConfiguration {
 
     /// The redacted JSON form.
     var adminJSON: AdminJSON {
-        .object([
+        var fields: [(String, AdminJSON)] = [
             ("source", .string(self.sourcePath)),
             ("version", .int(self.version)),
             ("server", self.server.adminJSON),
             ("upstream", self.upstream.adminJSON),
             ("storage", self.storage.adminJSON),
             ("response", self.response.adminJSON),
-            ("rules", .array(self.rules.map(\.adminJSON))),
+        ]
+        if let jwt = self.jwt { fields.append(("jwt", jwt.adminJSON)) }
+        fields.append(("rules", .array(self.rules.map(\.adminJSON))))
+        return .object(fields)
+    }
+}
+
+extension JWTConfiguration {
+    /// The `jwt:` section (issue 15); the HS256 secret is redacted (`"***"` when set).
+    var adminJSON: AdminJSON {
+        .object([
+            ("token", .string(self.token.description)),
+            ("hs256_secret", .string(self.hs256Secret.map { _ in SluiceConfiguration.redacted })),
+            (
+                "keys",
+                .array(
+                    self.keys.map { key in
+                        .object([("alg", .string(key.algorithm.rawValue)), ("file", .string(key.path)), ("kid", .string(key.kid))])
+                    }
+                )
+            ),
+            ("jwks_file", .string(self.jwksFile)),
+            ("issuer", .array(self.issuers.map(AdminJSON.string))),
+            ("audience", .array(self.audiences.map(AdminJSON.string))),
+            ("clock_skew", .string(DurationText.format(self.clockSkew))),
+            ("cache_size", .int(self.cacheSize)),
         ])
     }
 }
@@ -250,12 +275,14 @@ extension RuleConfiguration {
 
 extension RuleMatch {
     var adminJSON: AdminJSON {
-        .object([
+        var fields: [(String, AdminJSON)] = [
             ("methods", self.methods.map { .array($0.map(AdminJSON.string)) } ?? .null),
             ("path", .string(self.path?.yamlText)),
             ("host", .string(self.host)),
             ("headers", .object(self.headers.map { ($0.name, .string($0.value ?? "*")) })),
-        ])
+        ]
+        if !self.claims.isEmpty { fields.append(("jwt", .object(self.claims.map { ($0.path, .string($0.value ?? "*")) }))) }
+        return .object(fields)
     }
 }
 

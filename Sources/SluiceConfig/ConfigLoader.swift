@@ -95,7 +95,7 @@ extension ConfigReader {
     /// Reads the document root: `version`, `server`, `upstream`, `storage`, `response` and `rules`.
     func readRoot(_ root: Node?) -> SluiceConfiguration {
         var configuration = SluiceConfiguration()
-        let allowed = ["version", "server", "upstream", "storage", "response", "rules"]
+        let allowed = ["version", "server", "upstream", "storage", "response", "jwt", "rules"]
         guard let root, !Self.isNull(root) else {
             self.error("upstream.url or upstream.targets is required", at: .start)
             return configuration
@@ -121,8 +121,16 @@ extension ConfigReader {
         if let entry = fields["response"] {
             configuration.response = self.readResponse(entry.value, "response", base: ResponseConfiguration(), isOverride: false)
         }
+        if let entry = fields["jwt"] {
+            configuration.jwt = self.readJWT(entry.value)
+        }
         if let entry = fields["rules"] {
             configuration.rules = self.readRules(entry.value, response: configuration.response)
+        }
+        if fields["jwt"] == nil {
+            for position in self.jwtUses {
+                self.error("jwt: key parts and match.jwt need a top-level jwt: section (where the token is, which keys sign it)", at: position)
+            }
         }
         return configuration
     }

@@ -5,7 +5,7 @@ import Yams
 extension ConfigReader {
     func readMatch(_ node: Node) -> RuleMatch {
         var match = RuleMatch()
-        guard let fields = self.fields(node, "match", allowed: ["methods", "path", "host", "headers"]) else { return match }
+        guard let fields = self.fields(node, "match", allowed: ["methods", "path", "host", "headers", "jwt"]) else { return match }
         if let entry = fields["methods"], let items = self.textList(entry.value, "methods") {
             var methods: [String] = []
             for item in items {
@@ -42,6 +42,17 @@ extension ConfigReader {
                     continue
                 }
                 match.headers.append(RuleMatch.HeaderCondition(name: name.lowercased(), value: text.value == "*" ? nil : text.value))
+            }
+        }
+        if let entry = fields["jwt"], let pairs = self.pairs(entry.value, "jwt") {
+            self.jwtUses.append(self.position(of: entry.keyNode))
+            for (key, value) in pairs {
+                guard let path = JWTClaimPath.parse(key.value) else {
+                    self.error("jwt: '\(key.value)' is not a claim name (dotted for nested claims, e.g. org.id)", at: key.position)
+                    continue
+                }
+                guard let text = self.text(value, "jwt.\(key.value)") else { continue }
+                match.claims.append(RuleMatch.ClaimCondition(path: path, value: text.value == "*" ? nil : text.value))
             }
         }
         return match
@@ -81,6 +92,7 @@ extension ConfigReader {
             }
             switch KeyPart.parse(text.value.trimmingSpaces) {
             case .success(let part):
+                if case .jwt = part { self.jwtUses.append(text.position) }
                 parts.append(part)
             case .failure(let problem):
                 self.error("\(name): \(problem.message)", at: text.position(atOffset: problem.offset))

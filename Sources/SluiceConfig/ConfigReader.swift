@@ -85,6 +85,8 @@ final class ConfigReader {
     private(set) var errors: [ConfigError] = []
     /// Things `sluice check` says without refusing the file, in the order found.
     private(set) var warnings: [ConfigError] = []
+    /// Where a `jwt:` key part or `match.jwt` is written: errors if the file has no `jwt:` section.
+    var jwtUses: [SourcePosition] = []
 
     init(file: String, yaml: String, environment: [String: String]) {
         self.file = file

@@ -27,6 +27,13 @@ extension KeyPart {
         let argument = String(text[text.index(after: colon)...])
         let argumentOffset = text.unicodeScalars.distance(from: text.unicodeScalars.startIndex, to: colon) + 1
         switch kind {
+        case "jwt":
+            guard let path = JWTClaimPath.parse(argument) else {
+                return .failure(
+                    ValueSyntaxError("key part 'jwt:' needs a claim name, dotted for nested claims (jwt:org.id)", at: argumentOffset)
+                )
+            }
+            return .success(.jwt(path))
         case "header", "query", "cookie", "const":
             guard !argument.isEmpty else {
                 return .failure(ValueSyntaxError("key part '\(kind):' needs a name after the colon", at: argumentOffset))
@@ -47,7 +54,7 @@ extension KeyPart {
 
     private static func unknown(_ text: String) -> ValueSyntaxError {
         ValueSyntaxError(
-            "unknown key part '\(text)' (expected ip, ip/N, header:NAME, query:NAME, cookie:NAME, path, method, host or const:TEXT)"
+            "unknown key part '\(text)' (expected ip, ip/N, header:NAME, query:NAME, cookie:NAME, path, method, host, const:TEXT or jwt:CLAIM)"
         )
     }
 }
@@ -59,5 +66,15 @@ enum HTTPToken {
             && text.unicodeScalars.allSatisfy { c in
                 c.isASCII && (c.properties.isAlphabetic || c.asciiDigit != nil || "!#$%&'*+-.^_`|~".unicodeScalars.contains(c))
             }
+    }
+}
+
+/// A claim path of `jwt:CLAIM` and `match.jwt`: names separated by `.`, none empty (`org.id`).
+enum JWTClaimPath {
+    static func parse(_ text: String) -> String? {
+        let trimmed = text.trimmingSpaces
+        guard !trimmed.isEmpty, !trimmed.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty)
+        else { return nil }
+        return trimmed
     }
 }

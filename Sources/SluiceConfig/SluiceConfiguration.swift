@@ -13,6 +13,8 @@ public struct SluiceConfiguration: Sendable {
     /// The global blocked response; each rule carries its merged copy in ``RuleConfiguration/response``.
     public var response: ResponseConfiguration
     public var rules: [RuleConfiguration]
+    /// The `jwt:` section (issue 15); `nil` without one (then no rule may use a `jwt:` key part).
+    public var jwt: JWTConfiguration? = nil
     /// What `sluice check` prints on standard error without making the file invalid (the caveats of memcached
     /// storage), in file order. Defaults to none.
     public var warnings: [ConfigError] = []
@@ -583,12 +585,25 @@ public struct RuleMatch: Sendable, Hashable {
     public var host: String?
     /// Header name lower-cased; value `nil` means "present" (`*` in YAML).
     public var headers: [HeaderCondition]
+    /// `match.jwt`: claims of the verified token (issue 15); a value `nil` means "present" (`*` in YAML).
+    public var claims: [ClaimCondition] = []
 
     public init(methods: [String]? = nil, path: PathPattern? = nil, host: String? = nil, headers: [HeaderCondition] = []) {
         self.methods = methods
         self.path = path
         self.host = host
         self.headers = headers
+    }
+
+    /// One `match.jwt` entry: the claim at ``path`` (dotted, `org.id`) equals ``value``, or, for a list claim,
+    /// contains it.
+    public struct ClaimCondition: Sendable, Hashable {
+        public var path: String
+        public var value: String?
+        public init(path: String, value: String?) {
+            self.path = path
+            self.value = value
+        }
     }
 
     public struct HeaderCondition: Sendable, Hashable {
@@ -626,6 +641,8 @@ public enum KeyPart: Sendable, Hashable, CustomStringConvertible {
     case method
     case host
     case const(String)
+    /// `jwt:CLAIM`: a claim of the request's verified token (issue 15), a dotted path for nested claims (`org.id`).
+    case jwt(String)
 
     public var description: String {
         switch self {
@@ -638,6 +655,7 @@ public enum KeyPart: Sendable, Hashable, CustomStringConvertible {
         case .method: "method"
         case .host: "host"
         case .const(let t): "const:\(t)"
+        case .jwt(let path): "jwt:\(path)"
         }
     }
 }

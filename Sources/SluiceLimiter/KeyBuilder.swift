@@ -64,6 +64,9 @@ public struct KeyBuilder: Sendable, Hashable {
             case .query, .cookie:
                 guard let value = Self.value(of: part, request: request, path: path) else { return false }
                 hasher.combine(lengthPrefixed: value)
+            case .jwt(let claim):
+                guard let value = request.verifiedClaims?.keyValue(claim) else { return false }
+                hasher.combine(lengthPrefixed: value)
             }
         }
         return true
@@ -147,6 +150,8 @@ public struct KeyBuilder: Sendable, Hashable {
             return name.isEmpty ? nil : name
         case .const(let text):
             return text
+        case .jwt(let claim):
+            return request.verifiedClaims?.keyValue(claim)
         }
     }
 

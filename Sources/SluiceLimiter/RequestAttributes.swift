@@ -24,9 +24,14 @@ public protocol RequestAttributes {
     /// Calls `body` with the value of every field named `name` (a lower-case name, compared case-insensitively),
     /// one field at a time in the order received, until `body` returns `false`.
     func forEachHeaderValue(_ name: String, _ body: (String) -> Bool)
+    /// The claims of the request's verified JWT (issue 15), `nil` when there is none (absent, or a check failed):
+    /// then every `jwt:` key part is missing. Defaults to `nil`.
+    var verifiedClaims: VerifiedClaims? { get }
 }
 
 extension RequestAttributes {
+    public var verifiedClaims: VerifiedClaims? { nil }
+
     /// The first value of header `name` without its surrounding whitespace (``FieldValue/trimmed(_:)``), `nil` if
     /// absent; a slice of the value, never a copy.
     @inline(__always)

@@ -25,6 +25,7 @@ public struct RuleMatcher: Sendable {
     private let path: CompiledPath
     private let host: String?
     private let headers: [RuleMatch.HeaderCondition]
+    private let claims: [RuleMatch.ClaimCondition]
 
     /// Whether evaluating this matcher needs the normalised path.
     public var needsPath: Bool {
@@ -46,6 +47,7 @@ public struct RuleMatcher: Sendable {
         self.headers = match.headers.map { condition in
             RuleMatch.HeaderCondition(name: condition.name, value: condition.value.map { String(FieldValue.trimmed($0)) })
         }
+        self.claims = match.claims
         switch match.path {
         case nil: self.path = .any
         case .exact(let p): self.path = .exact(Self.droppingTrailingSlash(p[...]).description)
@@ -67,6 +69,11 @@ public struct RuleMatcher: Sendable {
         for condition in self.headers {
             guard let value = request.trimmedHeader(condition.name) else { return false }
             if let expected = condition.value, value != expected[...] { return false }
+        }
+        if !self.claims.isEmpty {
+            // A request without verified claims (no token, or a bad one) meets no `match.jwt` condition.
+            guard let claims = request.verifiedClaims else { return false }
+            for condition in self.claims where !claims.matches(condition.path, condition.value) { return false }
         }
         return self.matchesPath(path)
     }

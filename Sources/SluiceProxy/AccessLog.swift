@@ -119,6 +119,7 @@ final class AccessLog: Sendable {
         if let rule = exchange.rule { JSONText.appendString(rule, to: &line) } else { line += "null" }
         line += ",\"key_hash\":"
         if let key = exchange.keyDigest { line += "\"" + key.displayHash + "\"" } else { line += "null" }
+        if let failure = exchange.jwt { line += ",\"jwt\":\"" + failure.rawValue + "\"" }
         line += ",\"decision\":\"\(exchange.decision)\",\"upstream_ms\":"
         line += upstreamMs.map(String.init) ?? "null"
         line += ",\"bytes_in\":\(bytesIn),\"bytes_out\":\(bytesOut)}\n"

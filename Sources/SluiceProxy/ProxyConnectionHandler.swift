@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import SluiceConfig
 import SluiceHTTP1
+import SluiceJWT
 import SluiceLimiter
 
 /// The client side of the proxy: one per client connection, last in its pipeline (after TLS, if any). It reads
@@ -501,6 +502,14 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
                 headerValues: attributes.headerValues(config.clientIP.header.rawValue)
             )
         }
+        // Issue 15: the token is checked once per request, before concurrency and the rate limits read its claims.
+        var jwtFailure: JWTFailure?
+        if let jwt = config.jwt {
+            switch jwt.check(attributes, now: JWTVerifier.now(), cache: self.pool.jwtCache) {
+            case .verified(let claims): attributes.verifiedClaims = claims
+            case .failed(let failure): jwtFailure = failure
+            }
+        }
         let clientIP = attributes.clientIP
         self.exchange.parsedHead = head
         self.exchange.headBytes = bytes
@@ -508,6 +517,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.exchange.uri = attributes.uri
         self.exchange.isHEAD = isHEAD
         self.exchange.gateContext = GateContext(clientIP: clientIP, peerIP: self.peerIP)
+        self.exchange.gateContext.jwt = jwtFailure
         self.exchange.startedAt = .now()
 
         // A reverse proxy opens no tunnels to arbitrary hosts; what follows a CONNECT would be tunnel bytes, so

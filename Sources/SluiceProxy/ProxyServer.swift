@@ -8,6 +8,7 @@ import NIOSSL
 import ServiceLifecycle
 import SluiceAdmin
 import SluiceConfig
+import SluiceJWT
 import SluiceLimiter
 import SluiceListener
 import SluiceMemcached
@@ -58,6 +59,7 @@ public final class ProxyServer: Service, Sendable {
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) throws(TLSSetupError) {
         let tls = try TLSContexts(configuration: configuration)
+        let jwt = try Self.makeJWTVerifier(configuration)
         self.logger = logger
         self.onListening = onListening
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.server.threads ?? System.coreCount)
@@ -78,7 +80,8 @@ public final class ProxyServer: Service, Sendable {
                     metrics: metrics,
                     limitedKeys: limitedKeys
                 ),
-                tls: tls
+                tls: tls,
+                jwt: jwt
             ),
             logger: logger,
             accessLog: accessLog,
@@ -132,6 +135,9 @@ public final class ProxyServer: Service, Sendable {
     ///   failure with ``recordReloadFailure(reason:)``).
     public func reload(_ configuration: SluiceConfiguration) async throws(TLSSetupError) {
         let tls = try TLSContexts(configuration: configuration)
+        // The key files (a JWKS file rotated by the identity provider, say) are read again: SIGHUP picks up new keys.
+        let jwt = try Self.makeJWTVerifier(configuration)
+        try await Self.prepare(jwt)
         self.reloads.withLockedValue { reloads in
             reloads.successes += 1
             reloads.last = ReloadStatus.Attempt(milliseconds: Self.unixMilliseconds(), succeeded: true)
@@ -148,7 +154,8 @@ public final class ProxyServer: Service, Sendable {
                 limitedKeys: self.limitedKeyTracker
             ),
             tls: tls,
-            previousAdaptive: previous.adaptive
+            previousAdaptive: previous.adaptive,
+            jwt: jwt
         )
         self.metrics.reloaded(success: true)
         self.shared.replace(with: snapshot)
@@ -171,6 +178,33 @@ public final class ProxyServer: Service, Sendable {
         // Compared with the listeners actually bound, not the previous file: a listener that could not be
         // bound on an earlier reload is tried again.
         await self.reconcileListeners(configuration.server.listen)
+    }
+
+    /// The JWT verifier of `configuration` (issue 15), `nil` when no rule reads a claim. A key file that cannot be used
+    /// is reported as a setup error naming `jwt` and the file's `FILE:LINE:COLUMN` (`sluice check` reports the same).
+    static func makeJWTVerifier(_ configuration: SluiceConfiguration) throws(TLSSetupError) -> JWTVerifier? {
+        do {
+            return try JWTVerifier.make(for: configuration)
+        } catch {
+            throw Self.jwtSetupError(error)
+        }
+    }
+
+    static func prepare(_ jwt: JWTVerifier?) async throws(TLSSetupError) {
+        do {
+            try await jwt?.prepare()
+        } catch {
+            throw Self.jwtSetupError(error)
+        }
+    }
+
+    private static func jwtSetupError(_ error: ConfigErrorList) -> TLSSetupError {
+        let first = error.errors.first
+        return TLSSetupError(
+            setting: "jwt",
+            file: first.map { "\($0.file):\($0.line):\($0.column)" } ?? "",
+            reason: error.errors.map(\.message).joined(separator: "; ")
+        )
     }
 
     /// Reopens the access log file at its path (SIGUSR1, for logrotate).
@@ -215,6 +249,7 @@ public final class ProxyServer: Service, Sendable {
     /// Binds every listener; throws if one cannot be bound.
     public func start() async throws {
         let configuration = self.shared.current().configuration
+        try await Self.prepare(self.shared.current().jwt)
         let group = self.group
         self.logMaxConnections(configuration.server)
         do {

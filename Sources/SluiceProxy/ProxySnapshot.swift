@@ -4,6 +4,7 @@ import SluiceAdmin
 import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
+import SluiceJWT
 import SluiceLimiter
 
 /// Everything a request needs from one config, compiled once per load and shared read-only by
@@ -38,6 +39,8 @@ final class ProxySnapshot: Sendable, AtomicReference {
     let adaptive: AdaptiveConcurrencyLimiter?
     /// The answer to a request over the adaptive limit: 503 with `Retry-After`, no rate-limit fields; made once.
     let adaptiveRefusal: BlockedAnswer?
+    /// Checks the requests' JWTs (issue 15); `nil` when no rule reads a claim. Prepared before the snapshot serves.
+    let jwt: JWTVerifier?
 
     /// - Parameter previousAdaptive: the running snapshot's ``adaptive``, kept when it serves the same upstream with
     ///   the same settings (its limit and minimum latency carry over a reload).
@@ -45,9 +48,11 @@ final class ProxySnapshot: Sendable, AtomicReference {
         configuration: SluiceConfiguration,
         gate: any RequestGate,
         tls: TLSContexts = TLSContexts(),
-        previousAdaptive: AdaptiveConcurrencyLimiter? = nil
+        previousAdaptive: AdaptiveConcurrencyLimiter? = nil,
+        jwt: JWTVerifier? = nil
     ) {
         self.configuration = configuration
+        self.jwt = jwt
         self.gate = gate
         self.limiterGate = gate as? LimiterGate
         self.concurrencyRef = self.limiterGate?.concurrency.map { Unmanaged.passUnretained($0) }

@@ -18,6 +18,8 @@ struct RawRequestAttributes: RequestAttributes, Sendable {
     let method: String
     let uri: String
     let host: String?
+    /// The claims of the request's verified JWT (issue 15), set after init when the snapshot has a verifier.
+    var verifiedClaims: VerifiedClaims? = nil
 
     /// - Parameter absolute: the target read as an absolute form, when it is one (``absoluteTarget(_:bytes:)``).
     init(head: ParsedRequestHead, bytes: ByteBuffer, clientIP: IPAddress, absolute: (authority: Substring, originForm: String)? = nil) {

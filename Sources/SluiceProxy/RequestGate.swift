@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import SluiceConfig
+import SluiceJWT
 import SluiceLimiter
 
 /// What the proxy knows about a request when it asks the gate, and what the gate tells the log.
@@ -13,6 +14,8 @@ struct GateContext: Sendable {
     var decision: String = "none"
     /// The digest of the request's key under `rule` (the log's `key_hash`); `nil` when that rule has no key.
     var keyDigest: StorageKey? = nil
+    /// Why the request's JWT gave no claims (the log's `jwt`), `nil` when it was verified or none is looked for.
+    var jwt: JWTFailure? = nil
 
     init(clientIP: IPAddress, peerIP: IPAddress) {
         self.clientIP = clientIP

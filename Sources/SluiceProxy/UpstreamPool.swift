@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceJWT
 import NIOPosix
 import NIOSSL
 import SluiceConfig
@@ -29,6 +30,8 @@ final class UpstreamConnection {
 /// loop's pool and gives it back there. LIFO reuse keeps the hottest connections warm and lets
 /// the rest time out on the upstream's side.
 final class UpstreamPool {
+    /// The loop's cache of checked JWTs (issue 15), shared by its connections like the idle upstream connections.
+    let jwtCache = JWTVerificationCache()
     /// The idle connections to one target. A class, so taking one out of the pool mutates the
     /// list in place instead of copying it out of the dictionary and back.
     private final class IdleList {

@@ -5,6 +5,7 @@ import NIOCore
 import ServiceLifecycle
 import SluiceAdmin
 import SluiceConfig
+import SluiceJWT
 import SluiceProxy
 import UnixSignals
 
@@ -50,6 +51,15 @@ struct Check: AsyncParsableCommand {
             print("\(self.options.config): \(error)")
             throw ExitCode(1)
         }
+        // The JWT keys too (issue 15): each PEM file and the JWKS file parsed and handed to jwt-kit.
+        if configuration.jwt != nil {
+            do {
+                try await JWTVerifier(configuration: configuration).prepare()
+            } catch {
+                for e in error.errors { print(e.description) }
+                throw ExitCode(1)
+            }
+        }
         // Valid, with things worth knowing (memcached's caveats): on standard error, so `ok` stays alone on stdout.
         for warning in configuration.warnings {
             FileHandle.standardError.write(Data((warning.description + "\n").utf8))
@@ -82,6 +92,15 @@ struct Serve: AsyncParsableCommand {
         } catch {
             for e in error.errors { FileHandle.standardError.write(Data((e.description + "\n").utf8)) }
             throw ExitCode(1)
+        }
+        // Bad JWT key files are reported with their positions, as `sluice check` reports them.
+        if configuration.jwt != nil {
+            do {
+                try await JWTVerifier(configuration: configuration).prepare()
+            } catch {
+                for e in error.errors { FileHandle.standardError.write(Data((e.description + "\n").utf8)) }
+                throw ExitCode(1)
+            }
         }
         try await runProxy(configuration: configuration, path: self.options.config, logger: logger)
     }
