@@ -104,8 +104,12 @@ extension ProxyConnectionHandler {
     // MARK: send
 
     /// Bytes written to the client connection and not yet taken by the kernel.
+    ///
+    /// An HTTP/2 stream's channel has no such option (asking it traps): the connection's socket is asked, so `send`
+    /// measures whether the client takes bytes of its connection at all.
     var clientBufferedBytes: Int {
-        (try? self.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        let channel = self.clientProtocol == .http2 ? (self.context.channel.parent ?? self.context.channel) : self.context.channel
+        return (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
 
     /// Arms `send`: the client must take some of what waits for it within that time.

@@ -147,7 +147,27 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         case idle
     }
 
-    init(shared: ProxyShared, pool: UpstreamPool, maxHeaderBytes: Int, overTLS: Bool = false) {
+    /// What the client speaks: HTTP/1.x on a connection, or one HTTP/2 stream through ``HTTP2StreamBridgeHandler``.
+    enum ClientProtocol {
+        case http1
+        case http2
+    }
+
+    /// Fixed when the handler is made.
+    let clientProtocol: ClientProtocol
+
+    /// The access log's `protocol` field.
+    var protocolLabel: StaticString {
+        switch self.clientProtocol {
+        case .http2: return "HTTP/2"
+        case .http1: return self.exchange.minorVersion == 0 ? "HTTP/1.0" : "HTTP/1.1"
+        }
+    }
+
+    /// - Parameter httpVersion: `.http2` when the handler serves one stream of an HTTP/2 connection (its channel is
+    ///   the stream's; the connection counts in the open-connections gauge once, not per stream).
+    init(shared: ProxyShared, pool: UpstreamPool, maxHeaderBytes: Int, overTLS: Bool = false, httpVersion: ClientProtocol = .http1) {
+        self.clientProtocol = httpVersion
         self.shared = shared
         self.pool = pool
         self.forwardedProto = overTLS ? "https" : "http"
@@ -164,7 +184,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.shared.metrics.connectionOpened()
+        if self.clientProtocol == .http1 { self.shared.metrics.connectionOpened() }
         self.peerIP = IPAddress(context.channel.remoteAddress) ?? IPAddress(ipv4: 0)
         self.peerText = self.peerIP.description
         if context.channel.isActive {
@@ -179,7 +199,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.cancelQueueTimeout()
         self.concurrencyWake = nil
         self.spareAdmission = nil
-        self.shared.metrics.connectionClosed()
+        if self.clientProtocol == .http1 { self.shared.metrics.connectionClosed() }
     }
 
     func channelActive(context: ChannelHandlerContext) {

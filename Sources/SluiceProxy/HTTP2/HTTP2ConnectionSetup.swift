@@ -1,0 +1,130 @@
+import Logging
+import NIOCore
+import NIOHTTP2
+import SluiceConfig
+
+/// The HTTP/2 side of a client connection (issue 13), added by ``ProxyServer/configureClientPipeline`` after TLS
+/// negotiated `h2` through ALPN, or after ``H2CPrefaceHandler`` saw the prior-knowledge preface.
+///
+/// Connection pipeline: `NIOHTTP2Handler` (framing, HPACK, flow control, stream state, and the flood guards below),
+/// then `NIOHTTP2ServerConnectionManagementHandler` (graceful shutdown: on ``ChannelShouldQuiesceEvent`` a GOAWAY,
+/// a PING round trip, a second GOAWAY with the last stream taken, streams in flight finish, then the close; and the
+/// idle timeout once no stream is open). Each stream's channel gets an ``HTTP2StreamBridgeHandler`` and a
+/// ``ProxyConnectionHandler``: every stream is one request through the HTTP/1.1 request path.
+///
+/// Guards, all NIOHTTP2's own (counted per connection; the connection is closed with a GOAWAY when one is exceeded):
+/// - `SETTINGS_MAX_CONCURRENT_STREAMS` = `server.http2_max_concurrent_streams` (default 100): a stream over it is
+///   refused (RST_STREAM REFUSED_STREAM);
+/// - rapid reset (CVE-2023-44487): more than 200 RST_STREAM frames from the client within 30 s;
+/// - stream errors: more than 200 within 30 s;
+/// - CONTINUATION flood: more than 5 CONTINUATION frames in a row, and a header list over `SETTINGS_MAX_HEADER_LIST_SIZE`;
+/// - PING / SETTINGS / PRIORITY floods: more than 200 such frames within 30 s, and at most 10,000 control frames
+///   queued for a client that does not read its answers;
+/// - empty DATA frames: at most one in a row; "glitches" (suspicious frames of any kind): at most 200.
+enum HTTP2ConnectionSetup {
+    /// What the HTTP/2 pipeline needs from the configuration, read when the connection is accepted.
+    struct Configuration {
+        var maxConcurrentStreams: Int
+        var maxHeaderBytes: Int
+        var idleTimeout: TimeAmount
+        var shutdownTimeout: TimeAmount
+
+        init(_ server: ServerConfiguration) {
+            self.maxConcurrentStreams = server.http2MaxConcurrentStreams
+            self.maxHeaderBytes = server.maxHeaderBytes
+            self.idleTimeout = TimeAmount(server.timeouts.idle)
+            self.shutdownTimeout = TimeAmount(server.timeouts.shutdown)
+        }
+
+        /// The header list size offered: above `max_header_bytes` (HPACK counts 32 bytes more per field), so a
+        /// request whose head is too large gets a 431 on its stream rather than a connection error.
+        var maxHeaderListSize: Int {
+            2 * self.maxHeaderBytes + 32 * 128
+        }
+    }
+
+    /// Adds the HTTP/2 handlers at the end of `pipeline` (the channel is active: NIOHTTP2 sends its SETTINGS now).
+    static func configure(
+        _ pipeline: ChannelPipeline.SynchronousOperations,
+        channel: any Channel,
+        configuration: Configuration,
+        shared: ProxyShared,
+        pool: UpstreamPool,
+        overTLS: Bool
+    ) throws {
+        let management = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(
+                maxIdleTime: configuration.idleTimeout,
+                maxAge: nil,
+                maxGraceTime: configuration.shutdownTimeout,
+                keepalive: nil
+            )
+        )
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maxConcurrentStreams),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: configuration.maxHeaderListSize),
+        ]
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        // A stream is unwritable (and its upstream not read) past 64 KiB waiting for the client's flow control.
+        stream.outboundBufferSizeHighWatermark = 64 * 1024
+        stream.outboundBufferSizeLowWatermark = 32 * 1024
+        let maxHeaderBytes = configuration.maxHeaderBytes
+        // Streams run on the connection's loop.
+        let boundPool = NIOLoopBound(pool, eventLoop: channel.eventLoop)
+        // The connection counts once in the open-connections gauge; its streams do not.
+        shared.metrics.connectionOpened()
+        channel.closeFuture.whenComplete { _ in shared.metrics.connectionClosed() }
+        // A connection that never opens a stream is closed after the idle timeout (the management handler's own idle
+        // timer starts only once a stream has closed, or with a channelActive that came before it was added).
+        let sawStream = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+        let idleCheck = channel.eventLoop.scheduleTask(in: configuration.idleTimeout) {
+            if !sawStream.value { channel.close(promise: nil) }
+        }
+        channel.closeFuture.whenComplete { _ in idleCheck.cancel() }
+        _ = try pipeline.configureHTTP2Pipeline(
+            mode: .server,
+            connectionConfiguration: connection,
+            streamConfiguration: stream,
+            streamDelegate: management.http2StreamDelegate
+        ) { streamChannel in
+            sawStream.value = true
+            return streamChannel.eventLoop.makeCompletedFuture {
+                try streamChannel.pipeline.syncOperations.addHandler(HTTP2StreamBridgeHandler(maxHeadBytes: maxHeaderBytes))
+                try streamChannel.pipeline.syncOperations.addHandler(
+                    ProxyConnectionHandler(
+                        shared: shared,
+                        pool: boundPool.value,
+                        maxHeaderBytes: maxHeaderBytes,
+                        overTLS: overTLS,
+                        httpVersion: .http2
+                    )
+                )
+            }
+        }
+        try pipeline.addHandler(management)
+        try pipeline.addHandler(HTTP2ConnectionErrorHandler(logger: shared.logger))
+    }
+}
+
+/// Last in an HTTP/2 connection's pipeline: a connection error (a flood guard tripped, a protocol violation, an I/O
+/// error) closes the connection. NIOHTTP2 has sent its GOAWAY by then; it leaves the close to the pipeline.
+final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Root-stream frames (SETTINGS, PING, GOAWAY, WINDOW_UPDATE): NIOHTTP2 has acted on them already.
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        self.logger.debug("HTTP/2 connection error; closing", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}
