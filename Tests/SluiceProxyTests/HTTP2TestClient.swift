@@ -33,7 +33,13 @@ final class HTTP2TestClient: Sendable {
         self.multiplexer = multiplexer
     }
 
-    static func connect(port: Int, tls: NIOSSLContext? = nil, group: EventLoopGroup = ProxyHarness.group) async throws -> HTTP2TestClient {
+    /// - Parameter validateHeaders: `false` lets the client send header blocks NIOHTTP2 would refuse (attack tests).
+    static func connect(
+        port: Int,
+        tls: NIOSSLContext? = nil,
+        validateHeaders: Bool = true,
+        group: EventLoopGroup = ProxyHarness.group
+    ) async throws -> HTTP2TestClient {
         let (channel, multiplexer) = try await ClientBootstrap(group: group)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -44,6 +50,10 @@ final class HTTP2TestClient: Sendable {
                     }
                     var connection = NIOHTTP2Handler.ConnectionConfiguration()
                     connection.targetWindowSize = 1 << 20
+                    if !validateHeaders {
+                        connection.headerBlockValidation = .disabled
+                        connection.contentLengthValidation = .disabled
+                    }
                     var stream = NIOHTTP2Handler.StreamConfiguration()
                     stream.targetWindowSize = 1 << 20
                     let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
@@ -84,7 +94,13 @@ final class HTTP2TestClient: Sendable {
             }
             return created.futureResult
         }
-        let stream = try await streamFuture.get()
+        let stream: Channel
+        do {
+            stream = try await streamFuture.get()
+        } catch {
+            responsePromise.fail(error)
+            throw error
+        }
         var fields: HPACKHeaders = [":method": method, ":scheme": "http", ":path": path, ":authority": authority]
         for (name, value) in headers { fields.add(name: name, value: value) }
         let hasBody = body != nil
@@ -198,5 +214,9 @@ private final class ResponseCollector: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.fail("stream closed")
         context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.fail("handler removed")
     }
 }

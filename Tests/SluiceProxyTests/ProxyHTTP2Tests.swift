@@ -207,6 +207,56 @@ struct ProxyHTTP2Tests {
         }
     }
 
+    @Test(
+        "header blocks that would smuggle a request are refused on their stream and never reach the upstream",
+        arguments: [
+            [("x-a", "1\r\nTransfer-Encoding: chunked")],
+            [("x-a", "1\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h")],
+            [("transfer-encoding", "chunked")],
+            [("connection", "keep-alive, content-length")],
+            [("X-Upper", "1")],
+            [("x-a: b", "1")],
+            [("content-length", "3")],
+        ] as [[(String, String)]]
+    )
+    func smugglingFieldsRefused(_ fields: [(String, String)]) async throws {
+        try await Self.withH2C { proxy in
+            let client = try await HTTP2TestClient.connect(port: proxy.port, validateHeaders: false)
+            var body = ByteBuffer()
+            body.writeString("abcGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n")
+            do {
+                let response = try await client.request("POST", "/upload", headers: fields, body: body)
+                #expect(response.status == 400)
+            } catch is HTTP2TestClient.StreamFailed {
+                // Reset (NIOHTTP2's own validation, or the bridge): refused as well.
+            }
+            // The connection and the proxy go on; the upstream never saw the smuggled request, nor this one.
+            #expect(try await client.request("GET", "/hello").status == 200)
+            #expect(!proxy.upstream.requestURIs.contains("/smuggled"))
+            #expect(!proxy.upstream.requestURIs.contains("/upload"))
+            await client.close()
+        }
+    }
+
+    @Test("http2_max_concurrent_streams bounds the streams in flight on one connection")
+    func maxConcurrentStreams() async throws {
+        try await Self.withH2C({ $0.server.http2MaxConcurrentStreams = 2 }) { proxy in
+            let client = try await HTTP2TestClient.connect(port: proxy.port)
+            let slow = Task {
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for i in 0..<5 { group.addTask { try await client.request("GET", "/slow?ms=1500&i=\(i)").status } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+            }
+            try await eventually("two streams at the upstream") { proxy.upstream.requestURIs.count == 2 }
+            try await Task.sleep(for: .milliseconds(500))
+            // The client holds the others back (the server offered 2); none got through meanwhile.
+            #expect(proxy.upstream.requestURIs.count == 2)
+            #expect(try await slow.value == Array(repeating: 200, count: 5))
+            await client.close()
+        }
+    }
+
     @Test("graceful shutdown: GOAWAY, the stream in flight finishes")
     func gracefulShutdownLetsStreamsFinish() async throws {
         let harness = try await ProxyHarness { $0.server.h2c = true }

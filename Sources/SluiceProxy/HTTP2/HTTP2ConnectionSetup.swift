@@ -83,6 +83,7 @@ enum HTTP2ConnectionSetup {
             if !sawStream.value { channel.close(promise: nil) }
         }
         channel.closeFuture.whenComplete { _ in idleCheck.cancel() }
+        try pipeline.addHandler(HTTP2GoAwayCloser())
         _ = try pipeline.configureHTTP2Pipeline(
             mode: .server,
             connectionConfiguration: connection,
@@ -108,8 +109,9 @@ enum HTTP2ConnectionSetup {
     }
 }
 
-/// Last in an HTTP/2 connection's pipeline: a connection error (a flood guard tripped, a protocol violation, an I/O
-/// error) closes the connection. NIOHTTP2 has sent its GOAWAY by then; it leaves the close to the pipeline.
+/// Last in an HTTP/2 connection's pipeline: takes the root stream's frames (NIOHTTP2 has acted on them) and logs
+/// errors. NIOHTTP2 reports stream errors and connection errors alike through `errorCaught`; a stream error must not
+/// close the connection, so the close after a connection error is left to ``HTTP2GoAwayCloser``.
 final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
 
@@ -124,7 +126,86 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        self.logger.debug("HTTP/2 connection error; closing", metadata: ["error": "\(error)"])
-        context.close(promise: nil)
+        self.logger.debug("HTTP/2 error", metadata: ["error": "\(error)"])
+        if error is IOError || error is ChannelError {
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// Between the socket (or TLS) and `NIOHTTP2Handler`: follows the frames NIOHTTP2 writes and closes the connection
+/// once a GOAWAY with an error code is on the wire. That GOAWAY is how NIOHTTP2 ends a connection for a connection
+/// error, a tripped flood guard among them (rapid reset, CONTINUATION, PING/SETTINGS floods), and it leaves the
+/// close to the pipeline. A graceful GOAWAY (`NO_ERROR`, at shutdown) is left to the management handler.
+final class HTTP2GoAwayCloser: ChannelOutboundHandler {
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    /// Bytes of the current frame still to skip (its payload), or of its 9-byte header still to read.
+    private var payloadRemaining = 0
+    private var header: [UInt8] = []
+    private var goAwayCode: [UInt8]?
+    private var closing = false
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let data = self.unwrapOutboundIn(data)
+        var sawErrorGoAway = false
+        switch data {
+        case .byteBuffer(let buffer):
+            buffer.withUnsafeReadableBytes { bytes in
+                sawErrorGoAway = self.scan(bytes)
+            }
+        case .fileRegion(let region):
+            // Never written by NIOHTTP2 for Sluice's streams; skipped as payload.
+            self.payloadRemaining = max(0, self.payloadRemaining - region.readableBytes)
+        }
+        guard sawErrorGoAway, !self.closing else {
+            context.write(self.wrapOutboundOut(data), promise: promise)
+            return
+        }
+        self.closing = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        if let promise { written.futureResult.cascade(to: promise) }
+        context.writeAndFlush(self.wrapOutboundOut(data), promise: written)
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+    }
+
+    /// Follows frame boundaries through `bytes`; returns whether a GOAWAY with a non-zero error code completed.
+    private func scan(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var found = false
+        var i = 0
+        while i < bytes.count {
+            if self.payloadRemaining > 0 {
+                if var code = self.goAwayCode {
+                    // GOAWAY payload: last stream ID (4), error code (4), debug data.
+                    let take = min(self.payloadRemaining, bytes.count - i)
+                    for j in 0..<take where code.count < 8 { code.append(bytes[i + j]) }
+                    self.goAwayCode = code
+                    self.payloadRemaining -= take
+                    i += take
+                    if code.count == 8 {
+                        if code[4] != 0 || code[5] != 0 || code[6] != 0 || code[7] != 0 { found = true }
+                        if self.payloadRemaining == 0 { self.goAwayCode = nil }
+                    }
+                    if self.payloadRemaining == 0 { self.goAwayCode = nil }
+                    continue
+                }
+                let take = min(self.payloadRemaining, bytes.count - i)
+                self.payloadRemaining -= take
+                i += take
+                continue
+            }
+            self.header.append(bytes[i])
+            i += 1
+            if self.header.count == 9 {
+                let length = Int(self.header[0]) << 16 | Int(self.header[1]) << 8 | Int(self.header[2])
+                let isGoAway = self.header[3] == 0x7
+                self.header.removeAll(keepingCapacity: true)
+                self.payloadRemaining = length
+                self.goAwayCode = isGoAway && length >= 8 ? [] : nil
+            }
+        }
+        return found
     }
 }
