@@ -12,9 +12,9 @@ import SluiceConfig
 /// idle timeout once no stream is open). Each stream's channel gets an ``HTTP2StreamBridgeHandler`` and a
 /// ``ProxyConnectionHandler``: every stream is one request through the HTTP/1.1 request path.
 ///
-/// Guards, all NIOHTTP2's own (counted per connection; the connection is closed with a GOAWAY when one is exceeded):
-/// - `SETTINGS_MAX_CONCURRENT_STREAMS` = `server.http2_max_concurrent_streams` (default 100): a stream over it is
-///   refused (RST_STREAM REFUSED_STREAM);
+/// Guards, all NIOHTTP2's own (counted per connection; NIOHTTP2 sends a GOAWAY with an error code when one is
+/// exceeded, and ``HTTP2GoAwayCloser`` closes the connection once it is written):
+/// - `SETTINGS_MAX_CONCURRENT_STREAMS` = `server.http2_max_concurrent_streams` (default 100), enforced by NIOHTTP2;
 /// - rapid reset (CVE-2023-44487): more than 200 RST_STREAM frames from the client within 30 s;
 /// - stream errors: more than 200 within 30 s;
 /// - CONTINUATION flood: more than 5 CONTINUATION frames in a row, and a header list over `SETTINGS_MAX_HEADER_LIST_SIZE`;
