@@ -97,7 +97,7 @@ struct ProxyHTTP2Tests {
 
     @Test("upload and download byte-exact through HTTP/2 streams (flow control both ways)")
     func largeTransfersByteExact() async throws {
-        let megabytes = Int(ProcessInfo.processInfo.environment["SLUICE_H2_TRANSFER_MB"] ?? "") ?? 8
+        let megabytes = Int(ProcessInfo.processInfo.environment["SLUICE_H2_TRANSFER_MB"] ?? "") ?? 50
         let size = megabytes << 20
         try await Self.withH2C { proxy in
             let client = try await HTTP2TestClient.connect(port: proxy.port)
