@@ -174,6 +174,13 @@ extension ProxyConnectionHandler {
     }
 
     func scheduleTimerTask(at deadline: NIODeadline, _ kind: TimerKind) -> Scheduled<Void> {
+        if self.channelClosed {
+            // Armed after the channel closed (an HTTP/2 stream closes as soon as its response's last frame is out,
+            // before the handler's own bookkeeping after it): a task would keep this handler alive until it fired.
+            let never = self.context.eventLoop.makePromise(of: Void.self)
+            never.fail(ChannelError.ioOnClosedChannel)
+            return Scheduled(promise: never, cancellationTask: {})
+        }
         let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
         return self.context.eventLoop.scheduleTask(deadline: deadline) {
             let this = loopBoundSelf.value

@@ -86,6 +86,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     var responseHeadStorage: ByteBuffer?
     /// Bytes were written to the client since the last flush.
     var clientNeedsFlush = false
+    /// The channel went inactive: no timer task is scheduled any more (one would hold this handler until it fired).
+    var channelClosed = false
 
     /// What this handler keeps of the exchange in flight besides what ``machine`` knows.
     struct ExchangeData {
@@ -200,6 +202,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.concurrencyWake = nil
         self.spareAdmission = nil
         if self.clientProtocol == .http1 { self.shared.metrics.connectionClosed() }
+        // A stream handler (HTTP/2) is removed with its channel while the connection lives on: the context it holds
+        // (which holds it) must go, or every stream would stay in memory.
+        if self.clientProtocol == .http2 { self.context = nil }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -208,6 +213,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.channelClosed = true
         self.cancelQueueTimeout()
         self.connectionTimer.cancel()
         self.responseTimer.cancel()

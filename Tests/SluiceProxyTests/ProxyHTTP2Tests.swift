@@ -259,12 +259,13 @@ struct ProxyHTTP2Tests {
 
     @Test("an HTTP/2 connection without streams is closed after the idle timeout; one with a stream in flight is not")
     func idleConnectionClosed() async throws {
-        try await Self.withH2C({ $0.server.timeouts.idle = .milliseconds(700) }) { proxy in
+        try await Self.withH2C({ $0.server.timeouts.idle = .milliseconds(1500) }) { proxy in
             let busy = try await HTTP2TestClient.connect(port: proxy.port)
+            let slow = Task { try await busy.request("GET", "/slow?ms=5000") }
+            try await eventually("the slow stream reached the upstream") { proxy.upstream.requestURIs.contains("/slow?ms=5000") }
             let idle = try await HTTP2TestClient.connect(port: proxy.port)
             #expect(try await idle.request("GET", "/hello").status == 200)
-            let slow = Task { try await busy.request("GET", "/slow?ms=2500") }
-            try await eventually(within: .seconds(5), "idle connection closed") { !idle.channel.isActive }
+            try await eventually(within: .seconds(8), "idle connection closed") { !idle.channel.isActive }
             #expect(busy.channel.isActive)
             #expect(try await slow.value.status == 200)
             await busy.close()
