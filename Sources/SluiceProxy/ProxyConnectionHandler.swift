@@ -204,7 +204,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         if self.clientProtocol == .http1 { self.shared.metrics.connectionClosed() }
         // A stream handler (HTTP/2) is removed with its channel while the connection lives on: the context it holds
         // (which holds it) must go, or every stream would stay in memory.
-        if self.clientProtocol == .http2 { self.context = nil }
+        // Every late callback (an upstream connect, a delay, a decision from Redis) checks the exchange ID first: moved
+        // on, none of them reaches for the context.
+        if self.clientProtocol == .http2 {
+            self.exchangeID &+= 1
+            self.context = nil
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
