@@ -244,13 +244,14 @@ struct ProxyHTTP2Tests {
             let client = try await HTTP2TestClient.connect(port: proxy.port)
             let slow = Task {
                 try await withThrowingTaskGroup(of: Int.self) { group in
-                    for i in 0..<5 { group.addTask { try await client.request("GET", "/slow?ms=1500&i=\(i)").status } }
+                    for i in 0..<5 { group.addTask { try await client.request("GET", "/slow?ms=4000&i=\(i)").status } }
                     return try await group.reduce(into: []) { $0.append($1) }
                 }
             }
             try await eventually("two streams at the upstream") { proxy.upstream.requestURIs.count == 2 }
-            try await Task.sleep(for: .milliseconds(500))
-            // The client holds the others back (the server offered 2); none got through meanwhile.
+            try await Task.sleep(for: .milliseconds(300))
+            // The client holds the others back (the server offered 2); none got through meanwhile (the first two take
+            // 4 s, far longer than this wait even on a loaded machine).
             #expect(proxy.upstream.requestURIs.count == 2)
             #expect(try await slow.value == Array(repeating: 200, count: 5))
             await client.close()
