@@ -7,7 +7,7 @@ extension ConfigReader {
         let allowed = [
             "listen", "tls", "admin", "admin_token", "threads", "max_header_bytes", "max_body_bytes", "timeouts",
             "trusted_proxies", "client_ip_header", "access_log",
-            "max_connections", "admin_max_connections",
+            "max_connections", "admin_max_connections", "http2", "h2c", "http2_max_concurrent_streams",
         ]
         guard let fields = self.fields(node, "server", allowed: allowed) else { return server }
 
@@ -83,7 +83,28 @@ extension ConfigReader {
         {
             server.adminMaxConnections = value
         }
+        self.readHTTP2(fields, into: &server)
         return server
+    }
+
+    /// `http2`, `h2c` and `http2_max_concurrent_streams` (issue 13).
+    private func readHTTP2(_ fields: MappingFields, into server: inout ServerConfiguration) {
+        if let entry = fields["http2"], let value = self.boolean(entry.value, "http2") {
+            server.http2 = value
+        }
+        if let entry = fields["h2c"], let value = self.boolean(entry.value, "h2c") {
+            server.h2c = value
+            if value, !server.http2 {
+                self.error("h2c: cleartext HTTP/2 needs http2 (it is false here)", at: entry.value)
+            } else if value, server.tls != nil {
+                self.error("h2c: the listeners use tls, where HTTP/2 comes through ALPN; h2c is for plain listeners", at: entry.value)
+            }
+        }
+        if let entry = fields["http2_max_concurrent_streams"],
+            let value = self.integer(entry.value, "http2_max_concurrent_streams", in: 1...65_535)
+        {
+            server.http2MaxConcurrentStreams = value
+        }
     }
 
     func listenAddress(_ text: LocatedText, _ name: String) -> ListenAddress? {

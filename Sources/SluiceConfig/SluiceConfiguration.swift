@@ -82,6 +82,13 @@ public struct ServerConfiguration: Sendable {
     public var maxConnections: Int?
     /// The most connections the admin listener holds open at once. Defaults to 64.
     public var adminMaxConnections: Int
+    /// HTTP/2 on TLS listeners: ALPN offers `h2, http/1.1` (issue 13). Defaults to `true`.
+    public var http2: Bool = true
+    /// Prior-knowledge cleartext HTTP/2 on plain listeners (a connection that opens with the HTTP/2 preface).
+    /// Defaults to `false`.
+    public var h2c: Bool = false
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` offered to HTTP/2 clients. Defaults to 100.
+    public var http2MaxConcurrentStreams: Int = 100
 
     public init(
         listen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8080)],

@@ -103,6 +103,7 @@ final class AccessLog: Sendable {
         exchange: GateContext,
         method: String,
         uri: String,
+        protocol httpProtocol: StaticString,
         status: Int,
         upstreamMs: Int?,
         bytesIn: Int,
@@ -115,7 +116,9 @@ final class AccessLog: Sendable {
         JSONText.appendString(method, to: &line)
         line += ",\"path\":"
         JSONText.appendString(uri, to: &line)
-        line += ",\"status\":\(status),\"rule\":"
+        line += ",\"protocol\":\""
+        line += httpProtocol.description
+        line += "\",\"status\":\(status),\"rule\":"
         if let rule = exchange.rule { JSONText.appendString(rule, to: &line) } else { line += "null" }
         line += ",\"key_hash\":"
         if let key = exchange.keyDigest { line += "\"" + key.displayHash + "\"" } else { line += "null" }

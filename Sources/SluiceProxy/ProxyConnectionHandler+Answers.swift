@@ -50,6 +50,7 @@ extension ProxyConnectionHandler {
                     exchange: self.exchange.gateContext,
                     method: self.exchange.method,
                     uri: self.exchange.uri,
+                    protocol: self.protocolLabel,
                     status: Int(status.code),
                     upstreamMs: nil,
                     bytesIn: self.exchange.requestBodyBytes,

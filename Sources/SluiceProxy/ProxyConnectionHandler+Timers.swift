@@ -104,8 +104,12 @@ extension ProxyConnectionHandler {
     // MARK: send
 
     /// Bytes written to the client connection and not yet taken by the kernel.
+    ///
+    /// An HTTP/2 stream's channel has no such option (asking it traps): the connection's socket is asked, so `send`
+    /// measures whether the client takes bytes of its connection at all.
     var clientBufferedBytes: Int {
-        (try? self.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        let channel = self.clientProtocol == .http2 ? (self.context.channel.parent ?? self.context.channel) : self.context.channel
+        return (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
 
     /// Arms `send`: the client must take some of what waits for it within that time.
@@ -170,6 +174,13 @@ extension ProxyConnectionHandler {
     }
 
     func scheduleTimerTask(at deadline: NIODeadline, _ kind: TimerKind) -> Scheduled<Void> {
+        if self.channelClosed {
+            // Armed after the channel closed (an HTTP/2 stream closes as soon as its response's last frame is out,
+            // before the handler's own bookkeeping after it): a task would keep this handler alive until it fired.
+            let never = self.context.eventLoop.makePromise(of: Void.self)
+            never.fail(ChannelError.ioOnClosedChannel)
+            return Scheduled(promise: never, cancellationTask: {})
+        }
         let loopBoundSelf = NIOLoopBound(self, eventLoop: self.context.eventLoop)
         return self.context.eventLoop.scheduleTask(deadline: deadline) {
             let this = loopBoundSelf.value

@@ -87,6 +87,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     var responseHeadStorage: ByteBuffer?
     /// Bytes were written to the client since the last flush.
     var clientNeedsFlush = false
+    /// The channel went inactive: no timer task is scheduled any more (one would hold this handler until it fired).
+    var channelClosed = false
 
     /// What this handler keeps of the exchange in flight besides what ``machine`` knows.
     struct ExchangeData {
@@ -148,7 +150,27 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         case idle
     }
 
-    init(shared: ProxyShared, pool: UpstreamPool, maxHeaderBytes: Int, overTLS: Bool = false) {
+    /// What the client speaks: HTTP/1.x on a connection, or one HTTP/2 stream through ``HTTP2StreamBridgeHandler``.
+    enum ClientProtocol {
+        case http1
+        case http2
+    }
+
+    /// Fixed when the handler is made.
+    let clientProtocol: ClientProtocol
+
+    /// The access log's `protocol` field.
+    var protocolLabel: StaticString {
+        switch self.clientProtocol {
+        case .http2: return "HTTP/2"
+        case .http1: return self.exchange.minorVersion == 0 ? "HTTP/1.0" : "HTTP/1.1"
+        }
+    }
+
+    /// - Parameter httpVersion: `.http2` when the handler serves one stream of an HTTP/2 connection (its channel is
+    ///   the stream's; the connection counts in the open-connections gauge once, not per stream).
+    init(shared: ProxyShared, pool: UpstreamPool, maxHeaderBytes: Int, overTLS: Bool = false, httpVersion: ClientProtocol = .http1) {
+        self.clientProtocol = httpVersion
         self.shared = shared
         self.pool = pool
         self.forwardedProto = overTLS ? "https" : "http"
@@ -165,7 +187,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.shared.metrics.connectionOpened()
+        if self.clientProtocol == .http1 { self.shared.metrics.connectionOpened() }
         self.peerIP = IPAddress(context.channel.remoteAddress) ?? IPAddress(ipv4: 0)
         self.peerText = self.peerIP.description
         if context.channel.isActive {
@@ -180,7 +202,15 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.cancelQueueTimeout()
         self.concurrencyWake = nil
         self.spareAdmission = nil
-        self.shared.metrics.connectionClosed()
+        if self.clientProtocol == .http1 { self.shared.metrics.connectionClosed() }
+        // A stream handler (HTTP/2) is removed with its channel while the connection lives on: the context it holds
+        // (which holds it) must go, or every stream would stay in memory.
+        // Every late callback (an upstream connect, a delay, a decision from Redis) checks the exchange ID first: moved
+        // on, none of them reaches for the context.
+        if self.clientProtocol == .http2 {
+            self.exchangeID &+= 1
+            self.context = nil
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -189,6 +219,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.channelClosed = true
         self.cancelQueueTimeout()
         self.connectionTimer.cancel()
         self.responseTimer.cancel()

@@ -5,6 +5,7 @@ import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import ServiceLifecycle
 import SluiceAdmin
 import SluiceConfig
@@ -343,9 +344,10 @@ public final class ProxyServer: Service, Sendable {
                     let snapshot = shared.current()
                     try Self.configureClientPipeline(
                         channel.pipeline.syncOperations,
+                        channel: channel,
                         shared: shared,
                         pool: pool,
-                        maxHeaderBytes: snapshot.configuration.server.maxHeaderBytes,
+                        server: snapshot.configuration.server,
                         tls: snapshot.tls.server
                     )
                 }
@@ -394,23 +396,73 @@ public final class ProxyServer: Service, Sendable {
 
     /// The client connection's pipeline, assembled in one place.
     ///
-    /// - Parameter tls: With `server.tls`, TLS is terminated first in the pipeline; a failed handshake (plain
-    ///   HTTP sent to a TLS port among them) closes that connection only. Without it, the plain pipeline has no
-    ///   extra handler at all.
+    /// - TLS (`server.tls`) is terminated first; a failed handshake (plain HTTP sent to a TLS port among them) closes
+    ///   that connection only. With `server.http2` (the default) ALPN offers `h2, http/1.1` and the protocol the
+    ///   client chose gets its handlers once the handshake is done (``HTTP2ConnectionSetup`` for `h2`); the handshake
+    ///   must complete within `header_read`.
+    /// - A plain listener with `server.h2c` tells prior-knowledge HTTP/2 from HTTP/1.1 by the first bytes
+    ///   (``H2CPrefaceHandler``).
+    /// - Otherwise (plain, no h2c) the pipeline is the HTTP/1.1 handler alone, as before issue 13.
     static func configureClientPipeline(
         _ pipeline: ChannelPipeline.SynchronousOperations,
+        channel: any Channel,
         shared: ProxyShared,
         pool: UpstreamPool,
-        maxHeaderBytes: Int,
+        server: ServerConfiguration,
         tls: NIOSSLContext? = nil
     ) throws {
+        let maxHeaderBytes = server.maxHeaderBytes
+        let overTLS = tls != nil
         if let tls {
             try pipeline.addHandler(NIOSSLServerHandler(context: tls))
         }
         // No HTTP decoder or encoder: the handler parses and writes the bytes itself (issue 19).
-        try pipeline.addHandler(
-            ProxyConnectionHandler(shared: shared, pool: pool, maxHeaderBytes: maxHeaderBytes, overTLS: tls != nil)
-        )
+        guard (overTLS && server.http2) || (!overTLS && server.h2c) else {
+            try pipeline.addHandler(
+                ProxyConnectionHandler(shared: shared, pool: pool, maxHeaderBytes: maxHeaderBytes, overTLS: overTLS)
+            )
+            return
+        }
+        let http2 = HTTP2ConnectionSetup.Configuration(server)
+        let boundPool = NIOLoopBound(pool, eventLoop: channel.eventLoop)
+        let configure: @Sendable (Bool, ChannelPipeline.SynchronousOperations) throws -> Void = { isHTTP2, pipeline in
+            if isHTTP2 {
+                try HTTP2ConnectionSetup.configure(
+                    pipeline,
+                    channel: channel,
+                    configuration: http2,
+                    shared: shared,
+                    pool: boundPool.value,
+                    overTLS: overTLS
+                )
+            } else {
+                try pipeline.addHandler(
+                    ProxyConnectionHandler(shared: shared, pool: boundPool.value, maxHeaderBytes: maxHeaderBytes, overTLS: overTLS)
+                )
+            }
+        }
+        let headerRead = TimeAmount(server.timeouts.headerRead)
+        if overTLS {
+            // The handshake and the choice of protocol must be done within header_read (before, the HTTP/1.1
+            // handler's own head timer covered the handshake).
+            let handshakeTimeout = channel.eventLoop.scheduleTask(in: headerRead) { channel.close(promise: nil) }
+            channel.closeFuture.whenComplete { _ in handshakeTimeout.cancel() }
+            try pipeline.addHandler(
+                ApplicationProtocolNegotiationHandler { result, channel in
+                    handshakeTimeout.cancel()
+                    return channel.eventLoop.makeCompletedFuture {
+                        let isHTTP2 = if case .negotiated("h2") = result { true } else { false }
+                        try configure(isHTTP2, channel.pipeline.syncOperations)
+                    }
+                }
+            )
+        } else {
+            try pipeline.addHandler(
+                H2CPrefaceHandler(headerReadTimeout: headerRead) { decision, pipeline in
+                    try configure(decision == .http2, pipeline)
+                }
+            )
+        }
     }
 
     public func run() async throws {

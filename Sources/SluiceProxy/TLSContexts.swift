@@ -9,7 +9,8 @@ import SluiceConfig
 /// connection. A reload builds new contexts even when the YAML is unchanged, so certificates renewed in place are
 /// picked up by SIGHUP (as with nginx); connections already open keep the context they were accepted with.
 public struct TLSContexts: Sendable {
-    /// Terminates TLS on the listeners (TLS 1.2 or later, ALPN `http/1.1`); `nil` without `server.tls`.
+    /// Terminates TLS on the listeners (TLS 1.2 or later, ALPN `h2, http/1.1` with `server.http2`, else `http/1.1`);
+    /// `nil` without `server.tls`.
     let server: NIOSSLContext?
     /// For `https://` targets; `nil` when every target is `http://`.
     let upstream: NIOSSLContext?
@@ -26,7 +27,7 @@ public struct TLSContexts: Sendable {
     ///   read, holds no usable PEM, or does not fit the others (a key that is not the certificate's).
     public init(configuration: SluiceConfiguration) throws(TLSSetupError) {
         if let files = configuration.server.tls {
-            self.server = try Self.serverContext(files)
+            self.server = try Self.serverContext(files, http2: configuration.server.http2)
         } else {
             self.server = nil
         }
@@ -37,10 +38,12 @@ public struct TLSContexts: Sendable {
         }
     }
 
-    /// Protocols offered in ALPN, on both sides: Sluice speaks HTTP/1.1 only (SPEC §3).
+    /// Protocols offered in ALPN to the upstream: Sluice forwards HTTP/1.1 only (SPEC §3).
     static let applicationProtocols = ["http/1.1"]
+    /// Protocols offered to clients with `server.http2` (issue 13): HTTP/2 first, as clients prefer it.
+    static let clientApplicationProtocols = ["h2", "http/1.1"]
 
-    private static func serverContext(_ files: TLSFiles) throws(TLSSetupError) -> NIOSSLContext {
+    private static func serverContext(_ files: TLSFiles, http2: Bool) throws(TLSSetupError) -> NIOSSLContext {
         let chain = try Self.certificates(files.cert, setting: "server.tls.cert")
         let bytes = try Self.read(files.key, setting: "server.tls.key")
         let key: NIOSSLPrivateKey
@@ -58,7 +61,7 @@ public struct TLSContexts: Sendable {
             privateKey: .privateKey(key)
         )
         configuration.minimumTLSVersion = .tlsv12
-        configuration.applicationProtocols = Self.applicationProtocols
+        configuration.applicationProtocols = http2 ? Self.clientApplicationProtocols : Self.applicationProtocols
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {

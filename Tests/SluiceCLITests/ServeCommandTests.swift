@@ -309,11 +309,12 @@ struct ServeCommandTests {
                 try objects().contains { $0["path"] as? String == "/conn" }
             }
             let lines = try objects()
-            for key in ["time", "client_ip", "method", "path", "status", "rule", "decision", "upstream_ms", "bytes_in", "bytes_out"] {
+            for key in ["time", "client_ip", "method", "path", "protocol", "status", "rule", "decision", "upstream_ms", "bytes_in", "bytes_out"] {
                 #expect(lines.allSatisfy { $0[key] != nil }, "missing \(key)")
             }
             let admitted = try #require(lines.first)
             #expect(admitted["path"] as? String == "/hello")
+            #expect(admitted["protocol"] as? String == "HTTP/1.1")
             #expect(admitted["status"] as? Int == 200)
             #expect(admitted["decision"] as? String == "admitted")
             #expect(admitted["rule"] as? String == "per-ip")

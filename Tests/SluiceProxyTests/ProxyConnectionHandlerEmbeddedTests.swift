@@ -30,9 +30,10 @@ struct ProxyConnectionHandlerEmbeddedTests {
         let channel = EmbeddedChannel()
         try ProxyServer.configureClientPipeline(
             channel.pipeline.syncOperations,
+            channel: channel,
             shared: shared,
             pool: UpstreamPool(eventLoop: channel.embeddedEventLoop),
-            maxHeaderBytes: configuration.server.maxHeaderBytes
+            server: configuration.server
         )
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
         return channel

@@ -45,9 +45,16 @@ struct ProxyTLSTests {
         }
     }
 
-    /// A client offering only `h2` still gets HTTP/1.1 (no ALPN answer), as with nginx without http2.
+    /// With `server.http2: false`, a client offering only `h2` still gets HTTP/1.1 (no ALPN answer), as with nginx
+    /// without http2.
     @Test func clientWithoutHTTP1InALPNStillServed() async throws {
-        try await Self.withTLSListener { proxy, certificates in
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        let leaf = try certificates.issue("proxy")
+        try await withProxy({
+            $0.server.tls = TLSFiles(cert: leaf.cert, key: leaf.key)
+            $0.server.http2 = false
+        }) { proxy in
             let client = try await RawHTTPClient.connect(
                 port: proxy.port,
                 group: ProxyHarness.group,
