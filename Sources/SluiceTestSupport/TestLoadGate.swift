@@ -5,6 +5,10 @@
 /// milliseconds, and the timing test fails although nothing is wrong. A readers-writer gate for the whole test
 /// process: end-to-end harnesses take it shared (any number at once), loading tests take it exclusive (alone). A
 /// test already inside the gate passes through (a task-local flag), so an exclusive test may use the harnesses.
+///
+/// A suite's `.timeLimit` counts the time its tests wait here behind the loading tests, so the end-to-end suites
+/// allow 3 minutes (a hang guard, not a speed check): with the cluster, Sentinel and HTTP/2 suites a full parallel
+/// run on 2 cores kept some harness tests waiting past one minute.
 public enum TestLoadGate {
     @TaskLocal static var inside = false
     private static let lock = ReadersWriterLock()

@@ -6,7 +6,7 @@ import Testing
 
 /// Bodies stream with back-pressure (SPEC §3): a slow upstream slows the reading of the client,
 /// and a slow client slows the reading of the upstream. Sluice never buffers a body whole.
-@Suite("Back-pressure", .timeLimit(.minutes(1)))
+@Suite("Back-pressure", .timeLimit(.minutes(3)))
 struct ProxyBackPressureTests {
     static let attempted = 128 * 1024 * 1024
     /// Loopback socket buffers are a few MB each; four of them sit between the two ends.

@@ -5,7 +5,7 @@ import Testing
 
 /// Errors are answered with the right status and a short body, never hung (SPEC §3), and the
 /// proxy keeps serving other clients afterwards.
-@Suite("Error answers", .timeLimit(.minutes(1)))
+@Suite("Error answers", .timeLimit(.minutes(3)))
 struct ProxyErrorTests {
     /// Sends `raw` on a fresh connection; expects `status`, a short body and a close.
     private func expectError(
@@ -169,7 +169,7 @@ struct ProxyErrorTests {
 }
 
 /// Connection-level edge cases: half-close, CONNECT.
-@Suite("Connection edges", .timeLimit(.minutes(1)))
+@Suite("Connection edges", .timeLimit(.minutes(3)))
 struct ProxyConnectionEdgeTests {
     @Test func clientHalfCloseAfterRequestGetsResponseThenClose() async throws {
         try await withProxy { proxy in

@@ -4,7 +4,7 @@ import SluiceTestSupport
 import Testing
 
 /// Header rewriting towards the upstream (SPEC §3): hop-by-hop removal, X-Forwarded-*, Host.
-@Suite("Forwarded headers", .timeLimit(.minutes(1)))
+@Suite("Forwarded headers", .timeLimit(.minutes(3)))
 struct ProxyHeadersTests {
     private func echo(_ proxy: ProxyHarness, _ rawHeaders: String) async throws -> [(String, String)] {
         let client = try await proxy.client()

@@ -3,7 +3,7 @@ import SluiceConfig
 import SluiceTestSupport
 import Testing
 
-@Suite("Listeners", .timeLimit(.minutes(1)))
+@Suite("Listeners", .timeLimit(.minutes(3)))
 struct ProxyListenerTests {
     /// `0.0.0.0:P`-style IPv4 and `[::]:P`-style IPv6 listeners on one port both bind (an IPv6
     /// listener is IPv6-only, as nginx's `ipv6only=on`) and both serve.

@@ -4,7 +4,7 @@ import Testing
 
 /// Requests answered by Sluice itself (429) on keep-alive connections: the body is dropped and
 /// the connection stays usable, unless the body is not worth reading.
-@Suite("Local answers", .timeLimit(.minutes(1)))
+@Suite("Local answers", .timeLimit(.minutes(3)))
 struct ProxyLocalAnswerTests {
     static func oneLoginPerMinute(_ config: inout SluiceConfiguration) {
         config.rules = [
@@ -63,7 +63,7 @@ struct ProxyLocalAnswerTests {
     }
 }
 
-@Suite("Lingering close", .timeLimit(.minutes(1)))
+@Suite("Lingering close", .timeLimit(.minutes(3)))
 struct ProxyLingeringCloseTests {
     /// A client still uploading when its 413 is sent reads the 413 (the rest of the upload is
     /// read off instead of being answered with a reset), and the connection ends afterwards.

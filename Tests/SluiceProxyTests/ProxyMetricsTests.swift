@@ -8,7 +8,7 @@ import Testing
 
 /// The request path counts rule decisions by the rule's position in the file (issue 19 part 5): over real sockets,
 /// every decision must land under its rule's name, also after a reload that moves, adds and removes rules.
-@Suite("Metrics by rule index", .timeLimit(.minutes(1)))
+@Suite("Metrics by rule index", .timeLimit(.minutes(3)))
 struct ProxyMetricsTests {
     /// A rule for the requests that carry `X-Rule: NAME`: the first request of a client is admitted, the next ones
     /// within an hour are refused (gcra, so the turn of a minute does not reset it).

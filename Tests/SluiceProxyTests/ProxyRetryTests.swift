@@ -4,7 +4,7 @@ import SluiceTestSupport
 import Testing
 
 /// A stale pooled upstream connection is retried once for idempotent requests (SPEC §3).
-@Suite("Stale pooled connections", .timeLimit(.minutes(1)))
+@Suite("Stale pooled connections", .timeLimit(.minutes(3)))
 struct ProxyRetryTests {
     @Test(arguments: ["GET", "HEAD", "DELETE"])
     func idempotentRequestIsRetriedOnAFreshConnection(method: String) async throws {

@@ -5,7 +5,7 @@ import Testing
 
 /// Request smuggling (SPEC §3): ambiguous framing is refused with 400 and the upstream never
 /// receives a request the client did not send as a complete, properly framed one.
-@Suite("Request smuggling", .timeLimit(.minutes(1)))
+@Suite("Request smuggling", .timeLimit(.minutes(3)))
 struct ProxySmugglingTests {
     private func expect400(_ proxy: ProxyHarness, _ raw: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
         let client = try await proxy.client()

@@ -6,7 +6,7 @@ import Testing
 
 /// Bodies through the proxy: sizes, framings, HTTP/1.0, pipelining, bodyless responses,
 /// `Expect: 100-continue` (SPEC §3).
-@Suite("Transfers", .timeLimit(.minutes(1)))
+@Suite("Transfers", .timeLimit(.minutes(3)))
 struct ProxyTransferTests {
     static let bigSize = 50 * 1024 * 1024
 

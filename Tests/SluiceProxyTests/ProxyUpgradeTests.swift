@@ -4,7 +4,7 @@ import SluiceTestSupport
 import Testing
 
 /// `Upgrade` requests are tunnelled both ways once the upstream switches protocols (SPEC §3).
-@Suite("Upgrade tunnels", .timeLimit(.minutes(1)))
+@Suite("Upgrade tunnels", .timeLimit(.minutes(3)))
 struct ProxyUpgradeTests {
     private static let upgradeRequest = "GET /upgrade HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
 

@@ -8,7 +8,7 @@ import Testing
 ///
 /// Every rule uses `gcra` with `1/minute` (or a token bucket over an hour), so the second request of a test is
 /// refused whenever the test runs (a fixed window would hand out a fresh budget at the turn of the minute).
-@Suite("Security regression: request attributes", .timeLimit(.minutes(1)))
+@Suite("Security regression: request attributes", .timeLimit(.minutes(3)))
 struct SecurityRegressionAttributeTests {
     private static let onePerMinute = [RateLimit(count: 1, periodSeconds: 60, text: "1/minute")]
 

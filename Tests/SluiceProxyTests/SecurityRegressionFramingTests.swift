@@ -9,7 +9,7 @@ import Testing
 /// Before the fix, `Connection: Content-Length` made Sluice drop `Content-Length` but still stream the body to
 /// the upstream, unframed: the upstream read it as further requests (which passed no limit and carried any
 /// `X-Forwarded-For`), and their responses waited on the pooled upstream connection for the next client.
-@Suite("Security regression: framing", .timeLimit(.minutes(1)))
+@Suite("Security regression: framing", .timeLimit(.minutes(3)))
 struct SecurityRegressionFramingTests {
     /// A request the body hides; the upstream answers `/echo-headers` with its own head, so a response that
     /// reaches the wrong client is easy to recognise.
