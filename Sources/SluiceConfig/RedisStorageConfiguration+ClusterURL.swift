@@ -22,49 +22,24 @@ extension RedisStorageConfiguration {
         let schemeLength = useTLS ? 17 : 16
         let scalars = Array(text.unicodeScalars.dropFirst(schemeLength))
         let end = scalars.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? scalars.count
-        var authority = scalars[..<end]
-        var authorityOffset = schemeLength
-        var username: String?
-        var password: String?
-        if let at = authority.lastIndex(of: "@") {
-            let userInfo = String(String.UnicodeScalarView(authority[..<at]))
-            let pieces = userInfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let user = String(pieces[0]).removingPercentEncoding,
-                let secret = pieces.count > 1 ? String(pieces[1]).removingPercentEncoding : ""
-            else {
-                return .failure(ValueSyntaxError("invalid Redis URL: bad percent-encoding in user or password", at: schemeLength))
-            }
-            username = user.isEmpty ? nil : user
-            password = secret.isEmpty ? nil : secret
-            authority = authority[(at + 1)...]
-            authorityOffset = schemeLength + at + 1
+        let userInfo: UserInfo
+        switch Self.splitUserInfo(scalars[..<end], offset: schemeLength, label: "invalid Redis URL") {
+        case .failure(let error): return .failure(error)
+        case .success(let split): userInfo = split
         }
-        if authority.isEmpty {
-            return .failure(ValueSyntaxError("invalid Redis URL: missing host", at: authorityOffset))
+        let (username, password) = (userInfo.username, userInfo.password)
+        if userInfo.rest.isEmpty {
+            return .failure(ValueSyntaxError("invalid Redis URL: missing host", at: userInfo.restOffset))
         }
-        var seeds: [RedisSeed] = []
-        var start = authority.startIndex
-        while start <= authority.endIndex {
-            let stop = authority[start...].firstIndex(of: ",") ?? authority.endIndex
-            let offset = schemeLength + start
-            let piece = Substring(String(String.UnicodeScalarView(authority[start..<stop])))
-            if piece.isEmpty {
-                return .failure(ValueSyntaxError("invalid Redis URL: empty cluster seed (expected host:port)", at: offset))
-            }
-            switch HostPortSyntax.parse(piece, offset: offset, defaultPort: 6379, portRange: 1...65535) {
-            case .failure(let problem):
-                return .failure(ValueSyntaxError("invalid Redis URL: \(problem.message)", at: problem.offset))
-            case .success(let parsed):
-                if parsed.host.isEmpty {
-                    return .failure(ValueSyntaxError("invalid Redis URL: missing host", at: offset))
-                }
-                let seed = RedisSeed(host: parsed.host, port: parsed.port)
-                if seeds.contains(seed) {
-                    return .failure(ValueSyntaxError("invalid Redis URL: cluster seed \(piece) is listed twice", at: offset))
-                }
-                seeds.append(seed)
-            }
-            start = stop + 1
+        let seeds: [RedisSeed]
+        let messages = ServerListMessages(
+            empty: "empty cluster seed (expected host:port)",
+            missingHost: "missing host",
+            listedTwice: { piece, _ in "cluster seed \(piece) is listed twice" }
+        )
+        switch Self.parseServerList(userInfo.rest, offset: schemeLength, defaultPort: 6379, label: "invalid Redis URL", messages: messages) {
+        case .failure(let error): return .failure(error)
+        case .success(let parsed): seeds = parsed
         }
         let tail = scalars[end...]
         if let first = tail.first {

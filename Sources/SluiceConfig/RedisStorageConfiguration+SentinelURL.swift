@@ -26,53 +26,33 @@ extension RedisStorageConfiguration {
             )
         }
         let end = scalars.firstIndex(of: "/") ?? scalars.count
-        var authority = scalars[..<end]
-        var authorityOffset = scheme.count
-        var username: String?
-        var password: String?
-        if let at = authority.lastIndex(of: "@") {
-            let userInfo = String(String.UnicodeScalarView(authority[..<at]))
-            let pieces = userInfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let user = String(pieces[0]).removingPercentEncoding,
-                let secret = pieces.count > 1 ? String(pieces[1]).removingPercentEncoding : ""
-            else {
-                return .failure(
-                    ValueSyntaxError("invalid Redis Sentinel URL: bad percent-encoding in user or password", at: scheme.count)
-                )
-            }
-            username = user.isEmpty ? nil : user
-            password = secret.isEmpty ? nil : secret
-            authority = authority[(at + 1)...]
-            authorityOffset = scheme.count + at + 1
+        let label = "invalid Redis Sentinel URL"
+        let userInfo: UserInfo
+        switch Self.splitUserInfo(scalars[..<end], offset: scheme.count, label: label) {
+        case .failure(let error): return .failure(error)
+        case .success(let split): userInfo = split
         }
-        if authority.isEmpty {
+        let (username, password) = (userInfo.username, userInfo.password)
+        if userInfo.rest.isEmpty {
             return .failure(
-                ValueSyntaxError("invalid Redis Sentinel URL: no sentinel listed (expected host:port[,host:port...])", at: authorityOffset)
+                ValueSyntaxError("\(label): no sentinel listed (expected host:port[,host:port...])", at: userInfo.restOffset)
             )
         }
-        var sentinels: [RedisSeed] = []
-        var start = authority.startIndex
-        while start <= authority.endIndex {
-            let stop = authority[start...].firstIndex(of: ",") ?? authority.endIndex
-            let offset = scheme.count + start
-            let piece = Substring(String(String.UnicodeScalarView(authority[start..<stop])))
-            if piece.isEmpty {
-                return .failure(ValueSyntaxError("invalid Redis Sentinel URL: missing sentinel host", at: offset))
-            }
-            switch HostPortSyntax.parse(piece, offset: offset, defaultPort: Self.sentinelDefaultPort, portRange: 1...65535) {
-            case .failure(let problem):
-                return .failure(ValueSyntaxError("invalid Redis Sentinel URL: \(problem.message)", at: problem.offset))
-            case .success(let parsed):
-                if parsed.host.isEmpty {
-                    return .failure(ValueSyntaxError("invalid Redis Sentinel URL: missing sentinel host", at: offset))
-                }
-                let seed = RedisSeed(host: parsed.host, port: parsed.port)
-                if sentinels.contains(seed) {
-                    return .failure(ValueSyntaxError("invalid Redis Sentinel URL: sentinel \(seed) is listed twice", at: offset))
-                }
-                sentinels.append(seed)
-            }
-            start = stop + 1
+        let sentinels: [RedisSeed]
+        let messages = ServerListMessages(
+            empty: "missing sentinel host",
+            missingHost: "missing sentinel host",
+            listedTwice: { _, sentinel in "sentinel \(sentinel) is listed twice" }
+        )
+        switch Self.parseServerList(
+            userInfo.rest,
+            offset: scheme.count,
+            defaultPort: Self.sentinelDefaultPort,
+            label: label,
+            messages: messages
+        ) {
+        case .failure(let error): return .failure(error)
+        case .success(let parsed): sentinels = parsed
         }
         // The path: /MASTER_NAME[/db].
         let path = scalars[end...].dropFirst()

@@ -31,23 +31,12 @@ extension RedisStorageConfiguration {
         let schemeLength = useTLS ? 9 : 8
         let scalars = Array(text.unicodeScalars.dropFirst(schemeLength))
         let end = scalars.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? scalars.count
-        var authority = scalars[..<end]
-        var authorityOffset = schemeLength
-        var username: String?
-        var password: String?
-        if let at = authority.lastIndex(of: "@") {
-            let userInfo = String(String.UnicodeScalarView(authority[..<at]))
-            let pieces = userInfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let user = String(pieces[0]).removingPercentEncoding,
-                let secret = pieces.count > 1 ? String(pieces[1]).removingPercentEncoding : ""
-            else {
-                return .failure(ValueSyntaxError("invalid Redis URL: bad percent-encoding in user or password", at: schemeLength))
-            }
-            username = user.isEmpty ? nil : user
-            password = secret.isEmpty ? nil : secret
-            authority = authority[(at + 1)...]
-            authorityOffset = schemeLength + at + 1
+        let userInfo: UserInfo
+        switch Self.splitUserInfo(scalars[..<end], offset: schemeLength, label: "invalid Redis URL") {
+        case .failure(let error): return .failure(error)
+        case .success(let split): userInfo = split
         }
+        let (username, password, authority, authorityOffset) = (userInfo.username, userInfo.password, userInfo.rest, userInfo.restOffset)
         let hostPort = Substring(String(String.UnicodeScalarView(authority)))
         if hostPort.isEmpty {
             return .failure(ValueSyntaxError("invalid Redis URL: missing host", at: authorityOffset))
@@ -82,5 +71,80 @@ extension RedisStorageConfiguration {
             }
         }
         return .success(URLParts(useTLS: useTLS, host: host, port: port, username: username, password: password, database: database))
+    }
+
+    /// `[user][:password@]` at the start of a URL's authority (the URL's scalars after the scheme, up to the path),
+    /// percent-decoded; an empty user or password is none. The rest of the authority and its offset in the URL follow.
+    struct UserInfo {
+        var username: String?
+        var password: String?
+        var rest: ArraySlice<Unicode.Scalar>
+        var restOffset: Int
+    }
+
+    static func splitUserInfo(_ authority: ArraySlice<Unicode.Scalar>, offset: Int, label: String) -> Result<UserInfo, ValueSyntaxError> {
+        guard let at = authority.lastIndex(of: "@") else {
+            return .success(UserInfo(rest: authority, restOffset: offset + authority.startIndex))
+        }
+        let userInfo = String(String.UnicodeScalarView(authority[..<at]))
+        let pieces = userInfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let user = String(pieces[0]).removingPercentEncoding,
+            let secret = pieces.count > 1 ? String(pieces[1]).removingPercentEncoding : ""
+        else {
+            return .failure(ValueSyntaxError("\(label): bad percent-encoding in user or password", at: offset))
+        }
+        return .success(
+            UserInfo(
+                username: user.isEmpty ? nil : user,
+                password: secret.isEmpty ? nil : secret,
+                rest: authority[(at + 1)...],
+                restOffset: offset + at + 1
+            )
+        )
+    }
+
+    /// The messages of ``parseServerList(_:offset:defaultPort:messages:)`` (a cluster's seeds, Sentinel's sentinels).
+    struct ServerListMessages {
+        /// For an empty entry (`a,,b`) and an entry without a host (`:7000`).
+        var empty: String
+        var missingHost: String
+        /// For an entry named twice: the entry as written, and the server it names.
+        var listedTwice: (Substring, RedisSeed) -> String
+    }
+
+    /// `host[:port][,host[:port]...]`, in the order written: no empty entry, no server twice. `offset`: where `list`'s
+    /// index 0 is in the URL.
+    static func parseServerList(
+        _ list: ArraySlice<Unicode.Scalar>,
+        offset: Int,
+        defaultPort: Int,
+        label: String,
+        messages: ServerListMessages
+    ) -> Result<[RedisSeed], ValueSyntaxError> {
+        var servers: [RedisSeed] = []
+        var start = list.startIndex
+        while start <= list.endIndex {
+            let stop = list[start...].firstIndex(of: ",") ?? list.endIndex
+            let position = offset + start
+            let piece = Substring(String(String.UnicodeScalarView(list[start..<stop])))
+            if piece.isEmpty {
+                return .failure(ValueSyntaxError("\(label): \(messages.empty)", at: position))
+            }
+            switch HostPortSyntax.parse(piece, offset: position, defaultPort: defaultPort, portRange: 1...65535) {
+            case .failure(let problem):
+                return .failure(ValueSyntaxError("\(label): \(problem.message)", at: problem.offset))
+            case .success(let parsed):
+                if parsed.host.isEmpty {
+                    return .failure(ValueSyntaxError("\(label): \(messages.missingHost)", at: position))
+                }
+                let server = RedisSeed(host: parsed.host, port: parsed.port)
+                if servers.contains(server) {
+                    return .failure(ValueSyntaxError("\(label): \(messages.listedTwice(piece, server))", at: position))
+                }
+                servers.append(server)
+            }
+            start = stop + 1
+        }
+        return .success(servers)
     }
 }
