@@ -166,37 +166,42 @@ struct StatusReport {
             let servers = self.facts.storageServers
             let up = servers.filter(\.available).count
             let status = !servers.isEmpty && up == servers.count ? "ok" : up == 0 ? "unavailable" : "degraded"
-            return .object([
-                ("kind", .string("redis")),
-                ("deployment", .string("cluster")),
-                ("status", .string(status)),
-                ("address", .string(seeds.map { "\($0.host):\($0.port)" }.joined(separator: ","))),
-                (
-                    "servers",
-                    .array(
-                        servers.map {
-                            .object([("address", .string($0.address)), ("status", .string($0.available ? "ok" : "unavailable"))])
-                        }
-                    )
-                ),
-                ("on_error", .string(redis.onError.rawValue)),
-                ("decisions_last_minute", .int(recent.storageDecisions)),
-                ("errors_last_minute", .int(recent.storageErrors)),
-                ("latency_us_last_minute", latency),
-                ("local_tracked_keys", .int(self.facts.trackedKeys)),
-            ])
+            return .object(
+                [
+                    ("kind", .string("redis")),
+                    ("deployment", .string("cluster")),
+                    ("status", .string(status)),
+                    ("address", .string(seeds.map(\.description).joined(separator: ","))),
+                    ("servers", Self.serverList(servers)),
+                ] + self.redisCounters(redis, recent: recent, latency: latency)
+            )
         }
         return .object([
             ("kind", .string("redis")),
             ("status", .string(self.facts.storageAvailable ? "ok" : "unavailable")),
             ("address", .string("\(redis.host):\(redis.port)/\(redis.database)")),
+        ] + self.redisCounters(redis, recent: recent, latency: latency))
+    }
+
+    /// The fields every Redis deployment reports after its own.
+    private func redisCounters(
+        _ redis: RedisStorageConfiguration,
+        recent: MetricTotals,
+        latency: AdminJSON
+    ) -> [(String, AdminJSON)] {
+        [
             ("on_error", .string(redis.onError.rawValue)),
             ("decisions_last_minute", .int(recent.storageDecisions)),
             ("errors_last_minute", .int(recent.storageErrors)),
             ("latency_us_last_minute", latency),
             // With Redis, the memory store only counts while Redis is away (`on_error: local`).
             ("local_tracked_keys", .int(self.facts.trackedKeys)),
-        ])
+        ]
+    }
+
+    /// Servers as `{address, status}` (a cluster's primaries, Sentinel's sentinels).
+    private static func serverList(_ servers: [StorageServerHealth]) -> AdminJSON {
+        .array(servers.map { .object([("address", .string($0.address)), ("status", .string($0.available ? "ok" : "unavailable"))]) })
     }
 
     /// Redis through Sentinel: the primary in use (`null` before one is found) and each sentinel's health; `ok`
@@ -220,20 +225,8 @@ struct StatusReport {
             ("master_name", .string(masterName)),
             ("address", primary.map { .string("\($0.address)/\(redis.database)") } ?? .null),
             ("primary", primary.map { .string($0.address) } ?? .null),
-            (
-                "sentinels",
-                .array(
-                    sentinels.map {
-                        .object([("address", .string($0.address)), ("status", .string($0.available ? "ok" : "unavailable"))])
-                    }
-                )
-            ),
-            ("on_error", .string(redis.onError.rawValue)),
-            ("decisions_last_minute", .int(recent.storageDecisions)),
-            ("errors_last_minute", .int(recent.storageErrors)),
-            ("latency_us_last_minute", latency),
-            ("local_tracked_keys", .int(self.facts.trackedKeys)),
-        ])
+            ("sentinels", Self.serverList(sentinels)),
+        ] + self.redisCounters(redis, recent: recent, latency: latency))
     }
 
     /// memcached storage: each server's health, `ok` while all answer, `degraded` while some do (their keys are
