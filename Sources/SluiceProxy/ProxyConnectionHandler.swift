@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceHTTP1
 import SluiceJWT
 import SluiceLimiter
+import Synchronization
 
 /// The client side of the proxy: one per client connection, last in its pipeline (after TLS, if any). It reads
 /// and writes raw `ByteBuffer`s; there is no HTTP decoder or encoder in front of it (issue 19).
@@ -169,7 +170,18 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     /// - Parameter httpVersion: `.http2` when the handler serves one stream of an HTTP/2 connection (its channel is
     ///   the stream's; the connection counts in the open-connections gauge once, not per stream).
+    /// Handlers alive now (made and not yet freed): one per open connection or HTTP/2 stream. Two atomic additions per
+    /// connection, no more; the tests check that a closed connection's handler is freed (a cycle through its context
+    /// once kept every one).
+    static var live: Int { Self.liveHandlers.load(ordering: .relaxed) }
+    private static let liveHandlers = Atomic<Int>(0)
+
+    deinit {
+        Self.liveHandlers.wrappingAdd(-1, ordering: .relaxed)
+    }
+
     init(shared: ProxyShared, pool: UpstreamPool, maxHeaderBytes: Int, overTLS: Bool = false, httpVersion: ClientProtocol = .http1) {
+        Self.liveHandlers.wrappingAdd(1, ordering: .relaxed)
         self.clientProtocol = httpVersion
         self.shared = shared
         self.pool = pool
@@ -203,14 +215,13 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.concurrencyWake = nil
         self.spareAdmission = nil
         if self.clientProtocol == .http1 { self.shared.metrics.connectionClosed() }
-        // A stream handler (HTTP/2) is removed with its channel while the connection lives on: the context it holds
-        // (which holds it) must go, or every stream would stay in memory.
+        // The context this handler holds holds it in turn: it must go, or every connection (every stream with
+        // HTTP/2) would stay in memory with its buffers, about 6 KB each (measured: 22k closed HTTP/1.1 connections
+        // kept 136 MB before this was done for HTTP/1.1 too).
         // Every late callback (an upstream connect, a delay, a decision from Redis) checks the exchange ID first: moved
         // on, none of them reaches for the context.
-        if self.clientProtocol == .http2 {
-            self.exchangeID &+= 1
-            self.context = nil
-        }
+        self.exchangeID &+= 1
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
