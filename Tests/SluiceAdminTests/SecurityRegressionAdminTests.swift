@@ -89,14 +89,25 @@ struct SecurityRegressionAdminTests {
         // runs from the accept.
         let configuration = Self.configuration(headerRead: .seconds(2), idle: .seconds(3))
         try await Self.withAdmin(configuration) { port in
-            // Part of a head, then nothing.
-            let slow = try await RawHTTPClient.connect(port: port, group: Self.group)
-            let started = ContinuousClock.now
-            try await slow.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            let response = try await slow.readResponse(timeout: .seconds(8))
-            #expect(response.status == 408)
-            _ = try await slow.waitForClose(timeout: .seconds(5))
-            #expect(ContinuousClock.now - started < .seconds(6))
+            // Part of a head, then nothing: 408 and a close. The timer runs from the accept, and on a loaded CI
+            // machine the test's own send can come after it (seen once: 2 s between connect and send at the
+            // start of the parallel run); the server then rightly treats the connection as silent and closes it
+            // without an answer. Such an attempt proves nothing either way, so it is repeated, at most 3 times.
+            var answered408 = false
+            for _ in 0..<3 where !answered408 {
+                let slow = try await RawHTTPClient.connect(port: port, group: Self.group)
+                let started = ContinuousClock.now
+                try await slow.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                let sent = ContinuousClock.now
+                let received = try await slow.waitForClose(timeout: .seconds(8))
+                await slow.close()
+                if received.isEmpty && sent - started > .milliseconds(1500) { continue }
+                let text = String(decoding: received, as: UTF8.self)
+                #expect(text.hasPrefix("HTTP/1.1 408 "), "got: \(text.prefix(200))")
+                #expect(ContinuousClock.now - started < .seconds(6))
+                answered408 = true
+            }
+            #expect(answered408, "the partial head never reached the server within header_read in 3 attempts")
 
             // Not a byte: closed, without an answer.
             let silent = try await RawHTTPClient.connect(port: port, group: Self.group)
@@ -109,7 +120,6 @@ struct SecurityRegressionAdminTests {
             let answer = try await idle.readResponse()
             #expect(answer.status == 200)
             _ = try await idle.waitForClose(timeout: .seconds(8))
-            await slow.close()
             await silent.close()
             await idle.close()
         }
