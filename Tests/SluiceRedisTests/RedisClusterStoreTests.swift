@@ -210,6 +210,42 @@ extension RedisIntegrationTests { @Suite("Redis Cluster store") struct RedisClus
         }
     }
 
+    /// Servers before Redis 7 cannot run the cross-slot script (its shebang does not compile), and the store then
+    /// stops trying it (``RedisStore/crossSlotCalls``). Without it, the same tick's decisions go out as one call per
+    /// slot, with the same results, and still count exactly once.
+    @Test func withoutCrossSlotScriptsOneCallPerSlotSameDecisions() async throws {
+        try await withRedisCluster { cluster in
+            let store = Self.store(Self.configuration(cluster), cacheRefusals: false)
+            store.crossSlotCalls.store(false, ordering: .relaxed)
+            var tags: [UInt32] = []
+            var tag: UInt32 = 3
+            while tags.count < 4 {
+                if cluster.owner(ofSlot: RedisKeySlot.slot(tag: tag)) == 0 { tags.append(tag) }
+                tag += 7919
+            }
+            let limit = LimitParameters(count: 3, periodNanoseconds: 3_600_000_000_000)
+            let items = tags.map { Self.item("old-\($0)", tag: $0, limit: limit) }
+            let loop = Self.group.next()
+            func round() async throws -> [DecisionBatch] {
+                try await loop.flatSubmit {
+                    EventLoopFuture.whenAllSucceed(items.map { Self.decideOnLoop(store, $0, loop: loop) }, on: loop)
+                }.get()
+            }
+            _ = try await round()  // loads the script
+            let before = Self.scriptCalls(cluster.nodes[0])
+            let second = try await round()
+            #expect(Self.scriptCalls(cluster.nodes[0]) == before + 4, "four slots of one primary, one call each")
+            #expect(second.map { $0.results[0].remaining } == [1, 1, 1, 1])
+            let third = try await round()
+            #expect(third.allSatisfy { $0.isAdmitted && !$0.storageUnavailable })
+            #expect(third.map { $0.results[0].remaining } == [0, 0, 0, 0])
+            let fourth = try await round()
+            #expect(fourth.allSatisfy { !$0.isAdmitted && !$0.storageUnavailable }, "the limit of 3 holds per key")
+            #expect(store.crossSlotCalls.load(ordering: .relaxed) == false)
+            await store.close()
+        }
+    }
+
     // MARK: Migration
 
     /// A slot moved to another primary while two stores decide for two keys in it (`MIGRATING`/`IMPORTING`,
