@@ -106,3 +106,51 @@ extension ListenAddress {
         }
     }
 }
+
+extension HostPortSyntax {
+    /// The messages of ``parseList(_:offset:defaultPort:label:messages:make:)``.
+    struct ListMessages<Server> {
+        /// For an empty entry (`a,,b`) and an entry without a host (`:7000`).
+        var empty: String
+        var missingHost: String
+        /// For an entry named twice: the entry as written, and the server it names.
+        var listedTwice: (Substring, Server) -> String
+    }
+
+    /// `host[:port][,host[:port]...]` (a Redis Cluster's seeds, Sentinel's sentinels, memcached's servers), in the
+    /// order written: no empty entry, no server twice. `offset`: where `list`'s index 0 is in the text.
+    static func parseList<Server: Equatable>(
+        _ list: ArraySlice<Unicode.Scalar>,
+        offset: Int,
+        defaultPort: Int,
+        label: String,
+        messages: ListMessages<Server>,
+        make: (_ host: String, _ port: Int) -> Server
+    ) -> Result<[Server], ValueSyntaxError> {
+        var servers: [Server] = []
+        var start = list.startIndex
+        while start <= list.endIndex {
+            let stop = list[start...].firstIndex(of: ",") ?? list.endIndex
+            let position = offset + start
+            let piece = Substring(String(String.UnicodeScalarView(list[start..<stop])))
+            if piece.isEmpty {
+                return .failure(ValueSyntaxError("\(label): \(messages.empty)", at: position))
+            }
+            switch Self.parse(piece, offset: position, defaultPort: defaultPort, portRange: 1...65535) {
+            case .failure(let problem):
+                return .failure(ValueSyntaxError("\(label): \(problem.message)", at: problem.offset))
+            case .success(let parsed):
+                if parsed.host.isEmpty {
+                    return .failure(ValueSyntaxError("\(label): \(messages.missingHost)", at: position))
+                }
+                let server = make(parsed.host, parsed.port)
+                if servers.contains(server) {
+                    return .failure(ValueSyntaxError("\(label): \(messages.listedTwice(piece, server))", at: position))
+                }
+                servers.append(server)
+            }
+            start = stop + 1
+        }
+        return .success(servers)
+    }
+}

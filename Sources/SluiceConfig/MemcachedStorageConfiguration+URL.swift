@@ -21,31 +21,14 @@ extension MemcachedStorageConfiguration {
                 ValueSyntaxError("invalid memcached URL: no path or query parameters after the servers", at: scheme.count + stop)
             )
         }
-        var servers: [Server] = []
-        var start = 0
-        while start <= scalars.count {
-            let end = scalars[start...].firstIndex(of: ",") ?? scalars.count
-            let offset = scheme.count + start
-            let piece = Substring(String(String.UnicodeScalarView(scalars[start..<end])))
-            if piece.isEmpty {
-                return .failure(ValueSyntaxError("invalid memcached URL: missing host", at: offset))
-            }
-            switch HostPortSyntax.parse(piece, offset: offset, defaultPort: 11211, portRange: 1...65535) {
-            case .failure(let problem):
-                return .failure(ValueSyntaxError("invalid memcached URL: \(problem.message)", at: problem.offset))
-            case .success(let parsed):
-                if parsed.host.isEmpty {
-                    return .failure(ValueSyntaxError("invalid memcached URL: missing host", at: offset))
-                }
-                let server = Server(host: parsed.host, port: parsed.port)
-                if servers.contains(server) {
-                    return .failure(ValueSyntaxError("invalid memcached URL: server \(server) is listed twice", at: offset))
-                }
-                servers.append(server)
-            }
-            start = end + 1
-        }
-        return .success(servers)
+        let messages = HostPortSyntax.ListMessages<Server>(
+            empty: "missing host",
+            missingHost: "missing host",
+            listedTwice: { _, server in "server \(server) is listed twice" }
+        )
+        return HostPortSyntax.parseList(
+            scalars[...], offset: scheme.count, defaultPort: 11211, label: "invalid memcached URL", messages: messages
+        ) { Server(host: $0, port: $1) }
     }
 
     /// Why `prefix` cannot start memcached keys, or `nil`: keys are at most 250 bytes of printable ASCII without

@@ -32,12 +32,14 @@ extension RedisStorageConfiguration {
             return .failure(ValueSyntaxError("invalid Redis URL: missing host", at: userInfo.restOffset))
         }
         let seeds: [RedisSeed]
-        let messages = ServerListMessages(
+        let messages = HostPortSyntax.ListMessages<RedisSeed>(
             empty: "empty cluster seed (expected host:port)",
             missingHost: "missing host",
             listedTwice: { piece, _ in "cluster seed \(piece) is listed twice" }
         )
-        switch Self.parseServerList(userInfo.rest, offset: schemeLength, defaultPort: 6379, label: "invalid Redis URL", messages: messages) {
+        switch HostPortSyntax.parseList(
+            userInfo.rest, offset: schemeLength, defaultPort: 6379, label: "invalid Redis URL", messages: messages, make: RedisSeed.init
+        ) {
         case .failure(let error): return .failure(error)
         case .success(let parsed): seeds = parsed
         }

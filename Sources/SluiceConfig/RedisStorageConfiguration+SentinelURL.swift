@@ -39,17 +39,18 @@ extension RedisStorageConfiguration {
             )
         }
         let sentinels: [RedisSeed]
-        let messages = ServerListMessages(
+        let messages = HostPortSyntax.ListMessages<RedisSeed>(
             empty: "missing sentinel host",
             missingHost: "missing sentinel host",
             listedTwice: { _, sentinel in "sentinel \(sentinel) is listed twice" }
         )
-        switch Self.parseServerList(
+        switch HostPortSyntax.parseList(
             userInfo.rest,
             offset: scheme.count,
             defaultPort: Self.sentinelDefaultPort,
             label: label,
-            messages: messages
+            messages: messages,
+            make: RedisSeed.init
         ) {
         case .failure(let error): return .failure(error)
         case .success(let parsed): sentinels = parsed

@@ -102,49 +102,4 @@ extension RedisStorageConfiguration {
             )
         )
     }
-
-    /// The messages of ``parseServerList(_:offset:defaultPort:messages:)`` (a cluster's seeds, Sentinel's sentinels).
-    struct ServerListMessages {
-        /// For an empty entry (`a,,b`) and an entry without a host (`:7000`).
-        var empty: String
-        var missingHost: String
-        /// For an entry named twice: the entry as written, and the server it names.
-        var listedTwice: (Substring, RedisSeed) -> String
-    }
-
-    /// `host[:port][,host[:port]...]`, in the order written: no empty entry, no server twice. `offset`: where `list`'s
-    /// index 0 is in the URL.
-    static func parseServerList(
-        _ list: ArraySlice<Unicode.Scalar>,
-        offset: Int,
-        defaultPort: Int,
-        label: String,
-        messages: ServerListMessages
-    ) -> Result<[RedisSeed], ValueSyntaxError> {
-        var servers: [RedisSeed] = []
-        var start = list.startIndex
-        while start <= list.endIndex {
-            let stop = list[start...].firstIndex(of: ",") ?? list.endIndex
-            let position = offset + start
-            let piece = Substring(String(String.UnicodeScalarView(list[start..<stop])))
-            if piece.isEmpty {
-                return .failure(ValueSyntaxError("\(label): \(messages.empty)", at: position))
-            }
-            switch HostPortSyntax.parse(piece, offset: position, defaultPort: defaultPort, portRange: 1...65535) {
-            case .failure(let problem):
-                return .failure(ValueSyntaxError("\(label): \(problem.message)", at: problem.offset))
-            case .success(let parsed):
-                if parsed.host.isEmpty {
-                    return .failure(ValueSyntaxError("\(label): \(messages.missingHost)", at: position))
-                }
-                let server = RedisSeed(host: parsed.host, port: parsed.port)
-                if servers.contains(server) {
-                    return .failure(ValueSyntaxError("\(label): \(messages.listedTwice(piece, server))", at: position))
-                }
-                servers.append(server)
-            }
-            start = stop + 1
-        }
-        return .success(servers)
-    }
 }

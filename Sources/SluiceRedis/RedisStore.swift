@@ -85,9 +85,10 @@ public final class RedisStore: RateLimitStore {
         self.leaseState = RedisLeaseState(group: group, ttl: configuration.leaseTTL)
         let timeout = TimeAmount.nanoseconds(configuration.timeout.nanoseconds)
         let connectTimeout = max(timeout, .milliseconds(250))
+        let primarySource: RedisSentinelMonitor?
         if case .sentinel(let sentinels, let masterName) = configuration.deployment {
             // Questions to the sentinels are off the request path: a 50 ms Redis timeout is not theirs.
-            let monitor = RedisSentinelMonitor(
+            primarySource = RedisSentinelMonitor(
                 sentinels: sentinels,
                 masterName: masterName,
                 primary: endpoint,
@@ -97,29 +98,30 @@ public final class RedisStore: RateLimitStore {
                 commandTimeout: max(timeout, .milliseconds(250)),
                 logger: logger
             )
-            self.sentinel = monitor
-            self.pool = RedisPool(
-                endpoint: endpoint,
-                size: max(1, configuration.poolSize),
-                group: group,
-                connectTimeout: connectTimeout,
-                commandTimeout: timeout,
-                logger: logger,
-                endpointSource: { loop in monitor.endpoint(on: loop) },
-                onTrouble: { monitor.primaryTrouble() },
-                logName: "primary of sentinel master \(masterName)/\(configuration.database)"
-            )
         } else {
-            self.sentinel = nil
-            self.pool = RedisPool(
-                endpoint: endpoint,
-                size: max(1, configuration.poolSize),
-                group: group,
-                connectTimeout: connectTimeout,
-                commandTimeout: timeout,
-                logger: logger
-            )
+            primarySource = nil
         }
+        self.sentinel = primarySource
+        // With Sentinel, each connection asks the monitor for the primary, and tells it of trouble.
+        var endpointSource: (@Sendable (any EventLoop) -> EventLoopFuture<RedisEndpoint>)?
+        var onTrouble: (@Sendable () -> Void)?
+        var logName: String?
+        if let monitor = primarySource {
+            endpointSource = { loop in monitor.endpoint(on: loop) }
+            onTrouble = { monitor.primaryTrouble() }
+            logName = "primary of sentinel master \(monitor.masterName)/\(configuration.database)"
+        }
+        self.pool = RedisPool(
+            endpoint: endpoint,
+            size: max(1, configuration.poolSize),
+            group: group,
+            connectTimeout: connectTimeout,
+            commandTimeout: timeout,
+            logger: logger,
+            endpointSource: endpointSource,
+            onTrouble: onTrouble,
+            logName: logName
+        )
         if case .cluster(let seeds) = configuration.deployment {
             let cluster = RedisCluster(
                 seeds: seeds.map { ($0.host, $0.port) },
