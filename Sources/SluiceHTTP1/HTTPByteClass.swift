@@ -1,7 +1,7 @@
 /// The byte classes of RFC 9110 §5.6.2 and RFC 9112 that the head parser tests, as one 256-entry table.
 ///
 /// A few integer operations per byte on constants (HAProxy's `h1` parser uses a table the same way, `src/h1.c`).
-enum HTTPByteClass {
+public enum HTTPByteClass {
     /// `tchar` (RFC 9110 §5.6.2): method and field names.
     static let token: UInt8 = 1 << 0
     /// `field-vchar`, SP and HTAB (RFC 9110 §5.5): a field value, obs-text (0x80–0xFF) included.
@@ -68,5 +68,15 @@ enum HTTPByteClass {
     @inline(__always)
     static func lowercased(_ byte: UInt8) -> UInt8 {
         byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+    }
+
+    /// `tchar` (RFC 9110 §5.6.2), for other modules' checks of names (HTTP/2 fields and methods).
+    public static func isTokenByte(_ byte: UInt8) -> Bool {
+        Self.is(byte, Self.token)
+    }
+
+    /// A byte of a `Host` value (reg-name, IP literal, port; no comma), for other modules' checks of an authority.
+    public static func isHostByte(_ byte: UInt8) -> Bool {
+        Self.is(byte, Self.host)
     }
 }

@@ -107,6 +107,8 @@ struct HTTP2RequestHeadTests {
             [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "user@h")],
             [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "h\r\nX: y")],
             [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "h/x")],
+            // Two hosts in one: refused as the HTTP/1.1 parser refuses `Host: a, b` (SPEC §3).
+            [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a,b")],
             [(":method", "GET"), (":scheme", "http"), (":path", "/")],
         ] as [[(String, String)]]
     )

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHPACK
+import SluiceHTTP1
 
 /// Turns the header block that opens an HTTP/2 stream into the bytes of an HTTP/1.1 request head, for the
 /// ``ProxyConnectionHandler`` that serves the stream (issue 13).
@@ -182,17 +183,9 @@ struct HTTP2RequestHead {
 
     // MARK: character classes (RFC 9110 §5.1, §5.5; RFC 3986 §3.2)
 
+    /// `tchar`: the HTTP/1.1 parser's own class (``HTTPByteClass``), so both front ends accept the same names.
     private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-            UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-            UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
+        HTTPByteClass.isTokenByte(byte)
     }
 
     static func isToken(_ text: String) -> Bool {
@@ -218,22 +211,9 @@ struct HTTP2RequestHead {
         return text.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 
-    /// Host and optional port: unreserved, sub-delims, `%`, `:`, `[` and `]` (IP literals); no userinfo.
+    /// Host and optional port: the bytes the HTTP/1.1 parser takes in `Host` (``HTTPByteClass``: unreserved,
+    /// sub-delims but the comma, `%`, `:`, `[` and `]`); no userinfo. `:authority` becomes the `Host` line.
     static func isAuthority(_ text: String) -> Bool {
-        !text.isEmpty
-            && text.utf8.allSatisfy { byte in
-                switch byte {
-                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                    UInt8(ascii: "0")...UInt8(ascii: "9"):
-                    return true
-                case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "!"),
-                    UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
-                    UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
-                    UInt8(ascii: "%"), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
-                    return true
-                default:
-                    return false
-                }
-            }
+        !text.isEmpty && text.utf8.allSatisfy(HTTPByteClass.isHostByte)
     }
 }
