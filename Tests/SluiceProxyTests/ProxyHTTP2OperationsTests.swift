@@ -36,7 +36,11 @@ struct ProxyHTTP2OperationsTests {
             configuration.rules = [Self.ipRule("h2reload", 1)]
             try await proxy.server.reload(configuration)
 
-            // New streams on the same connection: the new limit, and its counter already holds the 4 requests.
+            // New streams on the same connection see the new limit. A changed limit counts from zero (its counter is
+            // not the old one's): the first is admitted, the next ones get 429.
+            let first = try await client.request("GET", "/hello")
+            #expect(first.status == 200)
+            #expect(first.headers.first(name: "ratelimit-policy") == "\"h2reload\";q=1;w=60")
             for _ in 0..<3 {
                 let after = try await client.request("GET", "/hello")
                 #expect(after.status == 429)
@@ -48,7 +52,7 @@ struct ProxyHTTP2OperationsTests {
             #expect(slow.bodyString == "slow")
             #expect(slow.headers.first(name: "ratelimit-policy") == "\"h2reload\";q=100;w=60", "decided before the reload")
             #expect(client.channel.isActive, "one connection throughout")
-            #expect(proxy.upstream.requestURIs.filter { $0 == "/hello" }.count == 3)
+            #expect(proxy.upstream.requestURIs.filter { $0 == "/hello" }.count == 4, "the 429s never reached the upstream")
 
             // And back up: the next stream is admitted again.
             configuration.rules = [Self.ipRule("h2reload", 100)]
@@ -100,7 +104,7 @@ struct ProxyHTTP2OperationsTests {
         #expect(exposition.bodyString.contains("sluice_requests_total{rule=\"h2count\",decision=\"admitted\"} 3\n"))
         #expect(exposition.bodyString.contains("sluice_requests_total{rule=\"h2count\",decision=\"limited\"} 2\n"))
         #expect(exposition.bodyString.contains("sluice_upstream_responses_total{status=\"200\"} 3\n"))
-        #expect(exposition.bodyString.contains("sluice_open_connections 1\n"), "one HTTP/2 connection, five streams")
+        #expect(exposition.bodyString.contains("sluice_open_connections 1.0\n"), "one HTTP/2 connection, five streams")
 
         // The access log: one line per stream, `protocol` HTTP/2.
         try await eventually("five HTTP/2 lines in the access log") {
@@ -136,11 +140,61 @@ struct ProxyHTTP2OperationsTests {
         await client.close()
     }
 
+    // MARK: A client that closes its side
+
+    @Test("h2c: a client that shuts its side down gets the response of its stream in flight, then GOAWAY and the close")
+    func halfClosedClientIsClosedAfterItsStreams() async throws {
+        try await withProxy({ $0.server.h2c = true }) { proxy in
+            // No stream open: closed at once (not after the 60 s idle timeout and the 15 s grace).
+            let idle = try await HTTP2RawClient.connect(port: proxy.port)
+            let started = ContinuousClock.now
+            try await idle.channel.close(mode: .output)
+            try await idle.waitForClose(within: .seconds(5))
+            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(idle.goAwayCode == 0, "a graceful GOAWAY (NO_ERROR)")
+
+            // A stream in flight: its response is complete before the close.
+            let busy = try await HTTP2RawClient.connect(port: proxy.port)
+            let block = try H2Wire.headerBlock(path: "/slow?ms=800")
+            try await busy.send(H2Wire.frame(.headers, flags: H2Wire.endStream | H2Wire.endHeaders, stream: 1, payload: block))
+            try await eventually("the slow stream reached the upstream") { proxy.upstream.requestURIs.contains("/slow?ms=800") }
+            try await busy.channel.close(mode: .output)
+            try await busy.waitForClose(within: .seconds(5))
+            let frames = busy.frames
+            let data = frames.filter { $0.type == H2Wire.FrameType.data.rawValue && $0.stream == 1 }
+            #expect(String(decoding: data.flatMap(\.payload), as: UTF8.self) == "slow")
+            #expect(data.last.map { $0.flags & H2Wire.endStream != 0 } == true, "the response ended")
+            let goAwayIndex = frames.firstIndex { $0.type == H2Wire.FrameType.goAway.rawValue }
+            let lastDataIndex = frames.lastIndex { $0.type == H2Wire.FrameType.data.rawValue }
+            #expect(goAwayIndex != nil && lastDataIndex != nil && goAwayIndex! > lastDataIndex!)
+            #expect(busy.goAwayCode == 0)
+            try await proxy.expectStillServing()
+        }
+    }
+
+    @Test("TLS h2: the client's close_notify is answered at once (the connection is not held open)")
+    func tlsCloseNotifyIsAnswered() async throws {
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        let leaf = try certificates.issue("proxy")
+        try await withProxy({ $0.server.tls = TLSFiles(cert: leaf.cert, key: leaf.key) }) { proxy in
+            let client = try await HTTP2TestClient.connect(port: proxy.port, tls: try certificates.clientContext(protocols: ["h2"]))
+            #expect(try await client.request("GET", "/hello").status == 200)
+            let started = ContinuousClock.now
+            // NIOSSL sends close_notify and waits up to 5 s for the server's.
+            await client.close()
+            #expect(ContinuousClock.now - started < .seconds(3))
+            try await eventually("no client connection open") {
+                proxy.server.metrics.exposition().contains("sluice_open_connections 0.0\n")
+            }
+        }
+    }
+
     /// One request to the admin listener on a fresh HTTP/1.1 connection.
     static func adminGet(_ path: String, port: Int) async throws -> RawHTTPClient.Response {
         let client = try await RawHTTPClient.connect(port: port, group: ProxyHarness.group)
         defer { Task { await client.close() } }
-        try await client.send("GET \(path) HTTP/1.1\r\nHost: admin\r\n\r\n")
+        try await client.send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n")
         return try await client.readResponse()
     }
 }

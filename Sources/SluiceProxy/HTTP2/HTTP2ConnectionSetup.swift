@@ -9,7 +9,8 @@ import SluiceConfig
 /// Connection pipeline: ``HTTP2GoAwayCloser``, `NIOHTTP2Handler` (framing, HPACK, flow control, stream state, and the
 /// flood guards below), then `NIOHTTP2ServerConnectionManagementHandler` (graceful shutdown: on
 /// ``ChannelShouldQuiesceEvent`` a GOAWAY, a PING round trip, a second GOAWAY with the last stream taken, streams in
-/// flight finish, then the close), then ``HTTP2ConnectionErrorHandler``. The idle timeout is a periodic check of
+/// flight finish, then the close), ``HTTP2InputClosedHandler`` (a client that closed its side: closed once its streams
+/// are done), then ``HTTP2ConnectionErrorHandler``. The idle timeout is a periodic check of
 /// ``HTTP2StreamActivity`` that sends the same quiescing event. Each stream's channel gets an ``HTTP2StreamBridgeHandler`` and a
 /// ``ProxyConnectionHandler``: every stream is one request through the HTTP/1.1 request path.
 ///
@@ -129,7 +130,9 @@ enum HTTP2ConnectionSetup {
             streamDelegate: management.http2StreamDelegate
         ) { streamChannel in
             activity.value.opened()
-            streamChannel.closeFuture.whenComplete { _ in activity.value.closed() }
+            streamChannel.closeFuture.whenComplete { _ in
+                if activity.value.closed() { HTTP2InputClosedHandler.closeGracefully(channel) }
+            }
             return streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandler(HTTP2StreamBridgeHandler(maxHeadBytes: maxHeaderBytes))
                 try streamChannel.pipeline.syncOperations.addHandler(
@@ -144,23 +147,42 @@ enum HTTP2ConnectionSetup {
             }
         }
         try pipeline.addHandler(management)
+        try pipeline.addHandler(HTTP2InputClosedHandler(activity: activity))
         try pipeline.addHandler(HTTP2ConnectionErrorHandler(logger: shared.logger))
     }
 }
 
-/// Streams open on an HTTP/2 connection and whether any opened or closed since the last idle check.
+/// Streams open on an HTTP/2 connection, whether any opened or closed since the last idle check, and whether the
+/// client closed its side (``HTTP2InputClosedHandler``).
 struct HTTP2StreamActivity {
     private var open = 0
     private var changed = false
+    private var clientInputClosed = false
+    private var closing = false
 
     mutating func opened() {
         self.open += 1
         self.changed = true
     }
 
-    mutating func closed() {
+    /// A stream closed; returns whether the connection is to be closed now: the client's input had closed and this
+    /// was the last stream.
+    mutating func closed() -> Bool {
         self.open -= 1
         self.changed = true
+        return self.closeIfDone()
+    }
+
+    /// The client closed its side; returns whether the connection is to be closed now (no stream open).
+    mutating func inputClosed() -> Bool {
+        self.clientInputClosed = true
+        return self.closeIfDone()
+    }
+
+    private mutating func closeIfDone() -> Bool {
+        guard self.clientInputClosed, self.open == 0, !self.closing else { return false }
+        self.closing = true
+        return true
     }
 
     /// No stream open, none opened or closed since the previous call.
