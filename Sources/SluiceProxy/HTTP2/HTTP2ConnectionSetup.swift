@@ -9,16 +9,20 @@ import SluiceConfig
 /// Connection pipeline: ``HTTP2GoAwayCloser``, `NIOHTTP2Handler` (framing, HPACK, flow control, stream state, and the
 /// flood guards below), then `NIOHTTP2ServerConnectionManagementHandler` (graceful shutdown: on
 /// ``ChannelShouldQuiesceEvent`` a GOAWAY, a PING round trip, a second GOAWAY with the last stream taken, streams in
-/// flight finish, then the close), then ``HTTP2ConnectionErrorHandler``. The idle timeout is a periodic check of
+/// flight finish, then the close), ``HTTP2InputClosedHandler`` (a client that closed its side: closed once its streams
+/// are done), then ``HTTP2ConnectionErrorHandler``. The idle timeout is a periodic check of
 /// ``HTTP2StreamActivity`` that sends the same quiescing event. Each stream's channel gets an ``HTTP2StreamBridgeHandler`` and a
 /// ``ProxyConnectionHandler``: every stream is one request through the HTTP/1.1 request path.
 ///
-/// Guards, all NIOHTTP2's own (counted per connection; NIOHTTP2 sends a GOAWAY with an error code when one is
-/// exceeded, and ``HTTP2GoAwayCloser`` closes the connection once it is written):
+/// Guards, all NIOHTTP2's own with the bounds set in ``connectionConfiguration(_:)`` and ``streamConfiguration()``
+/// (counted per connection; NIOHTTP2 sends a GOAWAY with an error code when one is exceeded, and
+/// ``HTTP2GoAwayCloser`` closes the connection once it is written):
 /// - `SETTINGS_MAX_CONCURRENT_STREAMS` = `server.http2_max_concurrent_streams` (default 100), enforced by NIOHTTP2;
 /// - rapid reset (CVE-2023-44487): more than 200 RST_STREAM frames from the client within 30 s;
 /// - stream errors: more than 200 within 30 s;
-/// - CONTINUATION flood: more than 5 CONTINUATION frames in a row, and a header list over `SETTINGS_MAX_HEADER_LIST_SIZE`;
+/// - CONTINUATION flood: more than 5 CONTINUATION frames in a row, and a header block (HPACK bytes) over
+///   `SETTINGS_MAX_HEADER_LIST_SIZE` (NIOHTTP2 applies the size Sluice offers once the client acknowledges its
+///   SETTINGS; before that, its default of 16 KiB);
 /// - PING / SETTINGS / PRIORITY floods: more than 200 such frames within 30 s, and at most 10,000 control frames
 ///   queued for a client that does not read its answers;
 /// - empty DATA frames: at most one in a row; "glitches" (suspicious frames of any kind): at most 200.
@@ -44,6 +48,40 @@ enum HTTP2ConnectionSetup {
         }
     }
 
+    /// NIOHTTP2's connection settings and flood guards. The guards are set here, not left to NIOHTTP2's defaults, so
+    /// the bounds docs/behaviour.md §3e promises stay Sluice's own if a NIOHTTP2 release changes its defaults.
+    static func connectionConfiguration(_ configuration: Configuration) -> NIOHTTP2Handler.ConnectionConfiguration {
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maxConcurrentStreams),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: configuration.maxHeaderListSize),
+        ]
+        // CONTINUATION flood (CVE-2024-27316): the header list size above bounds the bytes of a header block, this
+        // the frames (empty CONTINUATIONs add no bytes).
+        connection.maximumSequentialContinuationFrames = 5
+        // PING / SETTINGS / PRIORITY floods, and their answers queued for a client that does not read.
+        connection.controlFrameRateLimit.maximumCount = 200
+        connection.controlFrameRateLimit.windowLength = .seconds(30)
+        connection.maximumBufferedControlFrames = 10_000
+        connection.maximumSequentialEmptyDataFrames = 1
+        connection.maximumConnectionGlitches = 200
+        return connection
+    }
+
+    /// NIOHTTP2's per-stream settings: flow-control watermarks and the rapid-reset and stream-error guards.
+    static func streamConfiguration() -> NIOHTTP2Handler.StreamConfiguration {
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        // A stream is unwritable (and its upstream not read) past 64 KiB waiting for the client's flow control.
+        stream.outboundBufferSizeHighWatermark = 64 * 1024
+        stream.outboundBufferSizeLowWatermark = 32 * 1024
+        // Rapid reset (CVE-2023-44487) and stream errors: 200 within 30 s.
+        stream.streamResetFrameRateLimit.maximumCount = 200
+        stream.streamResetFrameRateLimit.windowLength = .seconds(30)
+        stream.streamErrorRateLimit.maximumCount = 200
+        stream.streamErrorRateLimit.windowLength = .seconds(30)
+        return stream
+    }
+
     /// Adds the HTTP/2 handlers at the end of `pipeline` (the channel is active: NIOHTTP2 sends its SETTINGS now).
     static func configure(
         _ pipeline: ChannelPipeline.SynchronousOperations,
@@ -62,15 +100,8 @@ enum HTTP2ConnectionSetup {
                 keepalive: nil
             )
         )
-        var connection = NIOHTTP2Handler.ConnectionConfiguration()
-        connection.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maxConcurrentStreams),
-            HTTP2Setting(parameter: .maxHeaderListSize, value: configuration.maxHeaderListSize),
-        ]
-        var stream = NIOHTTP2Handler.StreamConfiguration()
-        // A stream is unwritable (and its upstream not read) past 64 KiB waiting for the client's flow control.
-        stream.outboundBufferSizeHighWatermark = 64 * 1024
-        stream.outboundBufferSizeLowWatermark = 32 * 1024
+        let connection = Self.connectionConfiguration(configuration)
+        let stream = Self.streamConfiguration()
         let maxHeaderBytes = configuration.maxHeaderBytes
         // Streams run on the connection's loop.
         let boundPool = NIOLoopBound(pool, eventLoop: channel.eventLoop)
@@ -99,7 +130,9 @@ enum HTTP2ConnectionSetup {
             streamDelegate: management.http2StreamDelegate
         ) { streamChannel in
             activity.value.opened()
-            streamChannel.closeFuture.whenComplete { _ in activity.value.closed() }
+            streamChannel.closeFuture.whenComplete { _ in
+                if activity.value.closed() { HTTP2InputClosedHandler.closeGracefully(channel) }
+            }
             return streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandler(HTTP2StreamBridgeHandler(maxHeadBytes: maxHeaderBytes))
                 try streamChannel.pipeline.syncOperations.addHandler(
@@ -114,23 +147,42 @@ enum HTTP2ConnectionSetup {
             }
         }
         try pipeline.addHandler(management)
+        try pipeline.addHandler(HTTP2InputClosedHandler(activity: activity))
         try pipeline.addHandler(HTTP2ConnectionErrorHandler(logger: shared.logger))
     }
 }
 
-/// Streams open on an HTTP/2 connection and whether any opened or closed since the last idle check.
+/// Streams open on an HTTP/2 connection, whether any opened or closed since the last idle check, and whether the
+/// client closed its side (``HTTP2InputClosedHandler``).
 struct HTTP2StreamActivity {
     private var open = 0
     private var changed = false
+    private var clientInputClosed = false
+    private var closing = false
 
     mutating func opened() {
         self.open += 1
         self.changed = true
     }
 
-    mutating func closed() {
+    /// A stream closed; returns whether the connection is to be closed now: the client's input had closed and this
+    /// was the last stream.
+    mutating func closed() -> Bool {
         self.open -= 1
         self.changed = true
+        return self.closeIfDone()
+    }
+
+    /// The client closed its side; returns whether the connection is to be closed now (no stream open).
+    mutating func inputClosed() -> Bool {
+        self.clientInputClosed = true
+        return self.closeIfDone()
+    }
+
+    private mutating func closeIfDone() -> Bool {
+        guard self.clientInputClosed, self.open == 0, !self.closing else { return false }
+        self.closing = true
+        return true
     }
 
     /// No stream open, none opened or closed since the previous call.
