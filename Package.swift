@@ -54,6 +54,8 @@ let package = Package(
             dependencies: [
                 "SluiceConfig",
                 .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
+                /// StorageCircuitBreaker logs; without it declared, Benchmarks' LimiterProfile failed to link.
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: requestPathSettings
         ),

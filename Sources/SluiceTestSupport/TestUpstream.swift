@@ -12,7 +12,7 @@ import NIOSSL
 /// - `POST /upload` → streams the body through SHA-256: `HEX BYTES`
 /// - `GET /download?bytes=N` → N bytes of ``TestPattern`` (chunked, written with back-pressure)
 /// - `GET /conn` → the id of the connection this request arrived on
-/// - `GET /slow?ms=N` → `slow` after N ms
+/// - `GET /slow?ms=N` → `slow` after N ms (``slowAnswerTimes`` records when each was written)
 /// - `GET /chunked` → three chunks, `a`, `bb`, `ccc`
 /// - `GET /close` → `bye` then closes (no Content-Length)
 /// - `GET /status?code=N` → empty response with that status
@@ -39,6 +39,7 @@ public final class TestUpstream: @unchecked Sendable {
     private var _requestHeads: [HTTPRequestHead] = []
     private var _slowUploadBytes = 0
     private var _downloadBytesWritten = 0
+    private var _slowAnswerTimes: [ContinuousClock.Instant] = []
 
     public var port: Int { self.channel.localAddress!.port! }
     public var connectionsAccepted: Int { self.lock.withLock { self._connections } }
@@ -47,9 +48,13 @@ public final class TestUpstream: @unchecked Sendable {
     public var requestHeads: [HTTPRequestHead] { self.lock.withLock { self._requestHeads } }
     public var slowUploadBytesReceived: Int { self.lock.withLock { self._slowUploadBytes } }
     public var downloadBytesWritten: Int { self.lock.withLock { self._downloadBytesWritten } }
+    /// When each `/slow` answer was written, in order: on a loaded machine its timer can fire well after N ms, and a
+    /// timing test tells from this whether the upstream was late.
+    public var slowAnswerTimes: [ContinuousClock.Instant] { self.lock.withLock { self._slowAnswerTimes } }
 
     func addSlowUploadBytes(_ n: Int) { self.lock.withLock { self._slowUploadBytes += n } }
     func addDownloadBytesWritten(_ n: Int) { self.lock.withLock { self._downloadBytesWritten += n } }
+    func recordSlowAnswer() { self.lock.withLock { self._slowAnswerTimes.append(.now) } }
 
     /// - Parameter tls: when given, the upstream speaks HTTPS with this context (an `https://` target).
     public init(group: EventLoopGroup, tls: NIOSSLContext? = nil) async throws {
@@ -226,6 +231,7 @@ private final class UpstreamRouter: ChannelInboundHandler, RemovableChannelHandl
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             context.eventLoop.scheduleTask(in: .milliseconds(Int64(ms))) {
                 let (this, context) = loopBound.value
+                this.upstream.recordSlowAnswer()
                 this.send(context, "slow", head: head)
             }
         case "/status":

@@ -8,9 +8,22 @@ import Testing
 /// and a slow client slows the reading of the upstream. Sluice never buffers a body whole.
 @Suite("Back-pressure", .timeLimit(.minutes(3)))
 struct ProxyBackPressureTests {
-    static let attempted = 128 * 1024 * 1024
-    /// Loopback socket buffers are a few MB each; four of them sit between the two ends.
-    static let bound = 48 * 1024 * 1024
+    /// Four socket buffers sit between the two ends (the client's send buffer, the proxy's receive and send buffers,
+    /// the upstream's receive buffer), and Linux grows each as it sees fit up to its `tcp_wmem` / `tcp_rmem` maximum,
+    /// more so on a loaded machine: 38 MB were seen in flight under load where 8–10 MB are usual, and with a 32 MB
+    /// `tcp_rmem` maximum (the build machine's) the former fixed 48 MB bound was not safe. The
+    /// bound is what those four buffers can hold at most, plus 8 MB for the proxy's own buffer and one read of the
+    /// upstream; 48 MB where the limits cannot be read (not Linux).
+    static let bound: Int = {
+        func maximum(_ name: String) -> Int? {
+            guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/\(name)", encoding: .utf8) else { return nil }
+            return text.split(whereSeparator: \.isWhitespace).last.flatMap { Int($0) }
+        }
+        guard let send = maximum("tcp_wmem"), let receive = maximum("tcp_rmem") else { return 48 * 1024 * 1024 }
+        return 2 * send + 2 * receive + 8 * 1024 * 1024
+    }()
+    /// Well beyond ``bound``, so a proxy that buffers the body shows it (it takes the body at loopback speed).
+    static let attempted = max(128 * 1024 * 1024, 2 * Self.bound)
 
     @Test func slowUpstreamSlowsTheClient() async throws {
         try await withProxy({ $0.server.threads = 1 }) { proxy in

@@ -13,6 +13,11 @@ extension RedisIntegrationTests {
     @Suite struct RedisSentinelPoolTests {
         /// `reconnectAll()` with the endpoint source pointing elsewhere: every slot moves, and a command sent right
         /// after the call waits for the new connection instead of failing.
+        ///
+        /// The timeouts are hang guards, not part of what is tested: on a loaded CI machine the shared event loops can
+        /// stall for seconds (2 s were seen between a test's connect and its first send), and a connect attempt that
+        /// outlasts a 1 s timeout counts as trouble, and a 2 s command timeout can fail the waiting commands, although
+        /// nothing moved wrongly. So 10 s each, and 20 s for the polls (the suite's time limit, 1 minute, still ends a hang).
         @Test func reconnectAllMovesEverySlotAndCommandsWaitForIt() async throws {
             try await withRedisServer { first in
                 try await withRedisServer { second in
@@ -22,14 +27,14 @@ extension RedisIntegrationTests {
                         endpoint: first.endpoint,
                         size: 3,
                         group: testGroup,
-                        connectTimeout: .seconds(1),
-                        commandTimeout: .seconds(2),
+                        connectTimeout: .seconds(10),
+                        commandTimeout: .seconds(10),
                         logger: quietLogger,
                         endpointSource: { loop in loop.makeSucceededFuture(target.withLock { $0 }) },
                         onTrouble: { troubles.add(1, ordering: .relaxed) }
                     )
                     _ = try await pool.send(RedisCommand("SET", "where", "first"), preferring: nil).get()
-                    try await eventually("three connections to the first server") { first.clientCount() == 3 }
+                    try await eventually(within: .seconds(20), "three connections to the first server") { first.clientCount() == 3 }
 
                     target.withLock { $0 = second.endpoint }
                     pool.reconnectAll()
@@ -40,7 +45,7 @@ extension RedisIntegrationTests {
                     #expect(values.sorted() == Array(1...20))
                     #expect(second.cli("GET", "moved") == "20")
                     #expect(first.cli("EXISTS", "moved") == "0")
-                    try await eventually("every connection moved") { first.clientCount() == 0 && second.clientCount() == 3 }
+                    try await eventually(within: .seconds(20), "every connection moved") { first.clientCount() == 0 && second.clientCount() == 3 }
                     #expect(troubles.load(ordering: .relaxed) == 0, "a move is not a failure")
                     await pool.close()
                 }

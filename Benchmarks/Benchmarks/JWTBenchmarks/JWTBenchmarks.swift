@@ -14,7 +14,13 @@ let benchmarks: @Sendable () -> Void = {
     for algorithm in JWTBench.Algorithm.allCases {
         Benchmark(
             "jwt verify \(algorithm.rawValue), uncached",
-            configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal], scalingFactor: .one, maxDuration: .seconds(3)),
+            configuration: .init(
+                metrics: [.wallClock, .throughput, .mallocCountTotal],
+                timeUnits: .nanoseconds,
+                units: [.throughput: .count],
+                scalingFactor: .one,
+                maxDuration: .seconds(3)
+            ),
             closure: { benchmark in
                 let bench = JWTBench.current.withLock { $0 }!
                 let now = JWTVerifier.now()
@@ -22,13 +28,22 @@ let benchmarks: @Sendable () -> Void = {
                 for i in benchmark.scaledIterations {
                     blackHole(bench.verifier.verify(token: bench.tokens[i % bench.tokens.count][...], now: now))
                 }
+                benchmark.stopMeasurement()
+                // Every token verifies (checked in `prepare`): the loop measured the full check, not an early failure.
             },
             setup: { try await JWTBench.prepare(algorithm) },
             teardown: { JWTBench.current.withLock { $0 = nil } }
         )
         Benchmark(
             "jwt check \(algorithm.rawValue), cached",
-            configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal], scalingFactor: .kilo, maxDuration: .seconds(3)),
+            // 1000 checks per sample: the time and mallocs are reported per check (scaled); a throughput metric would
+            // count samples, not checks, so it is left out (checks per second = 10^9 / ns per check).
+            configuration: .init(
+                metrics: [.wallClock, .mallocCountTotal],
+                timeUnits: .nanoseconds,
+                scalingFactor: .kilo,
+                maxDuration: .seconds(3)
+            ),
             closure: { benchmark in
                 let bench = JWTBench.current.withLock { $0 }!
                 let cache = JWTVerificationCache()
@@ -37,6 +52,16 @@ let benchmarks: @Sendable () -> Void = {
                 benchmark.startMeasurement()
                 for i in benchmark.scaledIterations {
                     blackHole(bench.verifier.check(token: bench.tokens[i % bench.tokens.count][...], now: now, cache: cache))
+                }
+                benchmark.stopMeasurement()
+                // The loop must have been answered from the cache alone: one miss per token (the warm-up), the rest hits.
+                let iterations = benchmark.scaledIterations.count
+                if cache.misses != bench.tokens.count || cache.hits != iterations {
+                    benchmark.error("cache not hit: \(cache.hits) hits, \(cache.misses) misses for \(iterations) checks")
+                }
+                guard case .verified = bench.verifier.check(token: bench.tokens[0][...], now: now, cache: cache) else {
+                    benchmark.error("a cached token does not read as verified")
+                    return
                 }
             },
             setup: { try await JWTBench.prepare(algorithm) },
@@ -101,8 +126,21 @@ final class JWTBench: Sendable {
         for i in 0..<100 {
             tokens.append(try await signers.sign(BenchClaims(sub: "user\(i)", exp: exp)))
         }
+        // A token that fails (a key or claim mistake here) would be measured as a cheap early refusal: refuse to run.
+        let now = JWTVerifier.now()
+        for (i, token) in tokens.enumerated() {
+            guard case .verified(let claims) = verifier.verify(token: token[...], now: now).0, claims.keyValue("sub") == "user\(i)"
+            else {
+                throw BenchSetupError(message: "\(algorithm.rawValue): benchmark token \(i) does not verify to its sub")
+            }
+        }
         Self.current.withLock { $0 = JWTBench(verifier: verifier, tokens: tokens) }
     }
+}
+
+struct BenchSetupError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { self.message }
 }
 
 struct BenchClaims: JWTPayload {
