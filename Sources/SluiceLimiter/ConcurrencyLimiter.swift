@@ -180,10 +180,10 @@ public final class ConcurrencyRuleSlots: Sendable {
     }
 
     func addInFlight(_ delta: Int, _ key: StorageKey) {
-        self.withShard(key) { shard in shard.inFlight.wrappingAdd(delta, ordering: .relaxed) }
+        _ = self.withShard(key) { shard in shard.inFlight.wrappingAdd(delta, ordering: .relaxed) }
     }
     func addQueued(_ delta: Int, _ key: StorageKey) {
-        self.withShard(key) { shard in shard.queued.wrappingAdd(delta, ordering: .relaxed) }
+        _ = self.withShard(key) { shard in shard.queued.wrappingAdd(delta, ordering: .relaxed) }
     }
 
     /// The in-flight count and queue length of one key.
