@@ -215,9 +215,9 @@ struct SecurityRegressionConnectionTests {
             // Reads for 50 ms, then pauses for 400 ms: the proxy's output is blocked during the pauses.
             for _ in 0..<6 {
                 try await Task.sleep(for: .milliseconds(400))
-                try await client.channel.setOption(.autoRead, value: true)
+                try await client.channel.setOption(.autoRead, value: true).get()
                 try await Task.sleep(for: .milliseconds(50))
-                try await client.channel.setOption(.autoRead, value: false)
+                try await client.channel.setOption(.autoRead, value: false).get()
             }
             #expect(client.bodyBytesReceived < total, "the pauses did not block the download")
             client.startReading()
