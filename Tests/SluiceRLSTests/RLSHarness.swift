@@ -26,10 +26,12 @@ final class RLSHarness: Sendable {
     let rlsPort: Int
     private let serving: Task<Void, any Error>
 
-    /// - Parameter rules: the `rules:` section (and anything after it) of a Sluice YAML file.
-    init(rules: String) async throws {
+    /// - Parameters:
+    ///   - rules: the `rules:` section (and anything after it) of a Sluice YAML file.
+    ///   - grpcRLS: the value of `server.grpc_rls` (port 0).
+    init(rules: String, grpcRLS: String = #""127.0.0.1:0""#) async throws {
         self.upstream = try await TestUpstream(group: Self.group)
-        let configuration = try Self.configuration(rules: rules, upstreamPort: self.upstream.port)
+        let configuration = try Self.configuration(rules: rules, upstreamPort: self.upstream.port, grpcRLS: grpcRLS)
         var logger = Logger(label: "sluice-rls-test")
         logger.logLevel = .critical
         self.server = try ProxyServer(configuration: configuration, logger: logger)
@@ -50,14 +52,14 @@ final class RLSHarness: Sendable {
     }
 
     /// The whole configuration: the proxy and `grpc_rls` on port 0, then `rules`.
-    static func configuration(rules: String, upstreamPort: Int) throws -> SluiceConfiguration {
+    static func configuration(rules: String, upstreamPort: Int, grpcRLS: String = #""127.0.0.1:0""#) throws -> SluiceConfiguration {
         let yaml = """
             version: 1
             server:
               listen: "127.0.0.1:0"
               threads: 2
               access_log: off
-              grpc_rls: "127.0.0.1:0"
+              grpc_rls: \(grpcRLS)
             upstream:
               url: "http://127.0.0.1:\(upstreamPort)"
             \(rules)
@@ -67,12 +69,13 @@ final class RLSHarness: Sendable {
 
     /// Runs `body` with a client of the generated code on one connection.
     func withClient<T: Sendable>(
+        security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext,
         _ body: (Envoy_Service_Ratelimit_V3_RateLimitService.Client<HTTP2ClientTransport.Posix>) async throws -> T
     ) async throws -> T {
         try await withGRPCClient(
             transport: .http2NIOPosix(
                 target: .ipv4(host: "127.0.0.1", port: self.rlsPort),
-                transportSecurity: .plaintext,
+                transportSecurity: security,
                 eventLoopGroup: Self.group
             )
         ) { client in
@@ -101,9 +104,9 @@ struct HarnessError: Error, CustomStringConvertible {
 }
 
 /// Runs `body` with a harness and always stops it (inside ``TestLoadGate``, shared).
-func withRLS(rules: String, _ body: (RLSHarness) async throws -> Void) async throws {
+func withRLS(rules: String, grpcRLS: String = #""127.0.0.1:0""#, _ body: (RLSHarness) async throws -> Void) async throws {
     try await TestLoadGate.shared {
-        let harness = try await RLSHarness(rules: rules)
+        let harness = try await RLSHarness(rules: rules, grpcRLS: grpcRLS)
         do {
             try await body(harness)
         } catch {
