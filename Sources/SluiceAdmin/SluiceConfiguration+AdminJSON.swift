@@ -282,6 +282,18 @@ extension RuleMatch {
             ("headers", .object(self.headers.map { ($0.name, .string($0.value ?? "*")) })),
         ]
         if !self.claims.isEmpty { fields.append(("jwt", .object(self.claims.map { ($0.path, .string($0.value ?? "*")) }))) }
+        if let descriptor = self.descriptor {
+            fields.append(
+                (
+                    "descriptor",
+                    .object([
+                        ("domain", .string(descriptor.domain)),
+                        ("entries", .object(descriptor.entries.map { ($0.key, .string($0.value ?? "*")) })),
+                        ("exact", .bool(descriptor.exact)),
+                    ])
+                )
+            )
+        }
         return .object(fields)
     }
 }

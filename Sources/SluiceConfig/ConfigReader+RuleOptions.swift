@@ -5,7 +5,9 @@ import Yams
 extension ConfigReader {
     func readMatch(_ node: Node) -> RuleMatch {
         var match = RuleMatch()
-        guard let fields = self.fields(node, "match", allowed: ["methods", "path", "host", "headers", "jwt"]) else { return match }
+        guard let fields = self.fields(node, "match", allowed: ["methods", "path", "host", "headers", "jwt", "descriptor"]) else {
+            return match
+        }
         if let entry = fields["methods"], let items = self.textList(entry.value, "methods") {
             var methods: [String] = []
             for item in items {
@@ -55,7 +57,49 @@ extension ConfigReader {
                 match.claims.append(RuleMatch.ClaimCondition(path: path, value: text.value == "*" ? nil : text.value))
             }
         }
+        if let entry = fields["descriptor"] {
+            match.descriptor = self.readDescriptorCondition(entry.value)
+            for key in ["methods", "path", "host", "headers", "jwt"] {
+                if let other = fields[key] {
+                    self.error(
+                        "match.\(key): a rule with match.descriptor decides gRPC descriptors, which have no HTTP request",
+                        at: other.keyNode
+                    )
+                }
+            }
+        }
         return match
+    }
+
+    /// `descriptor: { domain: D, entries: { KEY: VALUE or "*" }, exact: BOOL }` (issue 14).
+    private func readDescriptorCondition(_ node: Node) -> RuleMatch.DescriptorCondition? {
+        guard let fields = self.fields(node, "descriptor", allowed: ["domain", "entries", "exact"]) else { return nil }
+        var condition = RuleMatch.DescriptorCondition(domain: "", entries: [])
+        if let entry = fields["domain"] {
+            guard let domain = self.nonEmptyString(entry.value, "domain") else { return nil }
+            condition.domain = domain
+        } else {
+            self.error("descriptor: 'domain' is required", at: node)
+            return nil
+        }
+        if let entry = fields["entries"], let pairs = self.pairs(entry.value, "entries") {
+            for (key, value) in pairs {
+                guard !key.value.isEmpty else {
+                    self.error("entries: a descriptor entry key cannot be empty", at: key.position)
+                    continue
+                }
+                guard let text = self.text(value, "entries.\(key.value)") else { continue }
+                if text.value.isEmpty {
+                    self.error("entries.\(key.value): a descriptor entry value cannot be empty (\"*\" takes any value)", at: text.position)
+                    continue
+                }
+                condition.entries.append(.init(key: key.value, value: text.value == "*" ? nil : text.value))
+            }
+        }
+        if let entry = fields["exact"], let exact = self.boolean(entry.value, "exact") {
+            condition.exact = exact
+        }
+        return condition
     }
 
     /// Key parts as a list, or one part as a string; a part may also be written as a one-entry mapping

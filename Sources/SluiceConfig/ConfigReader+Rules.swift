@@ -126,7 +126,50 @@ extension ConfigReader {
                 self.error("rule '\(name)': 'limits', 'tiers' or 'concurrency' is required", at: node)
             }
         }
+        self.checkDescriptorRule(rule, fields: fields)
         return RuleSite(rule: rule, namePosition: namePosition, sharedPosition: sharedPosition)
+    }
+
+    /// Options that need an HTTP request (issue 14): not in a rule with `match.descriptor`, which decides gRPC
+    /// descriptors; and `descriptor:KEY` parts only there.
+    private func checkDescriptorRule(_ rule: RuleConfiguration, fields: MappingFields) {
+        var partSites: [(String, [KeyPart])] = [("key", rule.key)]
+        if case .fallback(let parts) = rule.onMissingKey { partSites.append(("on_missing_key", parts)) }
+        if let by = rule.tiers?.by { partSites.append(("tiers", [by])) }
+        guard rule.match.descriptor != nil else {
+            for (field, parts) in partSites {
+                if let part = parts.first(where: { if case .descriptor = $0 { true } else { false } }), let entry = fields[field] {
+                    self.error("\(field): key part '\(part)' needs match.descriptor (it reads a gRPC descriptor's entry)", at: entry.keyNode)
+                }
+            }
+            return
+        }
+        for (field, parts) in partSites {
+            let http = parts.first { part in
+                switch part {
+                case .descriptor, .ip, .ipPrefix, .const: false
+                default: true
+                }
+            }
+            if let http, let entry = fields[field] {
+                self.error(
+                    "\(field): key part '\(http)' reads an HTTP request; a rule with match.descriptor may use "
+                        + "descriptor:KEY, ip, ip/N (the descriptor's remote_address) or const:TEXT",
+                    at: entry.keyNode
+                )
+            }
+        }
+        let reasons = [
+            ("cost", "the cost of a descriptor is the request's hits_addend"),
+            ("count_when", "a descriptor has no response status"),
+            ("delay", "the rate-limit service cannot hold a request"),
+            ("concurrency", "a descriptor has no end to count in-flight requests to"),
+        ]
+        for (key, reason) in reasons {
+            if let entry = fields[key] {
+                self.error("\(key): not available with match.descriptor (\(reason))", at: entry.keyNode)
+            }
+        }
     }
 
     /// `[a-z0-9_-]+`: rule and shared names end up in headers, metric labels and storage keys.

@@ -7,7 +7,7 @@ extension ConfigReader {
         let allowed = [
             "listen", "tls", "admin", "admin_token", "threads", "max_header_bytes", "max_body_bytes", "timeouts",
             "trusted_proxies", "client_ip_header", "access_log",
-            "max_connections", "admin_max_connections", "http2", "h2c", "http2_max_concurrent_streams",
+            "max_connections", "admin_max_connections", "http2", "h2c", "http2_max_concurrent_streams", "grpc_rls",
         ]
         guard let fields = self.fields(node, "server", allowed: allowed) else { return server }
 
@@ -84,7 +84,33 @@ extension ConfigReader {
             server.adminMaxConnections = value
         }
         self.readHTTP2(fields, into: &server)
+        if let entry = fields["grpc_rls"] {
+            server.grpcRLS = self.readGRPCRateLimitService(entry.value, server: server)
+        }
         return server
+    }
+
+    /// `grpc_rls: "HOST:PORT"` or `grpc_rls: { listen: "HOST:PORT", tls: { cert, key } }` (issue 14).
+    private func readGRPCRateLimitService(_ node: Node, server: ServerConfiguration) -> GRPCRateLimitServiceConfiguration? {
+        let addressText: LocatedText?
+        var tls: TLSFiles?
+        if case .mapping = node {
+            guard let fields = self.fields(node, "grpc_rls", allowed: ["listen", "tls"]) else { return nil }
+            guard let listen = fields["listen"] else {
+                self.error("grpc_rls: 'listen' is required", at: node)
+                return nil
+            }
+            addressText = self.text(listen.value, "grpc_rls.listen")
+            if let entry = fields["tls"] { tls = self.readTLSFiles(entry.value) }
+        } else {
+            addressText = self.text(node, "grpc_rls")
+        }
+        guard let addressText, let address = self.listenAddress(addressText, "grpc_rls") else { return nil }
+        if address.port != 0, server.listen.contains(address) || server.admin == address {
+            self.error("grpc_rls: \(address) is also a proxy or admin listen address", at: addressText.position)
+            return nil
+        }
+        return GRPCRateLimitServiceConfiguration(listen: address, tls: tls)
     }
 
     /// `http2`, `h2c` and `http2_max_concurrent_streams` (issue 13).

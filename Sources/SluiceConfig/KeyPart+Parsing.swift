@@ -1,6 +1,6 @@
 extension KeyPart {
     /// Parses a key part (SPEC §2 "Keys"): `ip`, `ip/N` (1 ≤ N ≤ 128), `header:NAME`, `query:NAME`,
-    /// `cookie:NAME`, `path`, `method`, `host` or `const:TEXT`.
+    /// `cookie:NAME`, `path`, `method`, `host`, `const:TEXT`, `jwt:CLAIM` or `descriptor:KEY` (issue 14).
     ///
     /// The kind is case-insensitive; header names are lower-cased (HTTP header names are), query and cookie
     /// names and constants are kept as written.
@@ -34,6 +34,11 @@ extension KeyPart {
                 )
             }
             return .success(.jwt(path))
+        case "descriptor":
+            guard !argument.isEmpty else {
+                return .failure(ValueSyntaxError("key part 'descriptor:' needs a descriptor entry key after the colon", at: argumentOffset))
+            }
+            return .success(.descriptor(argument))
         case "header", "query", "cookie", "const":
             guard !argument.isEmpty else {
                 return .failure(ValueSyntaxError("key part '\(kind):' needs a name after the colon", at: argumentOffset))
@@ -54,7 +59,7 @@ extension KeyPart {
 
     private static func unknown(_ text: String) -> ValueSyntaxError {
         ValueSyntaxError(
-            "unknown key part '\(text)' (expected ip, ip/N, header:NAME, query:NAME, cookie:NAME, path, method, host, const:TEXT or jwt:CLAIM)"
+            "unknown key part '\(text)' (expected ip, ip/N, header:NAME, query:NAME, cookie:NAME, path, method, host, const:TEXT, jwt:CLAIM or descriptor:KEY)"
         )
     }
 }

@@ -89,6 +89,9 @@ public struct ServerConfiguration: Sendable {
     public var h2c: Bool = false
     /// `SETTINGS_MAX_CONCURRENT_STREAMS` offered to HTTP/2 clients. Defaults to 100.
     public var http2MaxConcurrentStreams: Int = 100
+    /// `grpc_rls` (issue 14): where Envoy's rate-limit service (`ShouldRateLimit` over gRPC) listens; `nil` (the
+    /// default): it does not.
+    public var grpcRLS: GRPCRateLimitServiceConfiguration? = nil
 
     public init(
         listen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8080)],
@@ -594,6 +597,9 @@ public struct RuleMatch: Sendable, Hashable {
     public var headers: [HeaderCondition]
     /// `match.jwt`: claims of the verified token (issue 15); a value `nil` means "present" (`*` in YAML).
     public var claims: [ClaimCondition] = []
+    /// `match.descriptor` (issue 14): the rule applies to the descriptors of Envoy's rate-limit service that meet it,
+    /// and never to a proxied request; `nil` (the default): the rule applies to proxied requests only.
+    public var descriptor: DescriptorCondition? = nil
 
     public init(methods: [String]? = nil, path: PathPattern? = nil, host: String? = nil, headers: [HeaderCondition] = []) {
         self.methods = methods
@@ -650,6 +656,9 @@ public enum KeyPart: Sendable, Hashable, CustomStringConvertible {
     case const(String)
     /// `jwt:CLAIM`: a claim of the request's verified token (issue 15), a dotted path for nested claims (`org.id`).
     case jwt(String)
+    /// `descriptor:KEY`: the value of the entry `KEY` of an Envoy rate-limit descriptor (issue 14); only in rules
+    /// with `match.descriptor`. Case is kept.
+    case descriptor(String)
 
     public var description: String {
         switch self {
@@ -663,6 +672,7 @@ public enum KeyPart: Sendable, Hashable, CustomStringConvertible {
         case .host: "host"
         case .const(let t): "const:\(t)"
         case .jwt(let path): "jwt:\(path)"
+        case .descriptor(let key): "descriptor:\(key)"
         }
     }
 }

@@ -47,8 +47,10 @@ public struct KeyBuilder: Sendable, Hashable {
         for part in self.parts {
             switch part {
             case .ip:
+                guard request.hasClientIP else { return false }
                 Self.combine(request.clientIP, into: &hasher)
             case .ipPrefix(let bits):
+                guard request.hasClientIP else { return false }
                 Self.combine(request.clientIP.masked(toPrefix: bits), into: &hasher)
             case .header(let name):
                 guard let value = request.trimmedHeader(name), !value.isEmpty else { return false }
@@ -66,6 +68,9 @@ public struct KeyBuilder: Sendable, Hashable {
                 hasher.combine(lengthPrefixed: value)
             case .jwt(let claim):
                 guard let value = request.verifiedClaims?.keyValue(claim) else { return false }
+                hasher.combine(lengthPrefixed: value)
+            case .descriptor(let key):
+                guard let value = request.descriptorValue(key), !value.isEmpty else { return false }
                 hasher.combine(lengthPrefixed: value)
             }
         }
@@ -130,9 +135,9 @@ public struct KeyBuilder: Sendable, Hashable {
     public static func value<R: RequestAttributes>(of part: KeyPart, request: R, path: Substring) -> String? {
         switch part {
         case .ip:
-            return request.clientIP.description
+            return request.hasClientIP ? request.clientIP.description : nil
         case .ipPrefix(let bits):
-            return "\(request.clientIP.masked(toPrefix: bits))/\(bits)"
+            return request.hasClientIP ? "\(request.clientIP.masked(toPrefix: bits))/\(bits)" : nil
         case .header(let name):
             guard let value = request.trimmedHeader(name), !value.isEmpty else { return nil }
             return String(value)
@@ -152,6 +157,9 @@ public struct KeyBuilder: Sendable, Hashable {
             return text
         case .jwt(let claim):
             return request.verifiedClaims?.keyValue(claim)
+        case .descriptor(let key):
+            guard let value = request.descriptorValue(key), !value.isEmpty else { return nil }
+            return value
         }
     }
 

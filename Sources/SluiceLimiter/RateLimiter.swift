@@ -120,7 +120,7 @@ public final class RateLimiter: Sendable {
         for ruleIndex in 0..<self.rules.count {
             let rule = self.rules[ruleIndex]
             guard rule.hasRateLimits, rule.matcher.matches(request, path: path) else { continue }
-            if !rule.exempt.isEmpty, rule.exempt.contains(where: { $0.contains(request.clientIP) }) {
+            if !rule.exempt.isEmpty, request.hasClientIP, rule.exempt.contains(where: { $0.contains(request.clientIP) }) {
                 prepared.entries.append(Entry(rule: rule.index, kind: .exempt))
                 continue
             }
@@ -139,7 +139,7 @@ public final class RateLimiter: Sendable {
                     guard fallback.key.combineKey(for: request, path: path, into: &keyed) else { continue }
                 }
             }
-            let cost = Self.cost(rule.cost, request: request)
+            let cost = request.costOverride ?? Self.cost(rule.cost, request: request)
             let tierValue = rule.tierPart.flatMap { KeyBuilder.value(of: $0, request: request, path: path) }
             let limits = rule.limits(tierValue: tierValue)
             // A tier without rate limits (a rule with `concurrency` and limits for some tiers only).

@@ -27,10 +27,27 @@ public protocol RequestAttributes {
     /// The claims of the request's verified JWT (issue 15), `nil` when there is none (absent, or a check failed):
     /// then every `jwt:` key part is missing. Defaults to `nil`.
     var verifiedClaims: VerifiedClaims? { get }
+    /// The domain of the Envoy rate-limit descriptor this request is (issue 14), `nil` for a proxied HTTP request
+    /// (the default). Only rules with `match.descriptor` apply to a request with a domain, and only to those.
+    var descriptorDomain: String? { get }
+    /// The value of the descriptor's entry `key` (the first, if repeated), `nil` when absent. Defaults to `nil`.
+    func descriptorValue(_ key: String) -> String?
+    /// How many distinct keys the descriptor's entries have (for `match.descriptor.exact`). Defaults to 0.
+    var descriptorKeyCount: Int { get }
+    /// Whether ``clientIP`` is known: `false` for a descriptor without a `remote_address` entry, whose `ip` and
+    /// `ip/N` key parts are then missing and whose `exempt` lists hold nothing. Defaults to `true`.
+    var hasClientIP: Bool { get }
+    /// The units the request takes whatever the rule's `cost` says: a descriptor's `hits_addend`. Defaults to `nil`.
+    var costOverride: Int64? { get }
 }
 
 extension RequestAttributes {
     public var verifiedClaims: VerifiedClaims? { nil }
+    public var descriptorDomain: String? { nil }
+    public func descriptorValue(_ key: String) -> String? { nil }
+    public var descriptorKeyCount: Int { 0 }
+    public var hasClientIP: Bool { true }
+    public var costOverride: Int64? { nil }
 
     /// The first value of header `name` without its surrounding whitespace (``FieldValue/trimmed(_:)``), `nil` if
     /// absent; a slice of the value, never a copy.

@@ -26,6 +26,7 @@ public struct RuleMatcher: Sendable {
     private let host: String?
     private let headers: [RuleMatch.HeaderCondition]
     private let claims: [RuleMatch.ClaimCondition]
+    private let descriptor: RuleMatch.DescriptorCondition?
 
     /// Whether evaluating this matcher needs the normalised path.
     public var needsPath: Bool {
@@ -48,6 +49,7 @@ public struct RuleMatcher: Sendable {
             RuleMatch.HeaderCondition(name: condition.name, value: condition.value.map { String(FieldValue.trimmed($0)) })
         }
         self.claims = match.claims
+        self.descriptor = match.descriptor
         switch match.path {
         case nil: self.path = .any
         case .exact(let p): self.path = .exact(Self.droppingTrailingSlash(p[...]).description)
@@ -62,6 +64,13 @@ public struct RuleMatcher: Sendable {
 
     /// Whether the request satisfies every condition; `path` is the normalised path.
     public func matches<R: RequestAttributes>(_ request: R, path: Substring) -> Bool {
+        // A descriptor of the gRPC rate-limit service (issue 14) meets only `match.descriptor` rules, a proxied
+        // request only the others.
+        if let descriptor = self.descriptor {
+            return Self.matches(descriptor, request)
+        } else if request.descriptorDomain != nil {
+            return false
+        }
         if let methods = self.methods, !methods.contains(request.method) { return false }
         if let host = self.host {
             guard let requestHost = request.host, Self.hostEquals(requestHost, host) else { return false }
@@ -109,6 +118,17 @@ public struct RuleMatcher: Sendable {
         case .regex(let regex):
             return regex.matches(path)
         }
+    }
+
+    /// `match.descriptor`: same domain, every entry present with an equal value (`nil`: any), and with `exact` no
+    /// other key.
+    private static func matches<R: RequestAttributes>(_ condition: RuleMatch.DescriptorCondition, _ request: R) -> Bool {
+        guard let domain = request.descriptorDomain, domain == condition.domain else { return false }
+        for entry in condition.entries {
+            guard let value = request.descriptorValue(entry.key) else { return false }
+            if let expected = entry.value, value != expected { return false }
+        }
+        return !condition.exact || request.descriptorKeyCount == condition.entries.count
     }
 
     private static func droppingTrailingSlash(_ path: Substring) -> Substring {

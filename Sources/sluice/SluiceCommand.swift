@@ -7,6 +7,7 @@ import SluiceAdmin
 import SluiceConfig
 import SluiceJWT
 import SluiceProxy
+import SluiceRLS
 import UnixSignals
 
 /// `sluice` — the command line of SPEC §1. Thin: every piece of work lives in the libraries.
@@ -16,7 +17,7 @@ struct SluiceCommand: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "A rate-limiting reverse proxy.",
         version: SluiceVersion.string,
-        subcommands: [Serve.self, Check.self, Demo.self],
+        subcommands: [Serve.self, Check.self, Demo.self, ImportEnvoyRateLimit.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -148,6 +149,14 @@ func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) 
         )
         services.append(.init(service: AdminService(server: adminServer, address: admin, logger: logger)))
     }
+    if let grpc = configuration.server.grpcRLS {
+        // One limiter for both front ends: each call reads the proxy's running one, so reloads apply to both.
+        let handler = RateLimitServiceHandler(limiter: { [server] in server.limiter }, metrics: server.metrics, logger: logger)
+        // Its own loops (NIO's singleton group): the proxy's are shut down when the proxy stops, which may come before
+        // the gRPC listener has closed.
+        let rls = RateLimitGRPCServer(configuration: grpc, handler: handler)
+        services.append(.init(service: RateLimitGRPCService(server: rls, address: grpc.listen)))
+    }
     let group = ServiceGroup(
         configuration: .init(
             services: services,
@@ -237,6 +246,27 @@ struct AdminService: Service {
         }
         try? await gracefulShutdown()
         await self.server.stop()
+    }
+}
+
+/// Envoy's rate-limit service (issue 14, `server.grpc_rls`) as a service: bound at start (a bind failure stops the
+/// process), drained on graceful shutdown. Its address is the one of the file at start; a reload changes its rules.
+struct RateLimitGRPCService: Service {
+    let server: RateLimitGRPCServer
+    let address: ListenAddress
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            do {
+                try await self.server.run { bound in
+                    FileHandle.standardOutput.write(Data("sluice grpc_rls on \(bound)\n".utf8))
+                }
+            } catch {
+                throw AdminListenError(description: "cannot listen on \(self.address) (grpc_rls): \(error)")
+            }
+        } onGracefulShutdown: {
+            self.server.beginGracefulShutdown()
+        }
     }
 }
 
