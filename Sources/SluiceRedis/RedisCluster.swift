@@ -245,7 +245,8 @@ public final class RedisCluster: Sendable {
             // A multi-key command while its slot migrates (TRYAGAIN: its keys are being moved), or redirections going
             // round while the nodes learn a slot's new owner one after another: ask again from the start, shortly.
             let loop = attempt.promise.futureResult.eventLoop
-            loop.scheduleTask(in: .milliseconds(5)) { self.run(attempt, on: nil, asking: false) }
+            let retry = attempt
+            loop.scheduleTask(in: .milliseconds(5)) { self.run(retry, on: nil, asking: false) }
         } else {
             attempt.promise.fail(RedisError.server(message))
         }

@@ -40,6 +40,7 @@ public final class TestUpstream: @unchecked Sendable {
     private var _slowUploadBytes = 0
     private var _downloadBytesWritten = 0
     private var _slowAnswerTimes: [ContinuousClock.Instant] = []
+    private var _requestTimes: [ContinuousClock.Instant] = []
 
     public var port: Int { self.channel.localAddress!.port! }
     public var connectionsAccepted: Int { self.lock.withLock { self._connections } }
@@ -51,6 +52,8 @@ public final class TestUpstream: @unchecked Sendable {
     /// When each `/slow` answer was written, in order: on a loaded machine its timer can fire well after N ms, and a
     /// timing test tells from this whether the upstream was late.
     public var slowAnswerTimes: [ContinuousClock.Instant] { self.lock.withLock { self._slowAnswerTimes } }
+    /// When each request head arrived, in the order of ``requestURIs``.
+    public var requestTimes: [ContinuousClock.Instant] { self.lock.withLock { self._requestTimes } }
 
     func addSlowUploadBytes(_ n: Int) { self.lock.withLock { self._slowUploadBytes += n } }
     func addDownloadBytesWritten(_ n: Int) { self.lock.withLock { self._downloadBytesWritten += n } }
@@ -82,6 +85,7 @@ public final class TestUpstream: @unchecked Sendable {
         self.lock.withLock {
             self._requests.append(head.uri)
             self._requestHeads.append(head)
+            self._requestTimes.append(.now)
         }
     }
 

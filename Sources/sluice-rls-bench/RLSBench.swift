@@ -51,7 +51,7 @@ struct RLSBench {
             for connection in 0..<connections {
                 group.addTask {
                     try await withGRPCClient(
-                        transport: .http2NIOPosix(target: .ipv4(host: "127.0.0.1", port: port), transportSecurity: .plaintext)
+                        transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
                     ) { client in
                         let rls = Envoy_Service_Ratelimit_V3_RateLimitService.Client(wrapping: client)
                         return try await withThrowingTaskGroup(of: (Int, Int).self) { calls in

@@ -74,7 +74,7 @@ final class RLSHarness: Sendable {
     ) async throws -> T {
         try await withGRPCClient(
             transport: .http2NIOPosix(
-                target: .ipv4(host: "127.0.0.1", port: self.rlsPort),
+                target: .ipv4(address: "127.0.0.1", port: self.rlsPort),
                 transportSecurity: security,
                 eventLoopGroup: Self.group
             )
