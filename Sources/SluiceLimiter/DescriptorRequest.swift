@@ -29,6 +29,7 @@ public struct DescriptorRequest: RequestAttributes, Sendable {
         self.entries = entries
         self.cost = max(1, cost)
         self.address = entries.first { $0.key == "remote_address" }.flatMap { IPAddress($0.value) }
+        self.descriptorKeyCount = Set(entries.map(\.key)).count
     }
 
     public var method: String { "" }
@@ -47,9 +48,6 @@ public struct DescriptorRequest: RequestAttributes, Sendable {
         self.entries.first { $0.key == key }?.value
     }
 
-    public var descriptorKeyCount: Int {
-        var keys: [String] = []
-        for entry in self.entries where !keys.contains(entry.key) { keys.append(entry.key) }
-        return keys.count
-    }
+    /// How many distinct keys the entries have, counted once when made (each `exact` rule asks).
+    public let descriptorKeyCount: Int
 }

@@ -75,6 +75,21 @@ public final class RateLimiter: Sendable {
         return self.finish(prepared, now: now)
     }
 
+    /// Decides a request from async code (the gRPC front end, issue 14): at once with a store that decides
+    /// synchronously (memory), else ``prepare(_:now:)``, the store's round trip awaited, ``finish(_:now:)``.
+    public func decide<R: RequestAttributes>(_ request: R, now: LimiterInstant) async -> LimitOutcome {
+        if self.store.decidesSynchronously { return self.evaluate(request, now: now) }
+        var prepared = self.prepare(request, now: now)
+        if !prepared.batch.isEmpty {
+            let batch = prepared.batch
+            let store = self.store
+            prepared.batch = await withCheckedContinuation { continuation in
+                store.decide(batch, now: now) { decided in continuation.resume(returning: decided) }
+            }
+        }
+        return self.finish(prepared, now: now)
+    }
+
     // MARK: Preparing
 
     /// A request's applicable rules and store items, before the store decides. No I/O, no locks, and for up to

@@ -23,20 +23,8 @@ public struct DescriptorDecider: Sendable {
     public func decide(_ descriptors: [DescriptorRequest], now: LimiterInstant) async -> [LimitOutcome] {
         var outcomes: [LimitOutcome] = []
         outcomes.reserveCapacity(descriptors.count)
-        let store = self.limiter.store
         for descriptor in descriptors {
-            if store.decidesSynchronously {
-                outcomes.append(self.limiter.evaluate(descriptor, now: now))
-                continue
-            }
-            var prepared = self.limiter.prepare(descriptor, now: now)
-            if !prepared.batch.isEmpty {
-                let batch = prepared.batch
-                prepared.batch = await withCheckedContinuation { continuation in
-                    store.decide(batch, now: now) { decided in continuation.resume(returning: decided) }
-                }
-            }
-            outcomes.append(self.limiter.finish(prepared, now: now))
+            outcomes.append(await self.limiter.decide(descriptor, now: now))
         }
         return outcomes
     }
