@@ -87,6 +87,19 @@ extension ServerConfiguration {
             ("access_log", accessLog),
             ("max_connections", .int(self.effectiveMaxConnections)),
             ("admin_max_connections", .int(self.adminMaxConnections)),
+            ("http2", .bool(self.http2)),
+            ("h2c", .bool(self.h2c)),
+            ("http2_max_concurrent_streams", .int(self.http2MaxConcurrentStreams)),
+            ("grpc_rls", self.grpcRLS.map(\.adminJSON) ?? .null),
+        ])
+    }
+}
+
+extension GRPCRateLimitServiceConfiguration {
+    var adminJSON: AdminJSON {
+        .object([
+            ("listen", .string(self.listen.description)),
+            ("tls", self.tls.map { .object([("cert", .string($0.cert)), ("key", .string($0.key))]) } ?? .null),
         ])
     }
 }

@@ -36,6 +36,11 @@ public struct TLSContexts: Sendable {
         } else {
             self.upstream = nil
         }
+        if let files = configuration.server.grpcRLS?.tls {
+            // The gRPC listener (issue 14) loads its files itself, at start; they are checked here too, so `sluice
+            // check` and `serve` refuse unusable files with the same message as for `server.tls`.
+            _ = try Self.serverContext(files, http2: true, setting: "server.grpc_rls.tls")
+        }
     }
 
     /// Protocols offered in ALPN to the upstream: Sluice forwards HTTP/1.1 only (SPEC §3).
@@ -43,15 +48,19 @@ public struct TLSContexts: Sendable {
     /// Protocols offered to clients with `server.http2` (issue 13): HTTP/2 first, as clients prefer it.
     static let clientApplicationProtocols = ["h2", "http/1.1"]
 
-    private static func serverContext(_ files: TLSFiles, http2: Bool) throws(TLSSetupError) -> NIOSSLContext {
-        let chain = try Self.certificates(files.cert, setting: "server.tls.cert")
-        let bytes = try Self.read(files.key, setting: "server.tls.key")
+    private static func serverContext(
+        _ files: TLSFiles,
+        http2: Bool,
+        setting: String = "server.tls"
+    ) throws(TLSSetupError) -> NIOSSLContext {
+        let chain = try Self.certificates(files.cert, setting: "\(setting).cert")
+        let bytes = try Self.read(files.key, setting: "\(setting).key")
         let key: NIOSSLPrivateKey
         do {
             key = try NIOSSLPrivateKey(bytes: bytes, format: .pem)
         } catch {
             throw TLSSetupError(
-                setting: "server.tls.key",
+                setting: "\(setting).key",
                 file: files.key,
                 reason: "not a PEM private key, or an encrypted one (\(error))"
             )
@@ -67,7 +76,7 @@ public struct TLSContexts: Sendable {
         } catch {
             // Both files parsed: what is left to refuse is a key that does not belong to the certificate.
             throw TLSSetupError(
-                setting: "server.tls.key",
+                setting: "\(setting).key",
                 file: files.key,
                 reason: "does not match the certificate in '\(files.cert)' (\(error))"
             )

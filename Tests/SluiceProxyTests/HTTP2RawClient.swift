@@ -141,11 +141,11 @@ final class HTTP2RawClient: Sendable {
 
     /// Stops reading from the socket: what the server sends stays in the kernel's buffers.
     func stopReading() async throws {
-        try await self.channel.setOption(ChannelOptions.autoRead, value: false)
+        try await self.channel.setOption(ChannelOptions.autoRead, value: false).get()
     }
 
     func startReading() async throws {
-        try await self.channel.setOption(ChannelOptions.autoRead, value: true)
+        try await self.channel.setOption(ChannelOptions.autoRead, value: true).get()
         self.channel.read()
     }
 
