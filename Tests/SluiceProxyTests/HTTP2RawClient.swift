@@ -141,12 +141,21 @@ final class HTTP2RawClient: Sendable {
 
     /// Stops reading from the socket: what the server sends stays in the kernel's buffers.
     func stopReading() async throws {
-        try await self.channel.setOption(ChannelOptions.autoRead, value: false).get()
+        try await Self.setAutoRead(false, on: self.channel)
     }
 
+    /// Reads again (and what the kernel holds); on a channel the server closed meanwhile there is nothing to do.
     func startReading() async throws {
-        try await self.channel.setOption(ChannelOptions.autoRead, value: true).get()
+        try await Self.setAutoRead(true, on: self.channel)
         self.channel.read()
+    }
+
+    private static func setAutoRead(_ value: Bool, on channel: Channel) async throws {
+        do {
+            try await channel.setOption(ChannelOptions.autoRead, value: value).get()
+        } catch ChannelError.ioOnClosedChannel {
+            // Closed already: what it received is kept in `received`.
+        }
     }
 
     var isClosed: Bool { self.state.withLockedValue { $0.closed } }
