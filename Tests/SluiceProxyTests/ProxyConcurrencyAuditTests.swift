@@ -127,4 +127,47 @@ struct ProxyConcurrencyAuditTests {
             }
         }
     }
+
+    @Test("through the proxy: a tier picks max, an exempt client takes no slot, on_missing_key deny refuses without Retry-After")
+    func tiersExemptAndMissingKey() async throws {
+        var plans = concurrencyRule("plans", max: 1)
+        var tiers = Tiers(by: .header("x-plan"), values: [:], defaultLimits: nil)
+        tiers.concurrencyMax = ["pro": 2]
+        plans.tiers = tiers
+        var users = concurrencyRule("users", key: [.header("x-user")], max: 5)
+        users.onMissingKey = .deny
+        // Would refuse the second request in flight, but every test client (loopback) is exempt from it.
+        var everyone = concurrencyRule("everyone", key: [.const("all")], max: 1)
+        everyone.exempt = [CIDR("127.0.0.0/8")!]
+        try await withConcurrencyProxy([plans, users, everyone]) { proxy in
+            let pro = ["X-Key: k", "X-Plan: pro", "X-User: u"]
+            let first = try await proxy.send("/hold", headers: pro)
+            let second = try await proxy.send("/hold", headers: pro)
+            try await eventually("the pro tier holds 2") { proxy.upstream.heldCount == 2 }
+            #expect(proxy.slots("plans").inFlight == 2)
+            #expect(proxy.slots("users").inFlight == 2)
+            #expect(proxy.slots("everyone").inFlight == 0, "an exempt client takes no slot")
+            let third = try await proxy.get("/", headers: pro)
+            #expect(third.status == 429)
+            #expect(third.bodyString.contains("plans"))
+            // Without a plan: the rule's own max 1.
+            let free = try await proxy.send("/hold", headers: ["X-Key: f", "X-User: u"])
+            try await eventually("one free held") { proxy.upstream.heldCount == 3 }
+            #expect(try await proxy.get("/", headers: ["X-Key: f", "X-User: u"]).status == 429)
+            // No X-User: refused for good by `users` (no Retry-After: waiting does not help), no slot kept.
+            let denied = try await proxy.get("/", headers: ["X-Key: other"])
+            #expect(denied.status == 429)
+            #expect(denied.header("Retry-After") == nil)
+            #expect(denied.bodyString.contains("users"))
+            #expect(proxy.slots("plans").inFlight == 3, "the denied request's slot of `plans` is back")
+            proxy.upstream.releaseHeld()
+            for client in [first, second, free] {
+                #expect(try await client.readResponse().status == 200)
+                await client.close()
+            }
+            try await eventually("all back") {
+                proxy.slots("plans").inFlight == 0 && proxy.slots("users").inFlight == 0 && proxy.slots("everyone").inFlight == 0
+            }
+        }
+    }
 }
