@@ -5,7 +5,8 @@ import Testing
 @testable import SluiceLimiter
 
 /// Clauses of issue 22 that no earlier limiter test asserted (audit of issue 22): `on_missing_key: fallback` for a
-/// concurrency rule, and `on_error: local` keeping at least one slot per instance when `max / instances` is below 1.
+/// concurrency rule, `on_error: local` keeping at least one slot per instance when `max / instances` is below 1, and
+/// the adaptive controller's gradient clamped at both ends.
 @Suite("Concurrency limiter: audit of issue 22")
 struct ConcurrencyAuditLimiterTests {
     typealias Wakes = ConcurrencyLimiterTests.Wakes

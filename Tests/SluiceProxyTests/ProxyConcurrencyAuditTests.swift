@@ -10,7 +10,8 @@ import Testing
 
 /// Clauses of issue 22 that no earlier socket test asserted (audit of issue 22): a concurrency rule over h2c (each
 /// stream one request), a `retry_after` other than the default on every refusal reason, a plain concurrency refusal
-/// with the rule's 503, and time spent queued kept out of the adaptive controller's samples.
+/// with the rule's 503, time spent queued kept out of the adaptive controller's samples, and tiers, `exempt` and
+/// `on_missing_key: deny` through the proxy (the limiter's own tests had them without sockets).
 @Suite("Proxy concurrency: audit of issue 22", .timeLimit(.minutes(2)))
 struct ProxyConcurrencyAuditTests {
     @Test("h2c: each stream holds one slot; the over-cap stream gets 429 without RateLimit fields; a reset stream gives its slot back")
