@@ -11,7 +11,7 @@ import Testing
 /// Clauses of issue 22 that no earlier socket test asserted (audit of issue 22): a concurrency rule over h2c (each
 /// stream one request), a `retry_after` other than the default on every refusal reason, a plain concurrency refusal
 /// with the rule's 503, time spent queued kept out of the adaptive controller's samples, and tiers, `exempt` and
-/// `on_missing_key: deny` through the proxy (the limiter's own tests had them without sockets).
+/// `on_missing_key: deny` through the proxy (the limiter's own tests had them without sockets), and `match`.
 @Suite("Proxy concurrency: audit of issue 22", .timeLimit(.minutes(2)))
 struct ProxyConcurrencyAuditTests {
     @Test("h2c: each stream holds one slot; the over-cap stream gets 429 without RateLimit fields; a reset stream gives its slot back")
@@ -169,6 +169,26 @@ struct ProxyConcurrencyAuditTests {
             try await eventually("all back") {
                 proxy.slots("plans").inFlight == 0 && proxy.slots("users").inFlight == 0 && proxy.slots("everyone").inFlight == 0
             }
+        }
+    }
+
+    @Test("match: only the requests a concurrency rule matches take (and are refused for) its slots")
+    func matchSelectsRequests() async throws {
+        var rule = concurrencyRule("held-only", max: 1)
+        rule.match = RuleMatch(path: .exact("/hold"))
+        try await withConcurrencyProxy([rule]) { proxy in
+            let held = try await proxy.send("/hold", headers: ["X-Key: k"])
+            try await eventually("held") { proxy.upstream.heldCount == 1 }
+            #expect(proxy.slots("held-only").inFlight == 1)
+            // Same key, another path: not matched, so neither counted nor refused.
+            #expect(try await proxy.get("/other", headers: ["X-Key: k"]).status == 200)
+            #expect(proxy.slots("held-only").inFlight == 1)
+            // Same key, the matched path: over max 1.
+            #expect(try await proxy.get("/hold", headers: ["X-Key: k"]).status == 429)
+            proxy.upstream.releaseHeld()
+            #expect(try await held.readResponse().status == 200)
+            await held.close()
+            try await eventually("back") { proxy.slots("held-only").inFlight == 0 }
         }
     }
 }
