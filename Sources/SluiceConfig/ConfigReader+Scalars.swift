@@ -72,9 +72,10 @@ extension ConfigReader {
         }
         guard range.contains(value) else {
             let bound: String
-            if range.upperBound >= Int(Int32.max) {
+            // "at least" only for a value below the range: one above a large bound (2^31-1) is told the range.
+            if value < range.lowerBound && range.upperBound >= Int(Int32.max) {
                 bound = "at least \(range.lowerBound)"
-            } else if range.lowerBound == Int.min {
+            } else if value > range.upperBound && range.lowerBound == Int.min {
                 bound = "at most \(range.upperBound)"
             } else {
                 bound = "between \(range.lowerBound) and \(range.upperBound)"
