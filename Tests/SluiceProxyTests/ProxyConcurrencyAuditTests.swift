@@ -59,7 +59,7 @@ struct ProxyConcurrencyAuditTests {
         var capped = concurrencyRule("capped", max: 1)
         capped.concurrency?.retryAfter = .seconds(7)
         capped.response.status = 503
-        var queued = concurrencyRule("queued", key: [.header("x-q")], max: 1, queue: .init(size: 1, timeout: .seconds(1)))
+        var queued = concurrencyRule("queued", key: [.header("x-q")], max: 1, queue: .init(size: 1, timeout: .seconds(3)))
         queued.concurrency?.retryAfter = .seconds(4)
         try await withConcurrencyProxy([capped, queued]) { proxy in
             // Over the cap, no queue: the rule's 503 with Retry-After 7.
@@ -113,7 +113,7 @@ struct ProxyConcurrencyAuditTests {
                 let b = try await proxy.send("/slow?ms=1", headers: ["X-Key: k"])
                 try await eventually("B queued") { slots.queued == 1 }
                 #expect(limiter.inFlight == 1, "a queued request holds no place in the upstream's limit")
-                try await Task.sleep(for: .milliseconds(800))
+                try await Task.sleep(for: .milliseconds(1500))
                 // A's client resets its connection: A ends without a sample, B gets the slot and completes at once.
                 let socket = try #require(a.channel as? any SocketOptionProvider)
                 try await socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
@@ -122,7 +122,7 @@ struct ProxyConcurrencyAuditTests {
                 await b.close()
                 try await eventually("B's sample") { limiter.samples == 1 && limiter.inFlight == 0 }
                 let minRTT = try #require(limiter.state.minRTT, "one sample ends the first measurement")
-                #expect(minRTT < 400_000_000, "B's latency \(minRTT / 1_000_000) ms includes its 800 ms in the queue")
+                #expect(minRTT < 750_000_000, "B's latency \(minRTT / 1_000_000) ms includes its 1.5 s in the queue")
                 upstream.releaseHeld()
                 try await eventually("slots back") { slots.inFlight == 0 && slots.queued == 0 }
             }
