@@ -15,7 +15,9 @@ import NIOCore
 ///   (`a` acquire, `r` release, `n` renew), its member, its number of items, and for an acquire 2 values per item:
 ///   `max`, and `1` when enforced (`0`: `mode: shadow`, taken even over `max`).
 /// - An acquire is all or nothing over its items: every set drops its expired leases, then, unless an enforced item
-///   holds `max` leases or more, the member is added to every set with score now + TTL. A release removes the member;
+///   holds `max` leases or more, the member is added to every set with score now + TTL. A set that does not exist
+///   (no lease: Redis deletes an empty set) is neither cleaned nor asked its TTL: two calls fewer for a key's first
+///   request, which is every request of a key that is rarely busy. A release removes the member;
 ///   a renewal moves its expiry to now + TTL only where it still is (`ZADD XX`: a lease that was released or lost, as
 ///   when Redis restarted, is not brought back).
 /// - The reply: per request 2 integers: the 1-based index of the first enforced item that refused (0: acquired), and
@@ -33,10 +35,13 @@ enum LeaseScript {
           a = a + 3
           local refused, over = 0, 0
           if op == 'a' then
+            local held = {}
             for i = 1, n do
               local key = KEYS[k + i]
-              redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-              if redis.call('ZCARD', key) >= tonumber(ARGV[a + 2 * (i - 1)]) then
+              local count = redis.call('ZCARD', key)
+              if count > 0 then count = count - redis.call('ZREMRANGEBYSCORE', key, '-inf', now) end
+              held[i] = count
+              if count >= tonumber(ARGV[a + 2 * (i - 1)]) then
                 if ARGV[a + 2 * (i - 1) + 1] == '1' then
                   if refused == 0 then refused = i end
                 elseif over == 0 then over = i end
@@ -46,7 +51,11 @@ enum LeaseScript {
               for i = 1, n do
                 local key = KEYS[k + i]
                 redis.call('ZADD', key, expiry, member)
-                if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+                if held[i] == 0 then
+                  redis.call('PEXPIRE', key, ttl)
+                elseif redis.call('PTTL', key) < ttl then
+                  redis.call('PEXPIRE', key, ttl)
+                end
               end
             else
               over = 0
@@ -101,22 +110,37 @@ struct LeaseRequest: Sendable {
         requests: some Collection<LeaseRequest>,
         ttlMilliseconds: Int64
     ) -> RedisCommand {
-        var keys: [ByteBuffer] = []
-        var argv: [ByteBuffer] = [ByteBuffer(string: String(ttlMilliseconds)), ByteBuffer(string: String(requests.count))]
+        // Written straight into one buffer (no buffer per argument): a request's acquire and its release each pass here.
+        var keys = 0
+        var arguments = 2
+        var bytes = command.utf8.count + script.utf8.count + 64
         for request in requests {
-            for key in request.keys { keys.append(ByteBuffer(string: key)) }
-            argv.append(ByteBuffer(string: request.operation.rawValue))
-            argv.append(ByteBuffer(string: request.member))
-            argv.append(ByteBuffer(string: String(request.keys.count)))
+            keys += request.keys.count
+            arguments += 3 + (request.operation == .acquire ? 2 * request.keys.count : 0)
+            bytes += request.member.utf8.count + 32 + request.keys.count * 40
+            for key in request.keys { bytes += key.utf8.count }
+        }
+        var writer = RESPCommandWriter(count: 3 + keys + arguments, capacity: bytes)
+        writer.write(command)
+        writer.write(script)
+        writer.write(Int64(keys))
+        for request in requests {
+            for key in request.keys { writer.write(key) }
+        }
+        writer.write(ttlMilliseconds)
+        writer.write(Int64(requests.count))
+        for request in requests {
+            writer.write(request.operation.rawValue)
+            writer.write(request.member)
+            writer.write(Int64(request.keys.count))
             if request.operation == .acquire {
                 for index in 0..<request.keys.count {
-                    argv.append(ByteBuffer(string: String(index < request.maxes.count ? request.maxes[index] : 0)))
-                    argv.append(ByteBuffer(string: index < request.enforced.count && !request.enforced[index] ? "0" : "1"))
+                    writer.write(Int64(index < request.maxes.count ? request.maxes[index] : 0))
+                    writer.write(index < request.enforced.count && !request.enforced[index] ? Int64(0) : Int64(1))
                 }
             }
         }
-        let head = [ByteBuffer(string: command), ByteBuffer(string: script), ByteBuffer(string: String(keys.count))]
-        return RedisCommand(arguments: head + keys + argv)
+        return RedisCommand(name: command, encoded: writer.buffer)
     }
 
     /// Hands each request its answer; all of them fail when the reply is not shaped as the script's.
