@@ -490,6 +490,13 @@ public final class ProxyServer: Service, Sendable {
         (self.shared.current().gate as? LimiterGate)?.limiter
     }
 
+    /// The limiter of the running configuration with its `sluice_requests_total` counters (by rule index), for
+    /// another front end that decides with it (the gRPC rate-limit service, issue 14).
+    public var limiterWithCounters: (limiter: RateLimiter, ruleCounters: RuleDecisionCounters)? {
+        guard let gate = self.shared.current().gate as? LimiterGate else { return nil }
+        return (gate.limiter, gate.ruleCounters)
+    }
+
     /// Forgets idle counters (a window passed, a bucket refilled, a block ended) every `interval` until cancelled,
     /// so the memory store shrinks back after a burst of one-off keys instead of waiting for LRU eviction.
     ///

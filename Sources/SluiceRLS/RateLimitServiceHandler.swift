@@ -7,10 +7,11 @@ import SluiceRLSProto
 
 /// `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit` (issue 14), answered by the running limiter.
 ///
-/// Each call reads the running limiter once (``limiter``), so a SIGHUP reload applies to the next call and a call in
+/// Each call reads the running limiter once (``running``), so a SIGHUP reload applies to the next call and a call in
 /// flight finishes with the rules it started with (SPEC §6). Descriptors are decided by ``DescriptorDecider`` and
 /// answered by ``RateLimitResponseBuilder``; every applicable rule's verdict is counted in
-/// `sluice_requests_total{rule,decision}` as the proxy counts it (a shadow rule's `shadow_limited` included).
+/// `sluice_requests_total{rule,decision}` through the proxy's own per-configuration counters (a shadow rule's
+/// `shadow_limited` included), by rule index: no lock and no lookup by name per decision.
 ///
 /// Errors: a call without a domain, or without descriptors, is `INVALID_ARGUMENT` (envoyproxy/ratelimit refuses
 /// both too); a store that cannot decide under `on_error: deny` is `UNAVAILABLE`, so Envoy's `failure_mode_deny`
@@ -19,14 +20,15 @@ public struct RateLimitServiceHandler: Envoy_Service_Ratelimit_V3_RateLimitServi
     public typealias Request = Envoy_Service_Ratelimit_V3_RateLimitRequest
     public typealias Response = Envoy_Service_Ratelimit_V3_RateLimitResponse
 
-    /// The running configuration's limiter (the proxy's: one budget for both front ends).
-    let limiter: @Sendable () -> RateLimiter?
-    let metrics: SluiceMetrics?
+    /// The running configuration's limiter (the proxy's: one budget for both front ends) and its
+    /// `sluice_requests_total` counters, read together so the rule indexes fit.
+    public typealias Running = (limiter: RateLimiter, ruleCounters: RuleDecisionCounters)
+
+    let running: @Sendable () -> Running?
     let logger: Logger
 
-    public init(limiter: @escaping @Sendable () -> RateLimiter?, metrics: SluiceMetrics?, logger: Logger) {
-        self.limiter = limiter
-        self.metrics = metrics
+    public init(running: @escaping @Sendable () -> Running?, logger: Logger) {
+        self.running = running
         self.logger = logger
     }
 
@@ -37,16 +39,14 @@ public struct RateLimitServiceHandler: Envoy_Service_Ratelimit_V3_RateLimitServi
         guard !request.descriptors.isEmpty else {
             throw RPCError(code: .invalidArgument, message: "rate limit descriptor list must not be empty")
         }
-        guard let limiter = self.limiter() else {
+        guard let running = self.running() else {
             throw RPCError(code: .unavailable, message: "sluice is not serving yet")
         }
         let now = LimiterInstant.now()
         let descriptors = Self.descriptorRequests(request)
-        let outcomes = await DescriptorDecider(limiter: limiter).decide(descriptors, now: now)
-        if let metrics = self.metrics {
-            for outcome in outcomes {
-                for decision in outcome.ruleDecisions { metrics.requestDecided(rule: decision.rule, decision: decision.decision) }
-            }
+        let outcomes = await DescriptorDecider(limiter: running.limiter).decide(descriptors, now: now)
+        for outcome in outcomes {
+            for decision in outcome.ruleDecisions { running.ruleCounters.record(decision) }
         }
         if outcomes.contains(where: \.storageUnavailable) {
             throw RPCError(code: .unavailable, message: "rate-limit storage unavailable")

@@ -151,7 +151,7 @@ func runProxy(configuration: SluiceConfiguration, path: String, logger: Logger) 
     }
     if let grpc = configuration.server.grpcRLS {
         // One limiter for both front ends: each call reads the proxy's running one, so reloads apply to both.
-        let handler = RateLimitServiceHandler(limiter: { [server] in server.limiter }, metrics: server.metrics, logger: logger)
+        let handler = RateLimitServiceHandler(running: { [server] in server.limiterWithCounters }, logger: logger)
         // Its own loops (NIO's singleton group): the proxy's are shut down when the proxy stops, which may come before
         // the gRPC listener has closed.
         let rls = RateLimitGRPCServer(configuration: grpc, handler: handler)

@@ -65,7 +65,7 @@ struct ProxyConnectionHandlerEmbeddedTests {
     @Test func parserErrorFedByteByByte() throws {
         let channel = try self.makeChannel()
         for byte in "GET / HTTP/1.1\r\nBad Header\r\n\r\n".utf8 {
-            try? channel.writeInbound(ByteBuffer(bytes: [byte]))
+            _ = try? channel.writeInbound(ByteBuffer(bytes: [byte]))
             if !channel.isActive { break }
         }
         #expect(try self.written(channel).hasPrefix("HTTP/1.1 400 "))

@@ -37,7 +37,7 @@ final class RLSHarness: Sendable {
         self.server = try ProxyServer(configuration: configuration, logger: logger)
         try await self.server.start()
         self.proxyPort = self.server.listeningAddresses.first!.port!
-        let handler = RateLimitServiceHandler(limiter: { [server] in server.limiter }, metrics: self.server.metrics, logger: logger)
+        let handler = RateLimitServiceHandler(running: { [server] in server.limiterWithCounters }, logger: logger)
         self.rls = RateLimitGRPCServer(configuration: configuration.server.grpcRLS!, handler: handler)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         self.serving = Task { [rls] in
